@@ -1,0 +1,230 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/binding/format"
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
+	"github.com/cloudevents/sdk-go/v2/types"
+)
+
+// Header names used on the bus besides the ce- attributes.
+const (
+	HeaderContentType = "Content-Type"
+	// HeaderMsgID is JetStream's de-duplication header; rollcall sets it to
+	// the event id.
+	HeaderMsgID = "Nats-Msg-Id"
+	headerPrefix = "ce-"
+)
+
+// Headers is a message header map; nats.Header and http.Header convert to it.
+type Headers = map[string][]string
+
+var specs = spec.WithPrefix(headerPrefix)
+
+// ToHeaders encodes e in CloudEvents binary content mode: every attribute
+// and extension as a percent-encoded "ce-" header, datacontenttype as
+// Content-Type, the data as the body, and Nats-Msg-Id set to the event id.
+func ToHeaders(e Event) (Headers, []byte, error) {
+	w := &headerWriter{h: Headers{}}
+	if _, err := binding.Write(binding.WithForceBinary(context.Background()), binding.ToMessage(&e), nil, w); err != nil {
+		return nil, nil, fmt.Errorf("events: encode %s: %w", e.ID(), err)
+	}
+	w.h[HeaderMsgID] = []string{e.ID()}
+	return w.h, w.body, nil
+}
+
+// FromHeaders decodes an event from binary content mode headers and body (a
+// structured-mode message, Content-Type application/cloudevents+json, is
+// accepted too).
+func FromHeaders(h Headers, body []byte) (Event, error) {
+	m := &headerMessage{h: h, body: body}
+	if ct := get(h, HeaderContentType); format.Lookup(ct) != nil {
+		m.format = format.Lookup(ct)
+	} else {
+		m.version = specs.Version(percentDecode(get(h, headerPrefix+"specversion")))
+	}
+	e, err := binding.ToEvent(context.Background(), m)
+	if err != nil {
+		return Event{}, fmt.Errorf("events: decode message %q: %w", get(h, HeaderMsgID), err)
+	}
+	return *e, nil
+}
+
+func get(h Headers, k string) string {
+	if v := h[k]; len(v) > 0 {
+		return v[0]
+	}
+	// Tolerate canonicalised keys (Ce-Id) from HTTP-shaped maps.
+	for key, v := range h {
+		if strings.EqualFold(key, k) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+type headerWriter struct {
+	h    Headers
+	body []byte
+}
+
+func (w *headerWriter) Start(context.Context) error { return nil }
+func (w *headerWriter) End(context.Context) error   { return nil }
+
+func (w *headerWriter) SetData(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	w.body = b
+	return err
+}
+
+func (w *headerWriter) SetAttribute(attr spec.Attribute, value interface{}) error {
+	if value == nil {
+		return nil
+	}
+	s, err := types.Format(value)
+	if err != nil {
+		return err
+	}
+	if attr.Kind() == spec.DataContentType {
+		w.h[HeaderContentType] = []string{s}
+		return nil
+	}
+	w.h[headerPrefix+attr.Name()] = []string{percentEncode(s)}
+	return nil
+}
+
+func (w *headerWriter) SetExtension(name string, value interface{}) error {
+	if value == nil {
+		return nil
+	}
+	s, err := types.Format(value)
+	if err != nil {
+		return err
+	}
+	w.h[headerPrefix+name] = []string{percentEncode(s)}
+	return nil
+}
+
+type headerMessage struct {
+	h       Headers
+	body    []byte
+	format  format.Format
+	version spec.Version
+}
+
+func (m *headerMessage) ReadEncoding() binding.Encoding {
+	switch {
+	case m.version != nil:
+		return binding.EncodingBinary
+	case m.format != nil:
+		return binding.EncodingStructured
+	}
+	return binding.EncodingUnknown
+}
+
+func (m *headerMessage) ReadStructured(ctx context.Context, w binding.StructuredWriter) error {
+	if m.format == nil {
+		return binding.ErrNotStructured
+	}
+	return w.SetStructuredEvent(ctx, m.format, bytes.NewReader(m.body))
+}
+
+func (m *headerMessage) ReadBinary(ctx context.Context, w binding.BinaryWriter) error {
+	if m.version == nil {
+		return binding.ErrNotBinary
+	}
+	for k, vs := range m.h {
+		if len(vs) == 0 {
+			continue
+		}
+		lk := strings.ToLower(k)
+		var err error
+		switch {
+		case lk == strings.ToLower(HeaderContentType):
+			err = w.SetAttribute(m.version.AttributeFromKind(spec.DataContentType), vs[0])
+		case strings.HasPrefix(lk, headerPrefix):
+			v := percentDecode(vs[0])
+			if attr := m.version.Attribute(lk); attr != nil {
+				err = w.SetAttribute(attr, v)
+			} else {
+				err = w.SetExtension(strings.TrimPrefix(lk, headerPrefix), v)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(m.body) > 0 {
+		return w.SetData(bytes.NewReader(m.body))
+	}
+	return nil
+}
+
+func (m *headerMessage) Finish(error) error { return nil }
+
+// percentEncode applies the CloudEvents header value rule: space, '"', '%'
+// and every byte outside printable ASCII are written as %XX of their UTF-8
+// bytes.
+func percentEncode(s string) string {
+	need := false
+	for i := 0; i < len(s); i++ {
+		if mustEscape(s[i]) {
+			need = true
+			break
+		}
+	}
+	if !need {
+		return s
+	}
+	const hexdigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if mustEscape(c) {
+			b.WriteByte('%')
+			b.WriteByte(hexdigits[c>>4])
+			b.WriteByte(hexdigits[c&0xF])
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func mustEscape(c byte) bool { return c <= 0x20 || c >= 0x7F || c == '"' || c == '%' }
+
+func percentDecode(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b.WriteByte(fromHex(s[i+1])<<4 | fromHex(s[i+2]))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func fromHex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}

@@ -1,0 +1,122 @@
+package events
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+)
+
+// Source kinds.
+const (
+	KindVPP   = "vpp"
+	KindVeeam = "veeam"
+)
+
+// Normalised user statuses. Source values are lower-cased; these are the ones
+// rollcall itself reasons about.
+const (
+	StatusRegistered = "registered"
+	StatusAssociated = "associated"
+	StatusRetired    = "retired"
+	StatusEnabled    = "enabled"
+	StatusDisabled   = "disabled"
+	// StatusRemoved marks a tombstone: the user vanished from a complete snapshot.
+	StatusRemoved = "removed"
+)
+
+// User is a directory user normalised across sources.
+type User struct {
+	Source         string `json:"source"`
+	SourceKind     string `json:"sourceKind"`
+	ID             string `json:"id"`
+	Email          string `json:"email,omitempty"`
+	UserName       string `json:"userName,omitempty"`
+	FirstName      string `json:"firstName,omitempty"`
+	LastName       string `json:"lastName,omitempty"`
+	Status         string `json:"status"`
+	Role           string `json:"role,omitempty"`
+	OrganizationID string `json:"organizationId,omitempty"`
+	ClientUserID   string `json:"clientUserId,omitempty"`
+	// Raw is the source's own record, as it arrived.
+	Raw json.RawMessage `json:"raw,omitempty"`
+}
+
+// TrackedFields lists, in a fixed order, the fields whose change is an event.
+// Raw is not tracked: a new invite URL is not a change anyone acts on.
+var TrackedFields = []string{"status", "role", "email", "userName", "firstName", "lastName", "organizationId", "clientUserId"}
+
+// Field returns the value of a tracked field; enum fields are lower-cased so
+// that "companyOwner" and "CompanyOwner" compare equal.
+func (u User) Field(name string) string {
+	switch name {
+	case "status":
+		return strings.ToLower(u.Status)
+	case "role":
+		return strings.ToLower(u.Role)
+	case "email":
+		return u.Email
+	case "userName":
+		return u.UserName
+	case "firstName":
+		return u.FirstName
+	case "lastName":
+		return u.LastName
+	case "organizationId":
+		return u.OrganizationID
+	case "clientUserId":
+		return u.ClientUserID
+	}
+	return ""
+}
+
+// Fingerprint is a stable digest of the tracked fields. Two users with the
+// same fingerprint are, for rollcall, the same state.
+func (u User) Fingerprint() string {
+	h := sha256.New()
+	for _, f := range TrackedFields {
+		v := u.Field(f)
+		// Length-prefix each field so that no two field lists collide.
+		h.Write([]byte{byte(len(v) >> 24), byte(len(v) >> 16), byte(len(v) >> 8), byte(len(v))})
+		h.Write([]byte(v))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Change is one field's move from one value to another.
+type Change struct {
+	Field string `json:"field"`
+	From  string `json:"from"`
+	To    string `json:"to"`
+}
+
+// Data is the payload of every rollcall event.
+type Data struct {
+	User     User     `json:"user"`
+	Previous *User    `json:"previous"`
+	Changes  []Change `json:"changes"`
+	Reason   string   `json:"reason,omitempty"`
+}
+
+// Diff lists the tracked fields that differ between a and b, in TrackedFields
+// order. Enum fields compare case-insensitively; the reported values are as
+// the users hold them.
+func Diff(a, b User) []Change {
+	var out []Change
+	for _, f := range TrackedFields {
+		if a.Field(f) != b.Field(f) {
+			out = append(out, Change{Field: f, From: rawField(a, f), To: rawField(b, f)})
+		}
+	}
+	return out
+}
+
+func rawField(u User, f string) string {
+	switch f {
+	case "status":
+		return u.Status
+	case "role":
+		return u.Role
+	}
+	return u.Field(f)
+}
