@@ -168,6 +168,30 @@ func (m *headerMessage) ReadBinary(ctx context.Context, w binding.BinaryWriter) 
 
 func (m *headerMessage) Finish(error) error { return nil }
 
+func (m *headerMessage) GetAttribute(k spec.Kind) (spec.Attribute, interface{}) {
+	attr := m.version.AttributeFromKind(k)
+	if attr == nil {
+		return nil, nil
+	}
+	if k == spec.DataContentType {
+		if v := get(m.h, HeaderContentType); v != "" {
+			return attr, v
+		}
+		return attr, nil
+	}
+	if v := get(m.h, headerPrefix+attr.Name()); v != "" {
+		return attr, percentDecode(v)
+	}
+	return attr, nil
+}
+
+func (m *headerMessage) GetExtension(name string) interface{} {
+	if v := get(m.h, headerPrefix+name); v != "" {
+		return percentDecode(v)
+	}
+	return nil
+}
+
 // percentEncode applies the CloudEvents header value rule: space, '"', '%'
 // and every byte outside printable ASCII are written as %XX of their UTF-8
 // bytes.

@@ -1,0 +1,198 @@
+// Command simulator serves Apple VPP's getVPPUsersSrv and Veeam's
+// /api/v3/users from a seeded directory that changes every few seconds.
+//
+//	simulator [serve]   serve the APIs (flags or SIM_* environment)
+//	simulator demo      the whole pipeline in one process: simulator, poller
+//	                    with embedded NATS, notifier printing events
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/rollcall/rollcall/internal/app/notifierapp"
+	"github.com/rollcall/rollcall/internal/app/pollerapp"
+	"github.com/rollcall/rollcall/internal/simulator"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "simulator:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	addr    string
+	users   int
+	churn   time.Duration
+	seed    int64
+	vppTok  string
+	veeamTk string
+}
+
+func envOr(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok {
+		return v
+	}
+	return def
+}
+
+func parse(name string, args []string, stderr io.Writer, defAddr string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	users, _ := strconv.Atoi(envOr("SIM_USERS", "20"))
+	churn, _ := time.ParseDuration(envOr("SIM_CHURN", "3s"))
+	seed, _ := strconv.ParseInt(envOr("SIM_SEED", "1"), 10, 64)
+	fs.StringVar(&o.addr, "addr", envOr("SIM_ADDR", defAddr), "listen address (SIM_ADDR)")
+	fs.IntVar(&o.users, "users", users, "generated users per API besides the fixtures' (SIM_USERS)")
+	fs.DurationVar(&o.churn, "churn", churn, "interval between changes; 0 = never (SIM_CHURN)")
+	fs.Int64Var(&o.seed, "seed", seed, "random seed of the churn (SIM_SEED)")
+	fs.StringVar(&o.vppTok, "vpp-stoken", envOr("SIM_VPP_STOKEN", simulator.DefaultVPPToken), "sToken the VPP API accepts (SIM_VPP_STOKEN)")
+	fs.StringVar(&o.veeamTk, "veeam-token", envOr("SIM_VEEAM_TOKEN", simulator.DefaultVeeamToken), "bearer token the Veeam API accepts (SIM_VEEAM_TOKEN)")
+	return o, fs.Parse(args)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "demo") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "demo":
+		return demo(ctx, args, stdout, stderr)
+	default:
+		return serve(ctx, args, stderr)
+	}
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	o, err := parse("simulator serve", args, stderr, "127.0.0.1:8080")
+	if err != nil {
+		return err
+	}
+	sim := simulator.New(simulator.Config{Users: o.users, Seed: o.seed, VPPToken: o.vppTok, VeeamToken: o.veeamTk})
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (use -addr or SIM_ADDR)", o.addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(stderr, "simulator listening on %s\n  VPP_BASE_URL=%s/mdm VPP_STOKEN=%s\n  VEEAM_BASE_URL=%s VEEAM_TOKEN=%s\n",
+		base, base, o.vppTok, base, o.veeamTk)
+	return serveUntil(ctx, ln, sim, o.churn, func(c string) { fmt.Fprintln(stderr, "change:", c) })
+}
+
+func serveUntil(ctx context.Context, ln net.Listener, sim *simulator.Simulator, churn time.Duration, report func(string)) error {
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sim.Run(ctx, churn, report)
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		wg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	wg.Wait()
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// demo runs simulator, poller (embedded NATS in a temporary directory) and
+// notifier (console) in one process, with short intervals so that changes
+// show within seconds. Ctrl-C stops all three.
+func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parse("simulator demo", args, stderr, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	if o.churn == 3*time.Second {
+		o.churn = 2 * time.Second
+	}
+	dir, err := os.MkdirTemp("", "rollcall-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.addr, err)
+	}
+	natsAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	sim := simulator.New(simulator.Config{Users: o.users, Seed: o.seed, VPPToken: o.vppTok, VeeamToken: o.veeamTk})
+	fmt.Fprintf(stderr, "rollcall demo: simulator at %s, NATS at nats://%s; changes every %s, polled every 2s. Ctrl-C stops.\n", base, natsAddr, o.churn)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 3)
+	var wg sync.WaitGroup
+	start := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	start("simulator", func() error {
+		return serveUntil(ctx, ln, sim, o.churn, func(c string) { fmt.Fprintln(stderr, "simulator change:", c) })
+	})
+	pollerEnv := map[string]string{
+		"DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn",
+		"VPP_BASE_URL": base + "/mdm", "VPP_STOKEN": o.vppTok, "VPP_INTERVAL": "2s", "VPP_FULL_SYNC_INTERVAL": "10s",
+		"VEEAM_BASE_URL": base, "VEEAM_TOKEN": o.veeamTk, "VEEAM_INTERVAL": "2s",
+	}
+	start("poller", func() error { return pollerapp.Run(ctx, envconfig.MapLookuper(pollerEnv), stderr) })
+	notifierEnv := map[string]string{
+		"NATS_URL": "nats://" + natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn", "CONSOLE": "true", "SINK_START": "all",
+	}
+	start("notifier", func() error { return notifierapp.Run(ctx, envconfig.MapLookuper(notifierEnv), stdout, stderr) })
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

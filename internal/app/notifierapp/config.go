@@ -1,0 +1,72 @@
+// Package notifierapp wires the notifier service from its environment: the
+// NATS connection, one sink per destination with its filter, and the
+// operational HTTP endpoints. cmd/notifier is a thin main around Run.
+package notifierapp
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Config is the notifier's environment (SPEC §3.4).
+type Config struct {
+	NATSURL      string `env:"NATS_URL, default=nats://127.0.0.1:4222"`
+	NATSCreds    string `env:"NATS_CREDS"`
+	NATSCAFile   string `env:"NATS_CA_FILE"`
+	NATSCertFile string `env:"NATS_CERT_FILE"`
+	NATSKeyFile  string `env:"NATS_KEY_FILE"`
+	NATSReplicas int    `env:"NATS_REPLICAS, default=1"`
+
+	// Console is "true", "false" or empty (= on when no other sink is set).
+	Console string `env:"CONSOLE"`
+
+	WebhookURL        []string      `env:"WEBHOOK_URL"`
+	WebhookURLFile    string        `env:"WEBHOOK_URL_FILE"`
+	WebhookSecret     string        `env:"WEBHOOK_SECRET"`
+	WebhookSecretFile string        `env:"WEBHOOK_SECRET_FILE"`
+	WebhookMode       string        `env:"WEBHOOK_MODE, default=binary"`
+	WebhookTypes      []string      `env:"WEBHOOK_TYPES"`
+	WebhookTimeout    time.Duration `env:"WEBHOOK_TIMEOUT, default=10s"`
+
+	SlackWebhookURL     string   `env:"SLACK_WEBHOOK_URL"`
+	SlackWebhookURLFile string   `env:"SLACK_WEBHOOK_URL_FILE"`
+	SlackTypes          []string `env:"SLACK_TYPES"`
+
+	Sources     []string `env:"SINK_SOURCES"`
+	MaxAttempts int      `env:"MAX_ATTEMPTS, default=10"`
+	SinkStart   string   `env:"SINK_START, default=new"`
+
+	HTTPAddr  string `env:"HTTP_ADDR, default=127.0.0.1:9091"`
+	LogFormat string `env:"LOG_FORMAT, default=text"`
+	LogLevel  string `env:"LOG_LEVEL, default=info"`
+}
+
+// Load reads the configuration through l.
+func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
+	var c Config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
+		return Config{}, fmt.Errorf("configuration: %w", err)
+	}
+	switch c.Console {
+	case "", "true", "false":
+	default:
+		return Config{}, fmt.Errorf("configuration: CONSOLE %q: want true or false", c.Console)
+	}
+	switch c.WebhookMode {
+	case "binary", "structured":
+	default:
+		return Config{}, fmt.Errorf("configuration: WEBHOOK_MODE %q: want binary or structured", c.WebhookMode)
+	}
+	if c.MaxAttempts < 1 {
+		return Config{}, fmt.Errorf("configuration: MAX_ATTEMPTS %d must be at least 1", c.MaxAttempts)
+	}
+	if c.SinkStart != "new" && c.SinkStart != "all" {
+		if _, err := time.Parse(time.RFC3339, c.SinkStart); err != nil {
+			return Config{}, fmt.Errorf("configuration: SINK_START %q: want new, all or an RFC 3339 time", c.SinkStart)
+		}
+	}
+	return c, nil
+}

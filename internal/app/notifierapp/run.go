@@ -1,0 +1,152 @@
+package notifierapp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/rollcall/rollcall/internal/bus"
+	"github.com/rollcall/rollcall/internal/logging"
+	"github.com/rollcall/rollcall/internal/natsutil"
+	"github.com/rollcall/rollcall/internal/notifier"
+	"github.com/rollcall/rollcall/internal/ops"
+	"github.com/rollcall/rollcall/internal/secret"
+	"github.com/rollcall/rollcall/internal/sinks/console"
+	"github.com/rollcall/rollcall/internal/sinks/slack"
+	"github.com/rollcall/rollcall/internal/sinks/webhook"
+)
+
+// Run runs the notifier until ctx ends. Console events go to stdout, logs
+// to stderr.
+func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	cfg, err := Load(ctx, env)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	routes, err := buildRoutes(cfg, stdout)
+	if err != nil {
+		return err
+	}
+	nc, err := natsutil.Connect(natsutil.ClientConfig{URL: cfg.NATSURL, Name: "rollcall-notifier", Creds: cfg.NATSCreds,
+		CAFile: cfg.NATSCAFile, CertFile: cfg.NATSCertFile, KeyFile: cfg.NATSKeyFile}, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, Logger: log}, routes...)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	handler := ops.Handler(reg, map[string]ops.Check{
+		"nats": func(context.Context) error {
+			if !nc.IsConnected() {
+				return fmt.Errorf("nats %s", nc.Status())
+			}
+			return nil
+		},
+		"stream": func(ctx context.Context) error {
+			_, err := js.Stream(ctx, bus.EventsStream)
+			return err
+		},
+	})
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var httpErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if httpErr = ops.Serve(rctx, cfg.HTTPAddr, handler, log); httpErr != nil {
+			stop()
+		}
+	}()
+	names := make([]string, len(routes))
+	for i, r := range routes {
+		names[i] = r.Sink.Name()
+	}
+	log.Info("notifier started", "sinks", names, "nats", nc.ConnectedUrlRedacted())
+	runErr := n.Run(rctx)
+	stop()
+	wg.Wait()
+	log.Info("notifier stopped")
+	if runErr != nil && ctx.Err() == nil {
+		return runErr
+	}
+	return httpErr
+}
+
+func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
+	var routes []notifier.Route
+	route := func(s notifier.Sink, types []string) notifier.Route {
+		return notifier.Route{Sink: s, Types: types, Sources: cfg.Sources, Start: cfg.SinkStart}
+	}
+	urls := cfg.WebhookURL
+	if cfg.WebhookURLFile != "" {
+		if len(urls) > 0 {
+			return nil, fmt.Errorf("configuration: WEBHOOK_URL and WEBHOOK_URL_FILE are both set; set one")
+		}
+		s, err := secret.Resolve("WEBHOOK_URL", "", cfg.WebhookURLFile)
+		if err != nil {
+			return nil, fmt.Errorf("configuration: %w", err)
+		}
+		urls = strings.Split(s, ",")
+	}
+	whSecret, err := secret.Resolve("WEBHOOK_SECRET", cfg.WebhookSecret, cfg.WebhookSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	var secrets []string
+	if whSecret != "" {
+		secrets = strings.Fields(whSecret)
+	}
+	for i, u := range urls {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		name := "webhook"
+		if i > 0 {
+			name = "webhook-" + strconv.Itoa(i+1)
+		}
+		s, err := webhook.New(webhook.Config{Name: name, URL: u, Secrets: secrets, Mode: cfg.WebhookMode, Timeout: cfg.WebhookTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("configuration: WEBHOOK_URL #%d: %w", i+1, err)
+		}
+		routes = append(routes, route(s, cfg.WebhookTypes))
+	}
+	slackURL, err := secret.Resolve("SLACK_WEBHOOK_URL", cfg.SlackWebhookURL, cfg.SlackWebhookURLFile)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	if slackURL != "" {
+		s, err := slack.New(slack.Config{WebhookURL: slackURL})
+		if err != nil {
+			return nil, fmt.Errorf("configuration: SLACK_WEBHOOK_URL: %w", err)
+		}
+		routes = append(routes, route(s, cfg.SlackTypes))
+	}
+	if cfg.Console == "true" || cfg.Console == "" && len(routes) == 0 {
+		routes = append(routes, route(console.New(console.Config{Out: stdout}), nil))
+	}
+	if len(routes) == 0 {
+		return nil, fmt.Errorf("configuration: no sink: set WEBHOOK_URL, SLACK_WEBHOOK_URL or CONSOLE=true")
+	}
+	return routes, nil
+}
+

@@ -1,0 +1,170 @@
+// Package bus owns rollcall's JetStream layout: the event stream, the state
+// buckets and the baseline object store, and publishing a run's events with
+// de-duplication ids.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+// Names fixed by SPEC §2.3.
+const (
+	EventsStream     = "ROLLCALL_EVENTS"
+	EventsSubjects   = "rollcall.events.>"
+	DeadLetterStream = "ROLLCALL_DEADLETTER"
+	DeadLetterPrefix = "rollcall.deadletter."
+	UsersBucket      = "rollcall_users"
+	SourcesBucket    = "rollcall_sources"
+	BaselinesBucket  = "rollcall_baselines"
+)
+
+// Config sizes the stream and buckets.
+type Config struct {
+	Replicas        int           // NATS_REPLICAS
+	MaxAge          time.Duration // EVENTS_MAX_AGE
+	DuplicateWindow time.Duration // EVENTS_DUPLICATE_WINDOW
+}
+
+func (c Config) withDefaults() Config {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 8760 * time.Hour
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = 24 * time.Hour
+	}
+	return c
+}
+
+// Handles are the buckets a poller writes.
+type Handles struct {
+	Users     jetstream.KeyValue
+	Sources   jetstream.KeyValue
+	Baselines jetstream.ObjectStore
+}
+
+// StreamConfig is the audit trail stream as SPEC §2.3 defines it.
+func StreamConfig(c Config) jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        EventsStream,
+		Description: "rollcall user change events (CloudEvents, binary mode)",
+		Subjects:    []string{EventsSubjects},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      c.MaxAge,
+		Duplicates:  c.DuplicateWindow,
+		Replicas:    c.Replicas,
+	}
+}
+
+// Ensure creates or updates the stream, buckets and object store.
+func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Handles, error) {
+	c = c.withDefaults()
+	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(c)); err != nil {
+		return nil, fmt.Errorf("create stream %s: %w", EventsStream, err)
+	}
+	users, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: UsersBucket, Description: "rollcall: last known state of every user",
+		Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", UsersBucket, err)
+	}
+	srcs, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: SourcesBucket, Description: "rollcall: per-source cursors, health and leases",
+		Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 5,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", SourcesBucket, err)
+	}
+	base, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: BaselinesBucket, Description: "rollcall: each source's first complete snapshot",
+		Storage: jetstream.FileStorage, Replicas: c.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create object store %s: %w", BaselinesBucket, err)
+	}
+	return &Handles{Users: users, Sources: srcs, Baselines: base}, nil
+}
+
+// EnsureDeadLetter creates the dead-letter stream the notifier writes.
+func EnsureDeadLetter(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	if replicas <= 0 {
+		replicas = 1
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: DeadLetterStream, Description: "rollcall events a sink could not deliver",
+		Subjects: []string{DeadLetterPrefix + ">"}, Storage: jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy, Replicas: replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", DeadLetterStream, err)
+	}
+	return nil
+}
+
+// Msg encodes an event as a NATS message on its subject, in binary content
+// mode with Nats-Msg-Id set to the event id.
+func Msg(e events.Event) (*nats.Msg, error) {
+	h, body, err := events.ToHeaders(e)
+	if err != nil {
+		return nil, err
+	}
+	d, err := events.DecodeData(e)
+	if err != nil {
+		return nil, err
+	}
+	return &nats.Msg{Subject: events.Subject(d.User.Source, e.Subject(), e.Type()), Header: nats.Header(h), Data: body}, nil
+}
+
+// PublishResult counts what the stream did with a batch.
+type PublishResult struct {
+	Stored     int
+	Duplicates int // dropped by JetStream's de-duplication window
+}
+
+// Publish sends every event and waits for every ack. It returns an error if
+// any event was not stored; the caller must then write no state, and a rerun
+// publishes the same ids again, which JetStream de-duplicates.
+func Publish(ctx context.Context, pub jetstream.Publisher, evs []events.Event) (PublishResult, error) {
+	var res PublishResult
+	futures := make([]jetstream.PubAckFuture, 0, len(evs))
+	for _, e := range evs {
+		m, err := Msg(e)
+		if err != nil {
+			return res, err
+		}
+		f, err := pub.PublishMsgAsync(m, jetstream.WithExpectStream(EventsStream))
+		if err != nil {
+			return res, fmt.Errorf("publish %s %s: %w", e.Type(), e.ID(), err)
+		}
+		futures = append(futures, f)
+	}
+	var errs []error
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if ack.Duplicate {
+				res.Duplicates++
+			} else {
+				res.Stored++
+			}
+		case err := <-f.Err():
+			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Subject, err))
+		case <-ctx.Done():
+			return res, fmt.Errorf("publish: waiting for acks: %w", ctx.Err())
+		}
+	}
+	return res, errors.Join(errs...)
+}

@@ -1,0 +1,159 @@
+// Package state keeps what the poller knows between runs in JetStream KV:
+// each user's last state in rollcall_users and each source's cursor and
+// bookkeeping in rollcall_sources. Every write is compare-and-set on the
+// revision read, so two writers never silently overwrite each other.
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rollcall/rollcall/internal/diff"
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+// ErrConflict means another writer changed a key since it was read. The run
+// must be abandoned and retried from fresh state.
+var ErrConflict = errors.New("state changed by another writer")
+
+// Record is a user's entry in rollcall_users.
+type Record struct {
+	User        events.User `json:"user"`
+	Fingerprint string      `json:"fingerprint"`
+}
+
+// Users is one source's view of rollcall_users.
+type Users struct {
+	kv     jetstream.KeyValue
+	source string
+}
+
+// NewUsers scopes kv to one source's keys.
+func NewUsers(kv jetstream.KeyValue, source string) *Users {
+	return &Users{kv: kv, source: source}
+}
+
+// Load reads every user of the source with the revision it was read at.
+func (u *Users) Load(ctx context.Context) (map[string]diff.Prev, error) {
+	w, err := u.kv.Watch(ctx, u.source+".>", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("load state of %s: %w", u.source, err)
+	}
+	defer w.Stop()
+	out := map[string]diff.Prev{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("load state of %s: %w", u.source, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("load state of %s: watcher closed", u.source)
+			}
+			if e == nil { // the initial values are all delivered
+				return out, nil
+			}
+			var r Record
+			if err := json.Unmarshal(e.Value(), &r); err != nil {
+				return nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
+			}
+			out[r.User.ID] = diff.Prev{User: r.User, Revision: e.Revision()}
+		}
+	}
+}
+
+// Apply commits writes with compare-and-set. It stops at the first conflict
+// and returns ErrConflict; earlier writes stay, which is safe because the
+// events for every write were published before Apply was called.
+func (u *Users) Apply(ctx context.Context, writes []diff.Write) error {
+	for _, w := range writes {
+		b, err := json.Marshal(Record{User: w.User, Fingerprint: w.User.Fingerprint()})
+		if err != nil {
+			return fmt.Errorf("encode state of %s: %w", w.User.ID, err)
+		}
+		key := events.StateKey(u.source, w.User.ID)
+		if w.Revision == 0 {
+			_, err = u.kv.Create(ctx, key, b)
+		} else {
+			_, err = u.kv.Update(ctx, key, b, w.Revision)
+		}
+		switch {
+		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			return fmt.Errorf("write %s: %w", key, ErrConflict)
+		case err != nil:
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// Source is a source's bookkeeping in rollcall_sources.
+type Source struct {
+	// Seeded is set once the first complete snapshot is committed; until
+	// then runs seed the state silently (unless EMIT_INITIAL).
+	Seeded bool `json:"seeded"`
+	// Cursor is the incremental position (VPP sinceModifiedToken).
+	Cursor string `json:"cursor,omitempty"`
+	// LastFullSync is when the last complete snapshot was committed.
+	LastFullSync     time.Time `json:"lastFullSync,omitzero"`
+	LastCompleteSize int       `json:"lastCompleteSize"`
+}
+
+// Sources is rollcall_sources.
+type Sources struct{ kv jetstream.KeyValue }
+
+// NewSources wraps kv.
+func NewSources(kv jetstream.KeyValue) *Sources { return &Sources{kv: kv} }
+
+func sourceKey(name string) string { return name + ".state" }
+
+// Get returns a source's bookkeeping and its revision (0 if none yet).
+func (s *Sources) Get(ctx context.Context, name string) (Source, uint64, error) {
+	e, err := s.kv.Get(ctx, sourceKey(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Source{}, 0, nil
+	}
+	if err != nil {
+		return Source{}, 0, fmt.Errorf("read source state %s: %w", name, err)
+	}
+	var st Source
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return Source{}, 0, fmt.Errorf("read source state %s: %w", name, err)
+	}
+	return st, e.Revision(), nil
+}
+
+// Put writes a source's bookkeeping, compare-and-set against rev.
+func (s *Sources) Put(ctx context.Context, name string, st Source, rev uint64) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		_, err = s.kv.Create(ctx, sourceKey(name), b)
+	} else {
+		_, err = s.kv.Update(ctx, sourceKey(name), b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("write source state %s: %w", name, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("write source state %s: %w", name, err)
+	}
+	return nil
+}
+
+// SplitKey returns the source and user id of a rollcall_users key.
+func SplitKey(key string) (source, id string, err error) {
+	src, enc, ok := strings.Cut(key, ".")
+	if !ok {
+		return "", "", fmt.Errorf("state key %q has no source prefix", key)
+	}
+	id, err = events.DecodeKey(enc)
+	return src, id, err
+}

@@ -1,0 +1,106 @@
+package events_test
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+func TestEncodeKey(t *testing.T) {
+	tests := []struct{ id, key string }{
+		{"1", "1"},
+		{"c3728f5b-82f7-4e1a-b36b-68c7d1b3w8eb", "c3728f5b-82f7-4e1a-b36b-68c7d1b3w8eb"},
+		{"user3@test.com", "user3_40test_2Ecom"},
+		{"a b", "a_20b"},
+		{"a_b", "a_5Fb"},
+		{"*", "_2A"},
+		{">", "_3E"},
+		{"ü", "_C3_BC"},
+		{"", "_"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			if got := events.EncodeKey(tt.id); got != tt.key {
+				t.Fatalf("EncodeKey(%q) = %q, want %q", tt.id, got, tt.key)
+			}
+			back, err := events.DecodeKey(tt.key)
+			if err != nil || back != tt.id {
+				t.Fatalf("DecodeKey(%q) = %q, %v", tt.key, back, err)
+			}
+		})
+	}
+	for _, bad := range []string{"", "a.b", "_2", "_2a", "_41", "a b"} {
+		if _, err := events.DecodeKey(bad); err == nil {
+			t.Errorf("DecodeKey(%q) accepted a key EncodeKey cannot make", bad)
+		}
+	}
+}
+
+func TestSubject(t *testing.T) {
+	if got := events.Subject("vpp", "1", events.TypeAssociated); got != "rollcall.events.vpp.1.user.associated" {
+		t.Fatalf("subject = %q", got)
+	}
+	if got := events.StateKey("veeam", "a.b"); got != "veeam.a_2Eb" {
+		t.Fatalf("state key = %q", got)
+	}
+}
+
+// validToken is NATS's rule for one subject token combined with the KV key
+// alphabet, which is stricter.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '=' || c == '/') {
+			return false
+		}
+	}
+	return !strings.ContainsAny(s, ".*> \t\r\n")
+}
+
+func FuzzEncodeKey(f *testing.F) {
+	for _, s := range []string{"1", "user@test.com", "a.b", "a b", "*", ">", "ü", "_", "_5F", "", "\x00", "c3728f5b-82f7-4e1a-b36b-68c7d1b3w8eb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		key := events.EncodeKey(id)
+		if !validToken(key) {
+			t.Fatalf("EncodeKey(%q) = %q is not a valid subject token / KV key", id, key)
+		}
+		back, err := events.DecodeKey(key)
+		if err != nil || back != id {
+			t.Fatalf("round trip %q → %q → %q, %v", id, key, back, err)
+		}
+		// Whatever DecodeKey accepts must re-encode to the same key.
+		if dec, err := events.DecodeKey(id); err == nil && events.EncodeKey(dec) != id {
+			t.Fatalf("DecodeKey accepted non-canonical %q", id)
+		}
+		_ = utf8.ValidString(id)
+	})
+}
+
+func FuzzFromHeaders(f *testing.F) {
+	f.Add("1.0", "abc", "user.registered", "urn:rollcall:source:vpp", "1", "vpp", []byte(`{"user":{"source":"vpp","sourceKind":"vpp","id":"1","status":"Registered"},"previous":null,"changes":[]}`))
+	f.Add("%", "%zz", "user.updated", "", "", "", []byte("{"))
+	f.Fuzz(func(t *testing.T, spec, id, typ, source, subject, kind string, body []byte) {
+		h := events.Headers{"ce-specversion": {spec}, "ce-id": {id}, "ce-type": {typ}, "ce-source": {source}, "ce-subject": {subject}, "ce-sourcekind": {kind}, "ce-time": {"2026-11-23T12:00:00Z"}, "Content-Type": {"application/json"}}
+		e, err := events.FromHeaders(h, body)
+		if err != nil {
+			return
+		}
+		if events.Validate(e) == nil {
+			// A valid event must survive a round trip unchanged.
+			h2, b2, err := events.ToHeaders(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e2, err := events.FromHeaders(h2, b2)
+			if err != nil || e2.ID() != e.ID() || e2.Subject() != e.Subject() {
+				t.Fatalf("round trip of a valid event failed: %v", err)
+			}
+		}
+	})
+}
