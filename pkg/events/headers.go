@@ -18,7 +18,7 @@ const (
 	HeaderContentType = "Content-Type"
 	// HeaderMsgID is JetStream's de-duplication header; rollcall sets it to
 	// the event id.
-	HeaderMsgID = "Nats-Msg-Id"
+	HeaderMsgID  = "Nats-Msg-Id"
 	headerPrefix = "ce-"
 )
 

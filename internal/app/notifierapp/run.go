@@ -149,4 +149,3 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 	}
 	return routes, nil
 }
-
