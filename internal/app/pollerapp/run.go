@@ -128,7 +128,7 @@ func buildSources(cfg Config, log *slog.Logger) ([]poller.SourceConfig, error) {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if stoken != "" {
-		c, err := vpp.New(vpp.Config{Name: "vpp", BaseURL: cfg.VPP.BaseURL, SToken: stoken, Logger: log.With("source", "vpp")})
+		c, err := vpp.New(vpp.Config{Name: "vpp", BaseURL: cfg.VPP.BaseURL, SToken: stoken, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("configuration: source vpp: %w", err)
 		}
@@ -151,7 +151,7 @@ func buildSources(cfg Config, log *slog.Logger) ([]poller.SourceConfig, error) {
 			return nil, err
 		}
 		c, err := veeam.New(veeam.Config{Name: "veeam", BaseURL: cfg.Veeam.BaseURL, Token: token, Username: cfg.Veeam.Username,
-			Password: password, PageSize: cfg.Veeam.PageSize, HTTPClient: hc, Logger: log.With("source", "veeam")})
+			Password: password, PageSize: cfg.Veeam.PageSize, HTTPClient: hc, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("configuration: source veeam: %w", err)
 		}

@@ -1,0 +1,114 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/rollcall/rollcall/internal/sinks/internal/post"
+)
+
+// Defaults.
+const (
+	DefaultName    = "webhook"
+	DefaultTimeout = 10 * time.Second
+)
+
+// Content modes (CloudEvents HTTP binding).
+const (
+	// ModeBinary puts attributes in Ce-* headers and the data in the body.
+	ModeBinary = "binary"
+	// ModeStructured sends the whole event as application/cloudevents+json.
+	ModeStructured = "structured"
+)
+
+// Config configures one webhook endpoint.
+type Config struct {
+	// Name is the sink name; default "webhook". Several webhooks need
+	// distinct names ("webhook-2") because each has its own consumer.
+	Name string
+	// URL is the endpoint. It often carries a token, so it never appears in
+	// an error or a log line.
+	URL string
+	// Secrets sign each request per Standard Webhooks, each in whsec_<base64>
+	// form. With several (during a rotation) every one signs, and the
+	// receiver accepts any signature it can verify.
+	Secrets []string
+	// Mode is ModeBinary (default) or ModeStructured.
+	Mode string
+	// Timeout bounds one delivery attempt; default 10s.
+	Timeout time.Duration
+	// HTTPClient sends the requests; default a client that does not follow
+	// redirects.
+	HTTPClient *http.Client
+	// Now stamps webhook-timestamp; default time.Now.
+	Now func() time.Time
+}
+
+// New validates cfg and returns the sink.
+func New(cfg Config) (*Sink, error) {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.URL == "" {
+		return nil, fmt.Errorf("webhook %s: url is empty", cfg.Name)
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		// Not wrapped: url.Parse quotes the URL in its error.
+		return nil, fmt.Errorf("webhook %s: url is not a valid URL", cfg.Name)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("webhook %s: url scheme must be http or https", cfg.Name)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("webhook %s: url has no host", cfg.Name)
+	}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = ModeBinary
+	case ModeBinary, ModeStructured:
+	default:
+		return nil, fmt.Errorf("webhook %s: mode %q is not %q or %q", cfg.Name, cfg.Mode, ModeBinary, ModeStructured)
+	}
+	keys := make([][]byte, 0, len(cfg.Secrets))
+	for i, sec := range cfg.Secrets {
+		k, err := decodeSecret(sec)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s: secret %d: %w", cfg.Name, i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("webhook %s: timeout %v is negative", cfg.Name, cfg.Timeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = post.NewClient()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Sink{
+		name:    cfg.Name,
+		url:     cfg.URL,
+		keys:    keys,
+		mode:    cfg.Mode,
+		timeout: cfg.Timeout,
+		client:  cfg.HTTPClient,
+		now:     cfg.Now,
+	}
+	// Everything of the URL that could be a credential is scrubbed from
+	// response text quoted in errors.
+	s.redact = []string{cfg.URL, u.String(), u.RawQuery, u.EscapedPath(), u.Path}
+	if p, ok := u.User.Password(); ok {
+		s.redact = append(s.redact, p)
+	}
+	return s, nil
+}
+
+var errSecretForm = errors.New("not in whsec_<base64> form")

@@ -1,0 +1,545 @@
+// Package vpptest is a hand-written fake of Apple's legacy VPP
+// getVPPUsersSrv endpoint, shared by the vpp client's tests, the simulator
+// and the benchmarks.
+//
+// It keeps what rollcall depends on faithful: batchToken paging over a
+// stable snapshot, a sinceModifiedToken only on the final batch,
+// totalBatchCount as a JSON string, status -1 answers with Apple's error
+// numbers on HTTP 200, and injectable faults (HTTP errors with Retry-After,
+// error numbers, truncated bodies, delays, token-less batches). It is not a
+// complete model of Apple's service: overrideIndex is ignored and removed
+// users vanish instead of being retired.
+package vpptest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// User statuses as Apple spells them.
+const (
+	StatusRegistered = "Registered"
+	StatusAssociated = "Associated"
+	StatusRetired    = "Retired"
+)
+
+// Apple's error numbers that the fake itself produces.
+const (
+	errInvalidArgument    = 9602
+	errLoginRequired      = 9601
+	errInvalidToken       = 9622
+	errBatchUnrecoverable = 9633
+)
+
+// DefaultBatchSize is the number of users per batch unless SetBatchSize says
+// otherwise.
+const DefaultBatchSize = 100
+
+// maxListings bounds the remembered listings so that a long-running
+// simulator does not grow without limit; a client holding an evicted
+// batchToken gets 9633, as it would from Apple.
+const maxListings = 256
+
+// User is one VPP user record.
+type User struct {
+	UserID          int64
+	Email           string
+	ClientUserIDStr string
+	Status          string // "Registered", "Associated" or "Retired"
+	ItsIDHash       string
+	InviteCode      string
+	InviteURL       string
+}
+
+// FixtureUsers returns the four users of Apple's documented example
+// response (shared/fixtures/vpp-getVPPUsersSrv-response.json).
+func FixtureUsers() []User {
+	return []User{
+		{UserID: 1, Email: "user1@test.com", ClientUserIDStr: "200006", Status: StatusAssociated, ItsIDHash: "C2Wwd8LcIaE2v6f2/mvu82Gs/Lc="},
+		{UserID: 2, Email: "user2@test.com", ClientUserIDStr: "200007", Status: StatusAssociated, ItsIDHash: "*leSKk3IaE2vk2KLmv2k3/200D3="},
+		{UserID: 3, Email: "user3@test.com", ClientUserIDStr: "user3@test.com", Status: StatusRegistered,
+			InviteCode: "f551b37da07146628e8dcbe0111f0364",
+			InviteURL:  "https://buy.itunes.apple.com/WebObjects/MZFinance.woa/wa/associateVPPUserWithITSAccount?inviteCode=f551b37da07146628e8dcbe0111f0364&mt=8"},
+		{UserID: 4, Email: "user4@test.com", ClientUserIDStr: "user4@test.com", Status: StatusRegistered,
+			InviteCode: "859c5aa3485a48918a5f4f70c5629ec8",
+			InviteURL:  "https://buy.itunes.apple.com/WebObjects/MZFinance.woa/wa/associateVPPUserWithITSAccount?inviteCode=859c5aa3485a48918a5f4f70c5629ec8&mt=8"},
+	}
+}
+
+// Fault is a misbehaviour injected into upcoming requests.
+type Fault struct {
+	// Batch is the 1-based batch index of a listing the fault applies to; 0
+	// means the next request, whatever it is.
+	Batch int
+	// Times is how many requests the fault hits; 0 means 1.
+	Times int
+	// HTTPStatus answers with this status and a short body.
+	HTTPStatus int
+	// RetryAfter is sent as the Retry-After header with HTTPStatus.
+	RetryAfter string
+	// ErrorNumber answers HTTP 200 {"status":-1,"errorNumber":N,...}.
+	ErrorNumber  int
+	ErrorMessage string // default: Apple's message for ErrorNumber
+	// Truncate cuts the JSON body in half.
+	Truncate bool
+	// NoTokens serves the batch without batchToken and sinceModifiedToken,
+	// which Apple occasionally does; a client must retry the same request.
+	NoTokens bool
+	// Delay holds the answer back (until the request's context ends).
+	Delay time.Duration
+}
+
+type record struct {
+	user User
+	seq  uint64 // modification sequence number of the last Put
+}
+
+// listing is the frozen result of the first request of a batched listing.
+type listing struct {
+	users   []User
+	seq     uint64 // modification sequence at snapshot time, for the final sinceModifiedToken
+	retired bool   // includeRetired flag baked into the final sinceModifiedToken
+}
+
+// Server is the fake. It is safe for concurrent use.
+type Server struct {
+	sToken string
+
+	mu        sync.Mutex
+	users     map[int64]record
+	seq       uint64
+	batchSize int
+	requests  int
+	faults    []Fault
+	listings  map[uint64]*listing
+	nextList  uint64
+}
+
+// NewServer returns a fake that accepts sToken and holds users.
+func NewServer(sToken string, users ...User) *Server {
+	s := &Server{
+		sToken:    sToken,
+		users:     map[int64]record{},
+		batchSize: DefaultBatchSize,
+		listings:  map[uint64]*listing{},
+	}
+	for _, u := range users {
+		s.Put(u)
+	}
+	return s
+}
+
+// Put inserts or replaces the user with u.UserID and marks it modified now,
+// so that the next incremental listing returns it.
+func (s *Server) Put(u User) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	s.users[u.UserID] = record{user: u, seq: s.seq}
+}
+
+// Remove deletes a user outright. Real VPP retires users instead; deleting
+// lets tests exercise removal detection on a full sync.
+func (s *Server) Remove(userID int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.users, userID)
+}
+
+// Get returns the user with userID.
+func (s *Server) Get(userID int64) (User, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.users[userID]
+	return r.user, ok
+}
+
+// Users returns every user, sorted by UserID.
+func (s *Server) Users() []User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sortedLocked(func(record) bool { return true })
+}
+
+// SetBatchSize sets the number of users per batch (minimum 1) for listings
+// that start afterwards.
+func (s *Server) SetBatchSize(n int) {
+	if n < 1 {
+		n = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.batchSize = n
+}
+
+// Requests reports how many getVPPUsersSrv requests were served, faulted
+// ones included.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// InjectFault queues f. Faults are consumed in the order injected: each
+// request takes the first queued fault that matches its batch.
+func (s *Server) InjectFault(f Fault) {
+	if f.Times <= 0 {
+		f.Times = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+func (s *Server) sortedLocked(keep func(record) bool) []User {
+	out := make([]User, 0, len(s.users))
+	for _, r := range s.users {
+		if keep(r) {
+			out = append(out, r.user)
+		}
+	}
+	slices.SortFunc(out, func(a, b User) int {
+		switch {
+		case a.UserID < b.UserID:
+			return -1
+		case a.UserID > b.UserID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// takeFaultLocked pops the first fault matching batch (0 = unknown batch).
+func (s *Server) takeFaultLocked(batch int) (Fault, bool) {
+	for i, f := range s.faults {
+		if f.Batch != 0 && f.Batch != batch {
+			continue
+		}
+		s.faults[i].Times--
+		if s.faults[i].Times <= 0 {
+			s.faults = slices.Delete(s.faults, i, i+1)
+		}
+		return f, true
+	}
+	return Fault{}, false
+}
+
+// batchToken and sinceToken are the fake's opaque tokens. Apple's are
+// opaque too (a gzip'd plist); clients must not look inside.
+type batchToken struct {
+	List    uint64 `json:"l"`
+	Batch   int    `json:"b"` // 1-based index of the batch this token fetches
+	Retired bool   `json:"r"`
+}
+
+type sinceToken struct {
+	Seq     uint64 `json:"s"`
+	Retired bool   `json:"r"`
+}
+
+func encodeToken(v any) string {
+	b, _ := json.Marshal(v) // plain structs of ints and bools cannot fail
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func decodeToken(s string, v any) bool {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return false
+	}
+	return json.Unmarshal(b, v) == nil
+}
+
+type request struct {
+	sToken, batchToken, sinceToken string
+	hasSToken                      bool
+	includeRetired                 bool
+	retiredOnly                    bool
+}
+
+// parseRequest reads the request body leniently, as Apple does: numbers and
+// booleans may come as strings, null means absent.
+func parseRequest(body []byte) (request, bool) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return request{}, false
+	}
+	var r request
+	var ok bool
+	if r.sToken, ok = str(m["sToken"]); !ok {
+		return r, false
+	}
+	r.hasSToken = strings.TrimSpace(r.sToken) != ""
+	if r.batchToken, ok = str(m["batchToken"]); !ok {
+		return r, false
+	}
+	if r.sinceToken, ok = str(m["sinceModifiedToken"]); !ok {
+		return r, false
+	}
+	if r.includeRetired, ok = flag(m["includeRetired"]); !ok {
+		return r, false
+	}
+	if r.retiredOnly, ok = flag(m["includeRetiredOnly"]); !ok {
+		return r, false
+	}
+	return r, true
+}
+
+func str(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", true
+	}
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
+}
+
+func flag(raw json.RawMessage) (bool, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return false, true
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return false, false
+	}
+	switch v := v.(type) {
+	case bool:
+		return v, true
+	case float64:
+		return v != 0, true
+	case string:
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "", "0", "false":
+			return false, true
+		case "1", "true":
+			return true, true
+		}
+	}
+	return false, false
+}
+
+var messages = map[int]string{
+	9600: "Missing required argument",
+	9601: "Login required",
+	9602: "Invalid argument",
+	9603: "Internal error",
+	9617: "The URL has moved",
+	9621: "Token expired",
+	9622: "Invalid token",
+	9625: "Token revoked",
+	9629: "sToken is not applicable to batchToken",
+	9633: "Batch data not recoverable",
+	9634: "Service removed",
+	9644: "Maintenance mode",
+	9646: "Too many requests",
+}
+
+// ServeHTTP answers POST …/getVPPUsersSrv under any base path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(r.URL.Path, "/getVPPUsersSrv") {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	var buf bytes.Buffer
+	_, readErr := buf.ReadFrom(http.MaxBytesReader(w, r.Body, 1<<20))
+	req, parsed := parseRequest(buf.Bytes())
+
+	batch := 1
+	var bt batchToken
+	if req.batchToken != "" {
+		batch = 0
+		if decodeToken(req.batchToken, &bt) {
+			batch = bt.Batch
+		}
+	}
+
+	s.mu.Lock()
+	s.requests++
+	fault, faulted := s.takeFaultLocked(batch)
+	s.mu.Unlock()
+
+	if faulted && fault.Delay > 0 {
+		t := time.NewTimer(fault.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
+	}
+	switch {
+	case faulted && fault.HTTPStatus != 0:
+		if fault.RetryAfter != "" {
+			w.Header().Set("Retry-After", fault.RetryAfter)
+		}
+		http.Error(w, http.StatusText(fault.HTTPStatus), fault.HTTPStatus)
+		return
+	case faulted && fault.ErrorNumber != 0:
+		msg := fault.ErrorMessage
+		if msg == "" {
+			msg = messages[fault.ErrorNumber]
+		}
+		writeError(w, fault.ErrorNumber, msg, fault.Truncate)
+		return
+	case readErr != nil || !parsed:
+		writeError(w, errInvalidArgument, messages[errInvalidArgument], false)
+		return
+	case !req.hasSToken:
+		writeError(w, errLoginRequired, messages[errLoginRequired], false)
+		return
+	case req.sToken != s.sToken:
+		writeError(w, errInvalidToken, messages[errInvalidToken], false)
+		return
+	}
+
+	resp, errNum := s.answer(req, bt, batch)
+	if errNum != 0 {
+		writeError(w, errNum, messages[errNum], faulted && fault.Truncate)
+		return
+	}
+	if faulted && fault.NoTokens {
+		resp.BatchToken, resp.SinceModifiedToken = "", ""
+	}
+	writeJSON(w, resp, faulted && fault.Truncate)
+}
+
+type wireUser struct {
+	UserID          int64  `json:"userId"`
+	Email           string `json:"email,omitempty"`
+	ClientUserIDStr string `json:"clientUserIdStr,omitempty"`
+	Status          string `json:"status,omitempty"`
+	ItsIDHash       string `json:"itsIdHash,omitempty"`
+	InviteCode      string `json:"inviteCode,omitempty"`
+	InviteURL       string `json:"inviteUrl,omitempty"`
+}
+
+type location struct {
+	LocationID   int64  `json:"locationId"`
+	LocationName string `json:"locationName"`
+}
+
+type response struct {
+	Status             int        `json:"status"`
+	BatchToken         string     `json:"batchToken,omitempty"`
+	SinceModifiedToken string     `json:"sinceModifiedToken,omitempty"`
+	BatchCount         int        `json:"batchCount"`
+	TotalBatchCount    string     `json:"totalBatchCount"` // a string, as Apple sends it
+	TotalCount         *int       `json:"totalCount,omitempty"`
+	UID                string     `json:"uId"`
+	Location           location   `json:"location"`
+	Users              []wireUser `json:"users"`
+}
+
+// answer serves one batch; a non-zero result is an Apple error number.
+func (s *Server) answer(req request, bt batchToken, batch int) (response, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	var l *listing
+	listID := bt.List
+	if req.batchToken != "" {
+		l = s.listings[bt.List]
+		if l == nil || batch < 2 {
+			return response{}, errBatchUnrecoverable
+		}
+	} else {
+		// The first request of a listing freezes what the whole listing
+		// will show, so that later Puts cannot shift users between batches.
+		l = &listing{seq: s.seq, retired: req.includeRetired}
+		var since uint64
+		if req.sinceToken != "" {
+			var st sinceToken
+			if !decodeToken(req.sinceToken, &st) || st.Seq > s.seq {
+				return response{}, errBatchUnrecoverable
+			}
+			since, l.retired = st.Seq, st.Retired
+		}
+		retiredOnly := req.retiredOnly
+		l.users = s.sortedLocked(func(r record) bool {
+			if r.seq <= since {
+				return false
+			}
+			retired := r.user.Status == StatusRetired
+			if retiredOnly {
+				return retired
+			}
+			return l.retired || !retired
+		})
+		s.nextList++
+		listID = s.nextList
+		s.listings[listID] = l
+		if len(s.listings) > maxListings {
+			delete(s.listings, listID-maxListings)
+		}
+	}
+
+	size := s.batchSize
+	total := max(1, (len(l.users)+size-1)/size)
+	if batch > total {
+		return response{}, errBatchUnrecoverable
+	}
+	lo := (batch - 1) * size
+	hi := min(lo+size, len(l.users))
+	resp := response{
+		BatchCount:      hi - lo,
+		TotalBatchCount: strconv.Itoa(total),
+		UID:             "100978",
+		Location:        location{LocationID: 22222222222, LocationName: "LocationName"},
+		Users:           make([]wireUser, 0, hi-lo),
+	}
+	if batch == 1 {
+		n := len(l.users)
+		resp.TotalCount = &n
+	}
+	for _, u := range l.users[lo:hi] {
+		resp.Users = append(resp.Users, wireUser(u))
+	}
+	if batch < total {
+		resp.BatchToken = encodeToken(batchToken{List: listID, Batch: batch + 1, Retired: l.retired})
+	} else {
+		resp.SinceModifiedToken = encodeToken(sinceToken{Seq: l.seq, Retired: l.retired})
+	}
+	return resp, 0
+}
+
+func writeError(w http.ResponseWriter, number int, message string, truncate bool) {
+	writeJSON(w, struct {
+		Status       int    `json:"status"`
+		ErrorNumber  int    `json:"errorNumber"`
+		ErrorMessage string `json:"errorMessage"`
+	}{-1, number, message}, truncate)
+}
+
+func writeJSON(w http.ResponseWriter, v any, truncate bool) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	// Apple writes '&' in invite URLs as is.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	body := b.Bytes()
+	if truncate {
+		body = body[:len(body)/2]
+	}
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}
+
+// compile-time check that the fake is a handler.
+var _ http.Handler = (*Server)(nil)
