@@ -1,0 +1,637 @@
+// Package veeam reads the user directory of a Veeam Service Provider Console
+// (REST API v3) and normalises it to events.User.
+//
+// Every run is a full listing: the API has no change cursor. Because items
+// can move between pages while the directory changes, the client sorts by
+// instanceUid, checks the echoed offset, de-duplicates and, when the unique
+// count does not match the final total, sweeps again (bounded). A run that
+// cannot settle fails rather than reporting a snapshot that would retire
+// users who merely moved between pages.
+package veeam
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/sources"
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+// API paths below BaseURL.
+const (
+	usersPath = "/api/v3/users"
+	tokenPath = "/api/v3/token"
+)
+
+// sortParam asks for a stable order, so that offsets mean the same thing from
+// one page to the next.
+const sortParam = `[{"property":"instanceUid","direction":"ascending"}]`
+
+// Defaults.
+const (
+	DefaultPageSize     = 500
+	MaxPageSize         = 500
+	DefaultMaxBodyBytes = 64 << 20
+	DefaultMaxAttempts  = 6
+	DefaultMaxSweeps    = 3
+	defaultTimeout      = 30 * time.Second
+	tokenBodyLimit      = 1 << 20
+)
+
+// Config configures a Client.
+type Config struct {
+	Name    string // source name, e.g. "veeam"
+	BaseURL string // e.g. https://spc.example.com:1280; users at BaseURL+"/api/v3/users"
+	Token   string // static bearer token / API key (secret)
+	// Username and Password are the alternative to Token: they are exchanged
+	// at POST /api/v3/token (grant_type=password), the access token is
+	// refreshed before expiry with grant_type=refresh_token, and a 401 causes
+	// one refresh and a retry of the same page.
+	Username, Password string
+	PageSize           int          // default 500, 1–500
+	HTTPClient         *http.Client // nil → a client with a 30s timeout; set a custom CA here
+	MaxBodyBytes       int64        // default 64 MiB
+	MaxAttempts        int          // per request, default 6
+	MaxSweeps          int          // default 3 (paging-drift re-sweeps)
+	Backoff            httpx.Backoff
+	Logger             *slog.Logger
+}
+
+// APIError is a failure the API explained in its errors envelope (or, for
+// the token endpoint, in its OAuth error body). It never contains a secret:
+// anything in the server's message that equals a credential is redacted.
+type APIError struct {
+	Status  int
+	Message string
+	Type    string
+	Code    string
+	// retryAfter is the server's requested wait (body retryAfter or
+	// Retry-After header, whichever is longer).
+	retryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "veeam api: status %d", e.Status)
+	if e.Type != "" || e.Code != "" {
+		fmt.Fprintf(&b, " (type %s, code %s)", orDash(e.Type), orDash(e.Code))
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// errDrift marks a sweep that saw the listing move under it.
+var errDrift = errors.New("paging drift")
+
+// Client lists the users of one Veeam Service Provider Console. It is safe
+// for concurrent use.
+type Client struct {
+	cfg      Config
+	log      *slog.Logger
+	hc       *http.Client
+	usersURL string
+	tokenURL string
+
+	mu        sync.Mutex // guards the tokens below and serialises token requests
+	access    string
+	refresh   string
+	refreshAt time.Time
+}
+
+// New validates cfg, fills defaults and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if !events.ValidSourceName(cfg.Name) {
+		return nil, fmt.Errorf("veeam: invalid source name %q", cfg.Name)
+	}
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("veeam: source %s: base url must be an absolute http(s) url", cfg.Name)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("veeam: source %s: base url must not carry credentials", cfg.Name)
+	}
+	switch {
+	case cfg.Token != "" && (cfg.Username != "" || cfg.Password != ""):
+		return nil, fmt.Errorf("veeam: source %s: set either a token or a username and password, not both", cfg.Name)
+	case cfg.Token == "" && (cfg.Username == "" || cfg.Password == ""):
+		return nil, fmt.Errorf("veeam: source %s: a token or a username and password is required", cfg.Name)
+	}
+	if cfg.PageSize == 0 {
+		cfg.PageSize = DefaultPageSize
+	}
+	if cfg.PageSize < 1 || cfg.PageSize > MaxPageSize {
+		return nil, fmt.Errorf("veeam: source %s: page size %d is outside 1–%d", cfg.Name, cfg.PageSize, MaxPageSize)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.MaxSweeps <= 0 {
+		cfg.MaxSweeps = DefaultMaxSweeps
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: defaultTimeout}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	return &Client{
+		cfg:      cfg,
+		log:      log.With("source", cfg.Name, "kind", events.KindVeeam),
+		hc:       hc,
+		usersURL: base + usersPath,
+		tokenURL: base + tokenPath,
+	}, nil
+}
+
+// Name is the source name.
+func (c *Client) Name() string { return c.cfg.Name }
+
+// Kind is events.KindVeeam.
+func (c *Client) Kind() string { return events.KindVeeam }
+
+// Snapshot lists every user. The listing is always complete (Complete=true,
+// Cursor=""); req is accepted for the common source interface and ignored.
+func (c *Client) Snapshot(ctx context.Context, req sources.Request) (sources.Snapshot, error) {
+	pages := 0
+	var last error
+	for sweep := 1; sweep <= c.cfg.MaxSweeps; sweep++ {
+		users, n, err := c.sweep(ctx, sweep)
+		pages += n
+		if err == nil {
+			c.log.InfoContext(ctx, "veeam snapshot complete", "users", len(users), "pages", pages, "sweeps", sweep)
+			return sources.Snapshot{Users: users, Complete: true, Pages: pages}, nil
+		}
+		if !errors.Is(err, errDrift) {
+			return sources.Snapshot{}, err
+		}
+		last = err
+		c.log.WarnContext(ctx, "veeam listing moved during the sweep; sweeping again", "sweep", sweep, "error", err)
+	}
+	return sources.Snapshot{}, fmt.Errorf("source %s: listing did not settle after %d sweeps: %w", c.cfg.Name, c.cfg.MaxSweeps, last)
+}
+
+// sweep pages through the whole listing once. It returns an error wrapping
+// errDrift when the listing moved under it.
+func (c *Client) sweep(ctx context.Context, sweep int) ([]events.User, int, error) {
+	var users []events.User
+	index := map[string]int{}
+	offset, total, pageNo := 0, 0, 0
+	for {
+		pageNo++
+		body, err := c.fetchPage(ctx, offset, pageNo)
+		if err != nil {
+			return nil, pageNo, err
+		}
+		p, err := decodePage(c.cfg.Name, pageNo, body)
+		if err != nil {
+			return nil, pageNo, err
+		}
+		if p.offset != offset {
+			// Some servers ignore offset for some queries; trusting the page
+			// would silently repeat or skip users.
+			return nil, pageNo, fmt.Errorf("page %d: server echoed offset %d for offset %d: %w", pageNo, p.offset, offset, errDrift)
+		}
+		total = p.total
+		for _, u := range p.users {
+			if i, ok := index[u.ID]; ok {
+				// An item shifted onto the next page; the later copy is newer.
+				users[i] = u
+				continue
+			}
+			index[u.ID] = len(users)
+			users = append(users, u)
+		}
+		c.log.DebugContext(ctx, "veeam page fetched", "sweep", sweep, "page", pageNo, "offset", offset, "items", len(p.users), "total", total)
+		// Advance by what arrived, not by PageSize: a server whose cap is
+		// below the requested limit returns short pages.
+		offset += len(p.users)
+		if len(p.users) == 0 || offset >= total {
+			break
+		}
+	}
+	if len(users) != total {
+		return nil, pageNo, fmt.Errorf("saw %d unique users but the server reports %d: %w", len(users), total, errDrift)
+	}
+	return users, pageNo, nil
+}
+
+// fetchPage gets one page, retrying throttling, server and transport errors.
+func (c *Client) fetchPage(ctx context.Context, offset, page int) ([]byte, error) {
+	refreshed := false
+	for attempt := 1; ; attempt++ {
+		body, err := c.getUsers(ctx, offset)
+		if err == nil {
+			return body, nil
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("source %s: page %d: %w", c.cfg.Name, page, ctxErr)
+		}
+		var ae *APIError
+		isAPI := errors.As(err, &ae)
+		if isAPI && ae.Status == http.StatusUnauthorized && c.cfg.Token == "" && !refreshed {
+			// The access token expired early or another login revoked it:
+			// refresh once and retry the same page without spending an attempt.
+			refreshed = true
+			c.log.WarnContext(ctx, "veeam access token rejected; refreshing", "page", page)
+			c.dropAccessToken()
+			attempt--
+			continue
+		}
+		retry, floor := retryable(err)
+		if !retry || attempt >= c.cfg.MaxAttempts {
+			if retry {
+				return nil, fmt.Errorf("source %s: page %d: giving up after %d attempts: %w", c.cfg.Name, page, attempt, err)
+			}
+			return nil, fmt.Errorf("source %s: page %d: %w", c.cfg.Name, page, err)
+		}
+		delay := c.cfg.Backoff.Delay(attempt, floor)
+		c.log.WarnContext(ctx, "veeam request failed; retrying", "page", page, "attempt", attempt, "delay", delay, "error", err)
+		if err := httpx.Sleep(ctx, delay); err != nil {
+			return nil, fmt.Errorf("source %s: page %d: %w", c.cfg.Name, page, err)
+		}
+	}
+}
+
+// retryable classifies an error of getUsers or the token endpoint.
+func retryable(err error) (bool, time.Duration) {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return httpx.Classify(ae.Status) == httpx.Retry, ae.retryAfter
+	}
+	// A certificate the client does not trust will not become trusted by
+	// asking again; say so at once instead of after every attempt.
+	var cve *tls.CertificateVerificationError
+	if errors.Is(err, httpx.ErrBodyTooLarge) || errors.As(err, &cve) {
+		return false, 0
+	}
+	return httpx.Retryable(err)
+}
+
+// getUsers makes one request for one page and returns the body of a 200.
+func (c *Client) getUsers(ctx context.Context, offset int) ([]byte, error) {
+	bearer, err := c.bearer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	q.Set("limit", strconv.Itoa(c.cfg.PageSize))
+	q.Set("offset", strconv.Itoa(offset))
+	q.Set("sort", sortParam)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.usersURL+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	// No X-Request-id: it would turn the GET into an asynchronous action.
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, httpx.StripURL("get users", err)
+	}
+	defer resp.Body.Close()
+	body, err := httpx.ReadBody(resp.Body, c.cfg.MaxBodyBytes)
+	if err != nil {
+		if errors.Is(err, httpx.ErrBodyTooLarge) {
+			return nil, err
+		}
+		return nil, &httpx.TransportError{Op: "read users response", Err: err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, c.redact(parseAPIError(resp, body))
+	}
+	return body, nil
+}
+
+// parseAPIError builds an APIError from a non-200 answer, preferring the
+// server's errors envelope. The caller redacts it.
+func parseAPIError(resp *http.Response, body []byte) *APIError {
+	ae := &APIError{Status: resp.StatusCode}
+	var env struct {
+		Errors []struct {
+			Message    string          `json:"message"`
+			Type       string          `json:"type"`
+			Code       json.RawMessage `json:"code"`
+			RetryAfter json.Number     `json:"retryAfter"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &env) == nil && len(env.Errors) > 0 {
+		e := env.Errors[0]
+		ae.Message, ae.Type = e.Message, e.Type
+		if code := string(e.Code); code != "null" {
+			ae.Code = strings.Trim(code, `"`)
+		}
+		if s, err := e.RetryAfter.Float64(); err == nil && s > 0 {
+			ae.retryAfter = time.Duration(s * float64(time.Second))
+		}
+	} else if resp.StatusCode == http.StatusAccepted {
+		ae.Message = "unexpected asynchronous answer"
+	} else {
+		ae.Message = http.StatusText(resp.StatusCode)
+	}
+	// Whichever wait is longer: never retry earlier than the server asked.
+	if d, ok := httpx.RetryAfter(resp.Header, time.Now()); ok && d > ae.retryAfter {
+		ae.retryAfter = d
+	}
+	return ae
+}
+
+// secrets lists the credentials the client holds; c.mu must be held.
+func (c *Client) secretsLocked() []string {
+	return []string{c.cfg.Token, c.cfg.Password, c.access, c.refresh}
+}
+
+// redact removes every credential the client holds from the text of ae, in
+// case a server echoes one back in an error message.
+func (c *Client) redact(ae *APIError) *APIError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return redactWith(ae, c.secretsLocked())
+}
+
+func redactWith(ae *APIError, secrets []string) *APIError {
+	for _, sec := range secrets {
+		if sec == "" {
+			continue
+		}
+		ae.Message = strings.ReplaceAll(ae.Message, sec, "[redacted]")
+		ae.Type = strings.ReplaceAll(ae.Type, sec, "[redacted]")
+		ae.Code = strings.ReplaceAll(ae.Code, sec, "[redacted]")
+	}
+	return ae
+}
+
+// bearer returns the token to send, obtaining or refreshing an access token
+// when the client logs in with a username and password.
+func (c *Client) bearer(ctx context.Context) (string, error) {
+	if c.cfg.Token != "" {
+		return c.cfg.Token, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.access != "" && time.Now().Before(c.refreshAt) {
+		return c.access, nil
+	}
+	if c.refresh != "" {
+		err := c.grantLocked(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {c.refresh}})
+		if err == nil {
+			return c.access, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+		// A spent or revoked refresh token is not fatal while the password
+		// still works.
+		c.log.WarnContext(ctx, "veeam token refresh failed; logging in again", "error", err)
+		c.refresh = ""
+	}
+	err := c.grantLocked(ctx, url.Values{"grant_type": {"password"}, "username": {c.cfg.Username}, "password": {c.cfg.Password}})
+	if err != nil {
+		return "", err
+	}
+	return c.access, nil
+}
+
+// dropAccessToken forces the next request to refresh.
+func (c *Client) dropAccessToken() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.access = ""
+}
+
+// grantLocked calls the token endpoint; c.mu must be held.
+func (c *Client) grantLocked(ctx context.Context, form url.Values) error {
+	grant := form.Get("grant_type")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.tokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return fmt.Errorf("build token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return httpx.StripURL("token "+grant, err)
+	}
+	defer resp.Body.Close()
+	body, err := httpx.ReadBody(resp.Body, tokenBodyLimit)
+	if err != nil {
+		if errors.Is(err, httpx.ErrBodyTooLarge) {
+			return fmt.Errorf("token %s: %w", grant, err)
+		}
+		return &httpx.TransportError{Op: "read token response", Err: err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		ae := parseAPIError(resp, body)
+		var oe struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if json.Unmarshal(body, &oe) == nil && oe.Error != "" {
+			ae.Message, ae.Code = oe.Description, oe.Error
+		}
+		ae.Message = "token " + grant + ": " + ae.Message
+		return redactWith(ae, c.secretsLocked())
+	}
+	var tok struct {
+		AccessToken  string      `json:"access_token"`
+		RefreshToken string      `json:"refresh_token"`
+		ExpiresIn    json.Number `json:"expires_in"`
+		MFAToken     string      `json:"mfa_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil {
+		return fmt.Errorf("token %s: decode response: %w", grant, err)
+	}
+	if tok.AccessToken == "" {
+		if tok.MFAToken != "" {
+			return fmt.Errorf("token %s: the user requires multi-factor authentication; use an api key", grant)
+		}
+		return fmt.Errorf("token %s: response has no access token", grant)
+	}
+	ttl := time.Hour
+	if s, err := tok.ExpiresIn.Float64(); err == nil && s > 0 {
+		ttl = time.Duration(s * float64(time.Second))
+	}
+	// Refresh a little early so a page never goes out with a token that
+	// expires in flight.
+	skew := min(time.Minute, ttl/5)
+	c.access = tok.AccessToken
+	if tok.RefreshToken != "" {
+		c.refresh = tok.RefreshToken
+	}
+	c.refreshAt = time.Now().Add(ttl - skew)
+	c.log.DebugContext(ctx, "veeam token obtained", "grant", grant, "expiresIn", ttl)
+	return nil
+}
+
+// page is one decoded page.
+type page struct {
+	users         []events.User
+	total, offset int
+}
+
+// wireUser is the subset of a Veeam user rollcall reads. Pointers tell a
+// missing or null field from an empty one.
+type wireUser struct {
+	InstanceUID     *string `json:"instanceUid"`
+	OrganizationUID *string `json:"organizationUid"`
+	UserName        *string `json:"userName"`
+	Status          *string `json:"status"`
+	Role            *string `json:"role"`
+	Profile         *struct {
+		FirstName *string `json:"firstName"`
+		LastName  *string `json:"lastName"`
+		Email     *string `json:"email"`
+	} `json:"profile"`
+}
+
+// decodePage parses and normalises one page of GET /api/v3/users. Every
+// failure is a *sources.DecodeError naming the page and, where known, the
+// field.
+func decodePage(source string, pageNo int, body []byte) (page, error) {
+	fail := func(field string, err error) (page, error) {
+		return page{}, &sources.DecodeError{Source: source, Page: pageNo, Field: field, Err: err}
+	}
+	var env struct {
+		Meta *struct {
+			PagingInfo *struct {
+				Total  *int `json:"total"`
+				Count  *int `json:"count"`
+				Offset *int `json:"offset"`
+			} `json:"pagingInfo"`
+		} `json:"meta"`
+		Data *[]json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fail(jsonField("", err), jsonErr(err))
+	}
+	switch {
+	case env.Meta == nil:
+		return fail("meta", errors.New("missing"))
+	case env.Meta.PagingInfo == nil:
+		return fail("meta.pagingInfo", errors.New("missing"))
+	case env.Meta.PagingInfo.Total == nil || *env.Meta.PagingInfo.Total < 0:
+		return fail("meta.pagingInfo.total", errors.New("missing or negative"))
+	case env.Meta.PagingInfo.Offset == nil || *env.Meta.PagingInfo.Offset < 0:
+		return fail("meta.pagingInfo.offset", errors.New("missing or negative"))
+	case env.Data == nil:
+		return fail("data", errors.New("missing or null"))
+	}
+	p := page{total: *env.Meta.PagingInfo.Total, offset: *env.Meta.PagingInfo.Offset}
+	p.users = make([]events.User, 0, len(*env.Data))
+	for i, raw := range *env.Data {
+		field := "data[" + strconv.Itoa(i) + "]"
+		// encoding/json silently replaces invalid UTF-8; an id mangled that
+		// way would be a different user.
+		if !utf8.Valid(raw) {
+			return fail(field, errors.New("invalid utf-8"))
+		}
+		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
+			return fail(field, errors.New("not an object"))
+		}
+		var w wireUser
+		if err := json.Unmarshal(raw, &w); err != nil {
+			return fail(jsonField(field, err), jsonErr(err))
+		}
+		if w.InstanceUID == nil || *w.InstanceUID == "" {
+			return fail(field+".instanceUid", errors.New("missing or empty"))
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, raw); err != nil {
+			return fail(field, err)
+		}
+		u := events.User{
+			Source:         source,
+			SourceKind:     events.KindVeeam,
+			ID:             *w.InstanceUID,
+			UserName:       deref(w.UserName),
+			Status:         strings.ToLower(deref(w.Status)),
+			Role:           deref(w.Role),
+			OrganizationID: deref(w.OrganizationUID),
+			Raw:            json.RawMessage(compact.Bytes()),
+		}
+		if w.Profile != nil {
+			u.Email = deref(w.Profile.Email)
+			u.FirstName = deref(w.Profile.FirstName)
+			u.LastName = deref(w.Profile.LastName)
+		}
+		p.users = append(p.users, u)
+	}
+	if !utf8.Valid(body) {
+		return fail("", errors.New("invalid utf-8"))
+	}
+	return p, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// jsonField names the field a json error is about, below prefix.
+func jsonField(prefix string, err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		if prefix == "" {
+			return te.Field
+		}
+		return prefix + "." + te.Field
+	}
+	return prefix
+}
+
+// jsonErr rewords a json error without the struct names it mentions.
+func jsonErr(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("got json %s, want %s", te.Value, jsonKind(te.Type.Kind().String()))
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Errorf("malformed json at byte %d: %w", se.Offset, err)
+	}
+	return err
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "string"
+	case "slice":
+		return "array"
+	case "struct", "map", "ptr":
+		return "object"
+	case "int", "int64", "float64":
+		return "number"
+	}
+	return k
+}
