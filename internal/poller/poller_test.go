@@ -175,7 +175,7 @@ func TestFailedSecondPageWritesNothing(t *testing.T) {
 			name:   "vpp batch 2 answers an error",
 			source: "vpp",
 			change: func(e *env) { changeVPP(e, 3) },
-			fault: func(e *env) { e.vpp.InjectFault(vpptest.Fault{Batch: 2, ErrorNumber: vpp.ErrInvalidArgument}) },
+			fault:  func(e *env) { e.vpp.InjectFault(vpptest.Fault{Batch: 2, ErrorNumber: vpp.ErrInvalidArgument}) },
 		},
 		{
 			name:   "vpp batch 2 truncated",
@@ -202,7 +202,7 @@ func TestFailedSecondPageWritesNothing(t *testing.T) {
 				e.veeam.Remove(veeamtest.FixtureUsers()[2].InstanceUID)
 				e.veeam.Put(veeamtest.User{InstanceUID: "ffff0000-0000-4000-8000-000000000001", UserName: "Zed", Status: "Enabled", Role: "CompanyOwner"})
 			},
-			fault:  func(e *env) { e.veeam.InjectFault(veeamtest.Fault{Page: 2, Status: 400}) },
+			fault: func(e *env) { e.veeam.InjectFault(veeamtest.Fault{Page: 2, Status: 400}) },
 		},
 	}
 	for _, tt := range tests {
@@ -318,4 +318,3 @@ func TestRunOnceUnknownSource(t *testing.T) {
 		t.Fatal("want error")
 	}
 }
-
