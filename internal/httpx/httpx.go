@@ -5,6 +5,8 @@ package httpx
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -86,6 +88,14 @@ func Retryable(err error) (bool, time.Duration) {
 	var se *StatusError
 	if errors.As(err, &se) {
 		return Classify(se.Code) == Retry, se.RetryAfter
+	}
+	// A certificate the client does not trust will not become trusted by
+	// asking again: the operator must fix the CA (VEEAM_CA_FILE).
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	if errors.As(err, &cve) || errors.As(err, &uae) || errors.As(err, &hne) {
+		return false, 0
 	}
 	var te *TransportError
 	var ne net.Error

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/rollcall/rollcall/internal/envx"
 )
 
 // Config is the poller's environment (SPEC §3.4).
@@ -60,7 +62,7 @@ type VeeamConfig struct {
 // Load reads the configuration through l and checks what it can without I/O.
 func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	var c Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: l}); err != nil {
+	if err := envx.Process(ctx, &c, l); err != nil {
 		return Config{}, fmt.Errorf("configuration: %w", err)
 	}
 	switch {

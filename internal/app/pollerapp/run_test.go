@@ -1,0 +1,99 @@
+package pollerapp_test
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/rollcall/rollcall/internal/app/pollerapp"
+	"github.com/rollcall/rollcall/internal/simulator"
+	"github.com/rollcall/rollcall/internal/syncbuf"
+)
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "stoken")
+	if err := os.WriteFile(tokenFile, []byte("  abc  \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"no source", map[string]string{}, []string{"VPP_STOKEN", "VEEAM_BASE_URL"}},
+		{"bad interval", map[string]string{"VPP_STOKEN": "x", "VPP_INTERVAL": "often"}, []string{"VPP_INTERVAL"}},
+		{"page size out of range", map[string]string{"VEEAM_BASE_URL": "http://x", "VEEAM_TOKEN": "t", "VEEAM_PAGE_SIZE": "900"}, []string{"VEEAM_PAGE_SIZE"}},
+		{"bad bool", map[string]string{"VPP_STOKEN": "x", "EMIT_INITIAL": "perhaps"}, []string{"EMIT_INITIAL"}},
+		{"token and token file", map[string]string{"VPP_STOKEN": "x", "VPP_STOKEN_FILE": tokenFile}, []string{"VPP_STOKEN", "VPP_STOKEN_FILE"}},
+		{"missing token file", map[string]string{"VPP_STOKEN_FILE": filepath.Join(dir, "nope")}, []string{"VPP_STOKEN_FILE"}},
+		{"veeam without credentials", map[string]string{"VEEAM_BASE_URL": "http://x"}, []string{"VEEAM_TOKEN", "VEEAM_USERNAME"}},
+		{"bad log level", map[string]string{"VPP_STOKEN": "x", "LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
+		{"bad embedded listen", map[string]string{"VPP_STOKEN": "x", "DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": "nowhere"}, []string{"nowhere"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := pollerapp.Run(ctx, envconfig.MapLookuper(tt.env), &syncbuf.Buffer{})
+			if err == nil {
+				t.Fatal("Run accepted a bad configuration")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %s", err, w)
+				}
+			}
+		})
+	}
+	if err := pollerapp.Run(context.Background(), envconfig.MapLookuper(nil), &syncbuf.Buffer{}); !errors.Is(err, pollerapp.ErrNoSource) {
+		t.Fatalf("no source: %v", err)
+	}
+}
+
+// The poller runs against APIs that reject its credentials; the secrets it
+// was given must appear in no log line, even at debug level.
+func TestSecretsNeverLogged(t *testing.T) {
+	const vppSecret = "VlBQLXNlY3JldC1zdG9rZW4tZG8tbm90LWxlYWs="
+	const veeamSecret = "veeam-secret-api-key-do-not-leak"
+	sim := simulator.New(simulator.Config{})
+	api := httptest.NewServer(sim.Handler())
+	defer api.Close()
+	logs := &syncbuf.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
+			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "HTTP_ADDR": "", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
+			"VPP_BASE_URL": api.URL + "/mdm", "VPP_STOKEN": vppSecret, "VPP_INTERVAL": "50ms",
+			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": veeamSecret, "VEEAM_INTERVAL": "50ms",
+		}), logs)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(logs.String(), "run failed") < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed runs logged:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, s := range []string{vppSecret, veeamSecret} {
+		if strings.Contains(out, s) {
+			t.Fatalf("secret %q found in logs:\n%s", s, out)
+		}
+	}
+	if !strings.Contains(out, "9622") || !strings.Contains(out, "401") {
+		t.Fatalf("logs do not explain the failures:\n%s", out)
+	}
+}

@@ -1,0 +1,78 @@
+// Package envx loads configuration with go-envconfig and makes its errors
+// name the environment variable an operator set, not the Go field.
+package envx
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Process fills target (a pointer to a struct) from l.
+func Process(ctx context.Context, target any, l envconfig.Lookuper) error {
+	err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: l})
+	if err == nil {
+		return nil
+	}
+	return &Error{msg: rename(err.Error(), fields(reflect.TypeOf(target).Elem(), "", "")), err: err}
+}
+
+// Error is a configuration error phrased in variable names.
+type Error struct {
+	msg string
+	err error
+}
+
+func (e *Error) Error() string { return e.msg }
+func (e *Error) Unwrap() error { return e.err }
+
+
+// fields maps go-envconfig's error path ("VPP: Interval") to the variable
+// ("VPP_INTERVAL") for every field of t.
+func fields(t reflect.Type, path, prefix string) map[string]string {
+	out := map[string]string{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("env")
+		name, opts, _ := strings.Cut(tag, ",")
+		p := f.Name
+		if path != "" {
+			p = path + ": " + f.Name
+		}
+		if f.Type.Kind() == reflect.Struct && name == "" {
+			pre := prefix
+			for _, o := range strings.Split(opts, ",") {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(o), "prefix="); ok {
+					pre += v
+				}
+			}
+			for k, v := range fields(f.Type, p, pre) {
+				out[k] = v
+			}
+			continue
+		}
+		if name != "" {
+			out[p] = prefix + name
+		}
+	}
+	return out
+}
+
+func rename(msg string, m map[string]string) string {
+	paths := make([]string, 0, len(m))
+	for p := range m {
+		paths = append(paths, p)
+	}
+	// Longest first, so "VPP: Interval" wins over a top-level "Interval".
+	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) > len(paths[j]) })
+	for _, p := range paths {
+		if rest, ok := strings.CutPrefix(msg, p+": "); ok {
+			return fmt.Sprintf("%s: %s", m[p], rest)
+		}
+	}
+	return msg
+}
