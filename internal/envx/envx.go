@@ -30,7 +30,6 @@ type Error struct {
 func (e *Error) Error() string { return e.msg }
 func (e *Error) Unwrap() error { return e.err }
 
-
 // fields maps go-envconfig's error path ("VPP: Interval") to the variable
 // ("VPP_INTERVAL") for every field of t.
 func fields(t reflect.Type, path, prefix string) map[string]string {
