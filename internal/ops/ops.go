@@ -10,9 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -79,4 +83,46 @@ func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) e
 		return err
 	}
 	return nil
+}
+
+// NewRegistry returns a registry with the Go runtime and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// NATSConnected is the readiness check of a NATS connection.
+func NATSConnected(nc *nats.Conn) Check {
+	return func(context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("nats %s", nc.Status())
+		}
+		return nil
+	}
+}
+
+// RunService serves the operational endpoints on addr while main runs, and
+// stops both when either ends or ctx does. main's error wins unless ctx was
+// cancelled (a requested stop is not a failure).
+func RunService(ctx context.Context, addr string, h http.Handler, log *slog.Logger, main func(context.Context) error) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	var httpErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if httpErr = Serve(ctx, addr, h, log); httpErr != nil {
+			stop()
+		}
+	}()
+	mainErr := main(ctx)
+	outer := ctx.Err()
+	stop()
+	wg.Wait()
+	if mainErr != nil && (outer == nil || httpErr != nil) {
+		return errors.Join(mainErr, httpErr)
+	}
+	return httpErr
 }

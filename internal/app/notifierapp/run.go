@@ -6,11 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/bus"
@@ -51,44 +48,21 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	}
 	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, Logger: log}, routes...)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := ops.Handler(reg, map[string]ops.Check{
-		"nats": func(context.Context) error {
-			if !nc.IsConnected() {
-				return fmt.Errorf("nats %s", nc.Status())
-			}
-			return nil
-		},
+	handler := ops.Handler(ops.NewRegistry(), map[string]ops.Check{
+		"nats": ops.NATSConnected(nc),
 		"stream": func(ctx context.Context) error {
 			_, err := js.Stream(ctx, bus.EventsStream)
 			return err
 		},
 	})
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	var httpErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if httpErr = ops.Serve(rctx, cfg.HTTPAddr, handler, log); httpErr != nil {
-			stop()
-		}
-	}()
 	names := make([]string, len(routes))
 	for i, r := range routes {
 		names[i] = r.Sink.Name()
 	}
 	log.Info("notifier started", "sinks", names, "nats", nc.ConnectedUrlRedacted())
-	runErr := n.Run(rctx)
-	stop()
-	wg.Wait()
+	err = ops.RunService(ctx, cfg.HTTPAddr, handler, log, n.Run)
 	log.Info("notifier stopped")
-	if runErr != nil && ctx.Err() == nil {
-		return runErr
-	}
-	return httpErr
+	return err
 }
 
 func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {

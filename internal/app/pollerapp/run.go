@@ -11,13 +11,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/bus"
@@ -85,40 +81,15 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 
 	p := poller.New(js, h, poller.Config{EmitInitial: cfg.EmitInitial, Logger: log}, srcs...)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := ops.Handler(reg, map[string]ops.Check{"nats": natsReady(nc)})
-
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var wg sync.WaitGroup
-	var httpErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if httpErr = ops.Serve(rctx, cfg.HTTPAddr, handler, log); httpErr != nil {
-			stop()
-		}
-	}()
+	handler := ops.Handler(ops.NewRegistry(), map[string]ops.Check{"nats": ops.NATSConnected(nc)})
 	names := make([]string, len(srcs))
 	for i, s := range srcs {
 		names[i] = s.Source.Name()
 	}
 	log.Info("poller started", "sources", names, "nats", nc.ConnectedUrlRedacted(), "emit_initial", cfg.EmitInitial)
-	_ = p.Run(rctx)
-	stop()
-	wg.Wait()
+	err = ops.RunService(ctx, cfg.HTTPAddr, handler, log, p.Run)
 	log.Info("poller stopped")
-	return httpErr
-}
-
-func natsReady(nc *nats.Conn) ops.Check {
-	return func(context.Context) error {
-		if !nc.IsConnected() {
-			return fmt.Errorf("nats %s", nc.Status())
-		}
-		return nil
-	}
+	return err
 }
 
 func buildSources(cfg Config, log *slog.Logger) ([]poller.SourceConfig, error) {
