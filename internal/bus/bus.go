@@ -130,15 +130,16 @@ func Msg(e events.Event) (*nats.Msg, error) {
 
 // PublishResult counts what the stream did with a batch.
 type PublishResult struct {
-	Stored     int
-	Duplicates int // dropped by JetStream's de-duplication window
+	Stored       int
+	Duplicates   int            // dropped by JetStream's de-duplication window
+	StoredByType map[string]int // Stored, per event type
 }
 
 // Publish sends every event and waits for every ack. It returns an error if
 // any event was not stored; the caller must then write no state, and a rerun
 // publishes the same ids again, which JetStream de-duplicates.
 func Publish(ctx context.Context, pub jetstream.Publisher, evs []events.Event) (PublishResult, error) {
-	var res PublishResult
+	res := PublishResult{StoredByType: map[string]int{}}
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
 	for _, e := range evs {
 		m, err := Msg(e)
@@ -152,13 +153,14 @@ func Publish(ctx context.Context, pub jetstream.Publisher, evs []events.Event) (
 		futures = append(futures, f)
 	}
 	var errs []error
-	for _, f := range futures {
+	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
 			if ack.Duplicate {
 				res.Duplicates++
 			} else {
 				res.Stored++
+				res.StoredByType[evs[i].Type()]++
 			}
 		case err := <-f.Err():
 			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Subject, err))

@@ -27,7 +27,11 @@ type Input struct {
 	// Complete is true when Snapshot is the whole directory; only then is a
 	// missing user retired.
 	Complete bool
-	Observed time.Time
+	// HoldRemovals lists users absent from the snapshot without retiring
+	// them (the mass-removal guard is holding them back): they appear in
+	// Result.Removed but yield no event and no write.
+	HoldRemovals bool
+	Observed     time.Time
 }
 
 // Write is one state change to commit: the user's new state, compare-and-set
@@ -41,8 +45,12 @@ type Write struct {
 type Result struct {
 	Events []events.Event
 	Writes []Write
-	// Removed lists the ids retired by their absence, for the mass-removal guard.
+	// Removed lists the ids absent from a complete snapshot that were not
+	// already gone: retired by this result, or held when HoldRemovals.
 	Removed []string
+	// Known counts the previous users that were not already gone, the base
+	// of the mass-removal guard's ratio.
+	Known int
 }
 
 // Compute applies SPEC §2.1 to in.
@@ -73,6 +81,11 @@ func Compute(in Input) (Result, error) {
 	if !in.Complete {
 		return res, nil
 	}
+	for _, p := range in.Previous {
+		if !strings.EqualFold(p.User.Status, events.StatusRemoved) {
+			res.Known++
+		}
+	}
 	ids := make([]string, 0, len(in.Previous))
 	for id := range in.Previous {
 		if _, ok := seen[id]; !ok {
@@ -88,6 +101,10 @@ func Compute(in Input) (Result, error) {
 			// is not retired a second time.
 			continue
 		}
+		res.Removed = append(res.Removed, id)
+		if in.HoldRemovals {
+			continue
+		}
 		gone := prev.User
 		gone.Status = events.StatusRemoved
 		p := prev.User
@@ -99,7 +116,6 @@ func Compute(in Input) (Result, error) {
 			return Result{}, err
 		}
 		res.Writes = append(res.Writes, Write{User: gone, Revision: prev.Revision})
-		res.Removed = append(res.Removed, id)
 	}
 	return res, nil
 }

@@ -273,6 +273,20 @@ func TestComputeEventDetails(t *testing.T) {
 			t.Fatal("two transitions share an id")
 		}
 	})
+	t.Run("held removals are listed but neither published nor written", func(t *testing.T) {
+		res, err := diff.Compute(diff.Input{Source: "veeam", Kind: events.KindVeeam, Complete: true, HoldRemovals: true, Observed: t0,
+			Previous: prev(7, veeam("a", "Enabled", "CompanyOwner", "Alpha"), veeam("b", "Enabled", "CompanyOwner", "Beta")),
+			Snapshot: []events.User{veeam("c", "Enabled", "CompanyOwner", "Gamma")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.Removed, []string{"a", "b"}) || res.Known != 2 {
+			t.Fatalf("removed %v known %d", res.Removed, res.Known)
+		}
+		if len(res.Events) != 1 || res.Events[0].Type() != events.TypeRegistered || len(res.Writes) != 1 {
+			t.Fatalf("held run emitted %d events, %d writes", len(res.Events), len(res.Writes))
+		}
+	})
 	t.Run("duplicate user in one snapshot is an error", func(t *testing.T) {
 		_, err := diff.Compute(diff.Input{Source: "vpp", Kind: events.KindVPP, Observed: t0,
 			Snapshot: []events.User{vpp("1", "Associated", "a"), vpp("1", "Retired", "a")}})

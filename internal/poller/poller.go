@@ -13,12 +13,14 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -26,6 +28,8 @@ import (
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/diff"
+	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/internal/state"
 )
@@ -44,7 +48,29 @@ type SourceConfig struct {
 	// FullSyncInterval is how often an incremental source lists everything;
 	// zero lists everything on every run.
 	FullSyncInterval time.Duration
+	// Watch lists the files the source's credentials come from. When the
+	// source is stopped by a credential error, a change to any of them
+	// resumes it, with a source built afresh by Reload.
+	Watch  []string
+	Reload func() (Source, error)
+	// Hint tells the operator how to fix a stopped source, e.g. "download a
+	// new content token and update VPP_STOKEN_FILE".
+	Hint string
 }
+
+// Guard is the mass-removal guard of SPEC §1.3.
+type Guard struct {
+	MinRemovals int           // REMOVAL_GUARD_MIN; default 10
+	MaxRatio    float64       // MAX_REMOVAL_RATIO; default 0.2
+	Hold        time.Duration // REMOVAL_HOLD; default 24h
+}
+
+// stopper is an error that means polling cannot succeed until an operator
+// acts (an invalid, expired or revoked credential).
+type stopper interface{ StopsSource() bool }
+
+// tokenExpirer is a source whose credential expires.
+type tokenExpirer interface{ TokenExpiry() (time.Time, bool) }
 
 // Config tunes the poller.
 type Config struct {
@@ -53,6 +79,14 @@ type Config struct {
 	// CommitTimeout bounds publishing and writing once a snapshot is in hand,
 	// independent of shutdown, so that a stop never leaves a half-written run.
 	CommitTimeout time.Duration
+	Guard         Guard
+	// WatchEvery is how often a stopped source's credential files are
+	// checked for a change; default 10s.
+	WatchEvery time.Duration
+	// ExpiryWarning is how far ahead of a credential's expiry the poller
+	// starts warning; default 30 days.
+	ExpiryWarning time.Duration
+	Metrics       *metrics.Poller
 	Logger        *slog.Logger
 	Now           func() time.Time
 }
@@ -65,7 +99,27 @@ type Poller struct {
 	sources []SourceConfig
 	srcs    *state.Sources
 	log     *slog.Logger
+
+	mu     sync.Mutex
+	health map[string]Health
 }
+
+// Health is a source's condition, for readiness and the operator.
+type Health struct {
+	State        string    `json:"state"` // "starting", "ok", "failing" or "stopped"
+	Error        string    `json:"error,omitempty"`
+	LastSuccess  time.Time `json:"lastSuccess,omitzero"`
+	RemovalsHeld int       `json:"removalsHeld,omitempty"`
+	TokenExpiry  time.Time `json:"tokenExpiry,omitzero"`
+}
+
+// Health states.
+const (
+	StateStarting = "starting"
+	StateOK       = "ok"
+	StateFailing  = "failing"
+	StateStopped  = "stopped"
+)
 
 // New builds a poller. pub publishes to ROLLCALL_EVENTS; h are its buckets.
 func New(pub jetstream.Publisher, h *bus.Handles, cfg Config, srcs ...SourceConfig) *Poller {
@@ -78,11 +132,61 @@ func New(pub jetstream.Publisher, h *bus.Handles, cfg Config, srcs ...SourceConf
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Guard.MinRemovals <= 0 {
+		cfg.Guard.MinRemovals = 10
+	}
+	if cfg.Guard.MaxRatio <= 0 {
+		cfg.Guard.MaxRatio = 0.2
+	}
+	if cfg.Guard.Hold <= 0 {
+		cfg.Guard.Hold = 24 * time.Hour
+	}
+	if cfg.WatchEvery <= 0 {
+		cfg.WatchEvery = 10 * time.Second
+	}
+	if cfg.ExpiryWarning <= 0 {
+		cfg.ExpiryWarning = 30 * 24 * time.Hour
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Poller{pub: pub, h: h, cfg: cfg, sources: srcs, srcs: state.NewSources(h.Sources), log: log}
+	p := &Poller{pub: pub, h: h, cfg: cfg, sources: srcs, srcs: state.NewSources(h.Sources), log: log, health: map[string]Health{}}
+	for _, sc := range srcs {
+		p.health[sc.Source.Name()] = Health{State: StateStarting}
+		if m := cfg.Metrics; m != nil {
+			m.SourceHealthy.WithLabelValues(sc.Source.Name(), sc.Source.Kind()).Set(0)
+			m.RemovalsHeld.WithLabelValues(sc.Source.Name()).Set(0)
+		}
+	}
+	return p
+}
+
+// Health reports every source's condition.
+func (p *Poller) Health() map[string]Health {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]Health, len(p.health))
+	for k, v := range p.health {
+		out[k] = v
+	}
+	return out
+}
+
+func (p *Poller) setHealth(src Source, f func(h *Health)) {
+	p.mu.Lock()
+	h := p.health[src.Name()]
+	f(&h)
+	p.health[src.Name()] = h
+	p.mu.Unlock()
+	if m := p.cfg.Metrics; m != nil {
+		v := 0.0
+		if h.State == StateOK {
+			v = 1
+		}
+		m.SourceHealthy.WithLabelValues(src.Name(), src.Kind()).Set(v)
+		m.RemovalsHeld.WithLabelValues(src.Name()).Set(float64(h.RemovalsHeld))
+	}
 }
 
 // Run polls every source on its interval until ctx ends. A failing source
@@ -101,19 +205,129 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 func (p *Poller) loop(ctx context.Context, sc SourceConfig) {
-	log := p.log.With("source", sc.Source.Name())
 	for {
-		if _, err := p.runOnce(ctx, sc); err != nil && ctx.Err() == nil {
+		log := p.log.With("source", sc.Source.Name())
+		p.checkExpiry(sc.Source, log)
+		start := p.cfg.Now()
+		_, err := p.runOnce(ctx, sc)
+		if ctx.Err() != nil {
+			return
+		}
+		p.observe(sc.Source, start, err)
+		var st stopper
+		if err != nil && errors.As(err, &st) && st.StopsSource() {
+			next, ok := p.stopped(ctx, sc, err, log)
+			if !ok {
+				return
+			}
+			sc.Source = next
+			continue // run at once with the new credentials
+		}
+		if err != nil {
 			log.Error("run failed; state unchanged, will retry on the next interval", "err", err)
 		}
 		wait := sc.Interval + time.Duration(rand.Float64()*p.cfg.Jitter*float64(sc.Interval))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if httpx.Sleep(ctx, wait) != nil {
 			return
-		case <-t.C:
 		}
+	}
+}
+
+func (p *Poller) observe(src Source, start time.Time, err error) {
+	outcome := "success"
+	p.setHealth(src, func(h *Health) {
+		if err != nil {
+			outcome = "failure"
+			h.State, h.Error = StateFailing, err.Error()
+			return
+		}
+		h.State, h.Error, h.LastSuccess = StateOK, "", p.cfg.Now()
+	})
+	if m := p.cfg.Metrics; m != nil {
+		m.Runs.WithLabelValues(src.Name(), outcome).Inc()
+		m.RunDuration.WithLabelValues(src.Name()).Observe(p.cfg.Now().Sub(start).Seconds())
+		if err == nil {
+			m.LastSuccess.WithLabelValues(src.Name()).Set(float64(p.cfg.Now().Unix()))
+		}
+	}
+}
+
+// stopped parks a source whose credentials were refused: it is reported
+// unhealthy and polled no more, while the other sources go on. It resumes
+// when one of its credential files changes and the rebuilt source accepts
+// the new contents.
+func (p *Poller) stopped(ctx context.Context, sc SourceConfig, cause error, log *slog.Logger) (Source, bool) {
+	p.setHealth(sc.Source, func(h *Health) { h.State, h.Error = StateStopped, cause.Error() })
+	if m := p.cfg.Metrics; m != nil {
+		m.Runs.WithLabelValues(sc.Source.Name(), "stopped").Inc()
+	}
+	hint := sc.Hint
+	if hint == "" {
+		hint = "fix the source's credentials"
+	}
+	if len(sc.Watch) == 0 || sc.Reload == nil {
+		log.Error("source stopped: its credentials were refused; other sources keep running. "+hint+" and restart the poller", "err", cause)
+		<-ctx.Done()
+		return nil, false
+	}
+	log.Error("source stopped: its credentials were refused; other sources keep running. "+hint+"; polling resumes by itself when the file changes", "err", cause, "watching", sc.Watch)
+	last := fileDigest(sc.Watch)
+	for {
+		if httpx.Sleep(ctx, p.cfg.WatchEvery) != nil {
+			return nil, false
+		}
+		d := fileDigest(sc.Watch)
+		if d == last {
+			continue
+		}
+		last = d
+		next, err := sc.Reload()
+		if err != nil {
+			log.Error("credential file changed but cannot be used; still stopped", "err", err)
+			continue
+		}
+		log.Info("credential file changed; resuming the source")
+		return next, true
+	}
+}
+
+// fileDigest hashes the contents of files, so that a rewrite with the same
+// contents (a touch, a re-mount) does not count as a change.
+func fileDigest(files []string) string {
+	h := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			fmt.Fprintf(h, "%s:error:%v;", f, err)
+			continue
+		}
+		fmt.Fprintf(h, "%s:%d:", f, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// checkExpiry exports the credential's expiry and warns from ExpiryWarning
+// ahead of it.
+func (p *Poller) checkExpiry(src Source, log *slog.Logger) {
+	te, ok := src.(tokenExpirer)
+	if !ok {
+		return
+	}
+	exp, ok := te.TokenExpiry()
+	if !ok {
+		return
+	}
+	p.setHealth(src, func(h *Health) { h.TokenExpiry = exp })
+	if m := p.cfg.Metrics; m != nil {
+		m.TokenExpiry.WithLabelValues(src.Name()).Set(float64(exp.Unix()))
+	}
+	left := exp.Sub(p.cfg.Now())
+	switch {
+	case left <= 0:
+		log.Error("the source's token has expired; download a new one", "expired", exp.Format(time.RFC3339))
+	case left <= p.cfg.ExpiryWarning:
+		log.Warn("the source's token expires soon; download a new one before then", "expires", exp.Format(time.RFC3339), "days_left", int(left.Hours()/24))
 	}
 }
 
@@ -126,6 +340,7 @@ type Result struct {
 	Stored     int  // events the stream stored
 	Duplicates int  // events the stream already had
 	Writes     int  // users written
+	Held       int  // removals the guard held back
 }
 
 // RunOnce runs one source once, now.
@@ -168,9 +383,32 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig) (Result, error) {
 		return res, fmt.Errorf("source %s: first snapshot is incomplete; refusing to seed from it", name)
 	}
 	observed := p.cfg.Now().UTC()
-	d, err := diff.Compute(diff.Input{Source: name, Kind: src.Kind(), Previous: prev, Snapshot: snap.Users, Complete: snap.Complete, Observed: observed})
+	in := diff.Input{Source: name, Kind: src.Kind(), Previous: prev, Snapshot: snap.Users, Complete: snap.Complete, Observed: observed}
+	d, err := diff.Compute(in)
 	if err != nil {
 		return res, err
+	}
+	next := st
+	if snap.Complete {
+		held := p.guard(d, len(snap.Users), st.Held, observed)
+		next.Held = held
+		heldCount := 0
+		if held != nil && observed.Sub(held.Since) < p.cfg.Guard.Hold {
+			in.HoldRemovals = true
+			if d, err = diff.Compute(in); err != nil {
+				return res, err
+			}
+			heldCount = held.Count
+			log.Error("mass removal held: users missing from the directory are not retired yet",
+				"missing", held.Count, "known", d.Known, "max_ratio", p.cfg.Guard.MaxRatio,
+				"apply_after", held.Since.Add(p.cfg.Guard.Hold).Format(time.RFC3339),
+				"what_to_do", "if the removal is real, wait for REMOVAL_HOLD or raise MAX_REMOVAL_RATIO; otherwise check the source")
+		} else if held != nil {
+			log.Warn("mass removal persisted for the whole hold time; retiring the missing users", "missing", held.Count)
+			next.Held = nil
+		}
+		res.Held = heldCount
+		p.setHealth(src, func(h *Health) { h.RemovalsHeld = heldCount })
 	}
 	evs := d.Events
 	if !st.Seeded {
@@ -193,6 +431,12 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig) (Result, error) {
 	}
 	pr, err := bus.Publish(cctx, p.pub, evs)
 	res.Stored, res.Duplicates = pr.Stored, pr.Duplicates
+	if m := p.cfg.Metrics; m != nil {
+		for typ, n := range pr.StoredByType {
+			m.EventsPublished.WithLabelValues(name, typ).Add(float64(n))
+		}
+		m.EventsDuplicated.WithLabelValues(name).Add(float64(pr.Duplicates))
+	}
 	if err != nil {
 		return res, fmt.Errorf("source %s: %w", name, err)
 	}
@@ -200,7 +444,9 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig) (Result, error) {
 		return res, fmt.Errorf("source %s: %w", name, err)
 	}
 	res.Writes = len(d.Writes)
-	next := st
+	if m := p.cfg.Metrics; m != nil && snap.Complete {
+		m.UsersTracked.WithLabelValues(name).Set(float64(len(snap.Users)))
+	}
 	next.Seeded = true
 	next.Cursor = snap.Cursor
 	if snap.Complete {
@@ -210,7 +456,7 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig) (Result, error) {
 	// A run that changed nothing writes nothing: steady state costs NATS no
 	// writes. The full-sync time matters only to sources that alternate.
 	fullSyncDue := snap.Complete && sc.FullSyncInterval > 0
-	if len(d.Writes) > 0 || next.Cursor != st.Cursor || !st.Seeded || next.LastCompleteSize != st.LastCompleteSize || fullSyncDue {
+	if len(d.Writes) > 0 || next.Cursor != st.Cursor || !st.Seeded || next.LastCompleteSize != st.LastCompleteSize || fullSyncDue || !sameHeld(next.Held, st.Held) {
 		if err := p.srcs.Put(cctx, name, next, stRev); err != nil {
 			return res, fmt.Errorf("source %s: %w", name, err)
 		}
@@ -218,6 +464,38 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig) (Result, error) {
 	log.Info("run complete", "users", res.Users, "complete", res.Complete, "seeded", res.Seeded,
 		"events", res.Events, "duplicates", res.Duplicates, "writes", res.Writes, "duration", p.cfg.Now().Sub(start).String())
 	return res, nil
+}
+
+// guard decides whether a complete snapshot's removals are suspicious: at
+// least MinRemovals users and more than MaxRatio of the known ones, or a drop
+// to an empty directory. It returns the held set (keeping its start time if
+// the same users were already missing) or nil when nothing is held.
+func (p *Poller) guard(d diff.Result, snapshotSize int, prev *state.HeldRemovals, now time.Time) *state.HeldRemovals {
+	n := len(d.Removed)
+	if n == 0 || n < p.cfg.Guard.MinRemovals {
+		return nil
+	}
+	toEmpty := snapshotSize == 0
+	if !toEmpty && float64(n) <= p.cfg.Guard.MaxRatio*float64(d.Known) {
+		return nil
+	}
+	h := sha256.New()
+	for _, id := range d.Removed { // sorted by diff
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	digest := hex.EncodeToString(h.Sum(nil)[:16])
+	if prev != nil && prev.Digest == digest {
+		return prev
+	}
+	return &state.HeldRemovals{Digest: digest, Count: n, Since: now}
+}
+
+func sameHeld(a, b *state.HeldRemovals) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // putBaseline keeps the first complete snapshot, which publishes no events,

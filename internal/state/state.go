@@ -102,6 +102,17 @@ type Source struct {
 	// LastFullSync is when the last complete snapshot was committed.
 	LastFullSync     time.Time `json:"lastFullSync,omitzero"`
 	LastCompleteSize int       `json:"lastCompleteSize"`
+	// Held describes removals the mass-removal guard is holding back: the
+	// digest of the missing ids, how many, and since when the same set has
+	// been missing from every complete snapshot.
+	Held *HeldRemovals `json:"held,omitempty"`
+}
+
+// HeldRemovals is the guard's memory of a suspicious mass removal.
+type HeldRemovals struct {
+	Digest string    `json:"digest"`
+	Count  int       `json:"count"`
+	Since  time.Time `json:"since"`
 }
 
 // Sources is rollcall_sources.
