@@ -14,11 +14,20 @@ import (
 
 // Process fills target (a pointer to a struct) from l.
 func Process(ctx context.Context, target any, l envconfig.Lookuper) error {
+	return ProcessPrefixed(ctx, target, l, "")
+}
+
+// ProcessPrefixed fills target from the variables that start with prefix
+// (e.g. "EU_" for EU_VEEAM_BASE_URL); errors name the full variable.
+func ProcessPrefixed(ctx context.Context, target any, l envconfig.Lookuper, prefix string) error {
+	if prefix != "" {
+		l = envconfig.PrefixLookuper(prefix, l)
+	}
 	err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: target, Lookuper: l})
 	if err == nil {
 		return nil
 	}
-	return &Error{msg: rename(err.Error(), fields(reflect.TypeOf(target).Elem(), "", "")), err: err}
+	return &Error{msg: rename(err.Error(), fields(reflect.TypeOf(target).Elem(), "", prefix)), err: err}
 }
 
 // Error is a configuration error phrased in variable names.

@@ -20,8 +20,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Check reports one readiness condition; a non-nil error means not ready.
+// Check reports one readiness condition; a non-nil error means not ready,
+// unless it is a Degraded, which is reported without failing readiness.
 type Check func(ctx context.Context) error
+
+// Degraded is a condition worth reporting that does not make the service
+// unready (removals held by the guard, say).
+type Degraded string
+
+func (d Degraded) Error() string { return string(d) }
 
 // Handler builds the mux. checks are named readiness conditions.
 func Handler(reg *prometheus.Registry, checks map[string]Check) http.Handler {
@@ -39,13 +46,23 @@ func Handler(reg *prometheus.Registry, checks map[string]Check) http.Handler {
 			Checks map[string]string `json:"checks"`
 		}{Status: "ready", Checks: map[string]string{}}
 		code := http.StatusOK
+		degraded := false
 		for name, c := range checks {
-			if err := c(ctx); err != nil {
+			err := c(ctx)
+			var d Degraded
+			switch {
+			case err == nil:
+				body.Checks[name] = "ok"
+			case errors.As(err, &d):
+				body.Checks[name] = "degraded: " + err.Error()
+				degraded = true
+			default:
 				body.Checks[name] = err.Error()
 				body.Status, code = "not ready", http.StatusServiceUnavailable
-			} else {
-				body.Checks[name] = "ok"
 			}
+		}
+		if degraded && code == http.StatusOK {
+			body.Status = "degraded"
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)

@@ -6,11 +6,13 @@ package pollerapp
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/envx"
+	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // Config is the poller's environment (SPEC §3.4).
@@ -29,6 +31,15 @@ type Config struct {
 	EventsDuplicateWindow time.Duration `env:"EVENTS_DUPLICATE_WINDOW, default=24h"`
 	EmitInitial           bool          `env:"EMIT_INITIAL, default=false"`
 
+	MaxRemovalRatio  float64       `env:"MAX_REMOVAL_RATIO, default=0.2"`
+	RemovalGuardMin  int           `env:"REMOVAL_GUARD_MIN, default=10"`
+	RemovalHold      time.Duration `env:"REMOVAL_HOLD, default=24h"`
+	MaxResponseBytes int64         `env:"MAX_RESPONSE_BYTES, default=67108864"`
+
+	// Sources names several sources as name:kind pairs; each then reads the
+	// VPP_ or VEEAM_ variables with the prefix <NAME>_.
+	Sources string `env:"SOURCES"`
+
 	HTTPAddr  string `env:"HTTP_ADDR, default=127.0.0.1:9090"`
 	LogFormat string `env:"LOG_FORMAT, default=text"`
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
@@ -37,43 +48,113 @@ type Config struct {
 	Veeam VeeamConfig `env:", prefix=VEEAM_"`
 }
 
-// VPPConfig enables and tunes the vpp source.
+// VPPConfig enables and tunes a vpp source.
 type VPPConfig struct {
 	SToken           string        `env:"STOKEN"`
 	STokenFile       string        `env:"STOKEN_FILE"`
 	BaseURL          string        `env:"BASE_URL, default=https://vpp.itunes.apple.com/mdm"`
+	ServiceConfigURL string        `env:"SERVICE_CONFIG_URL"`
 	Interval         time.Duration `env:"INTERVAL, default=15m"`
 	FullSyncInterval time.Duration `env:"FULL_SYNC_INTERVAL, default=24h"`
 }
 
-// VeeamConfig enables and tunes the veeam source.
+func (c VPPConfig) enabled() bool { return c.SToken != "" || c.STokenFile != "" }
+
+// VeeamConfig enables and tunes a veeam source.
 type VeeamConfig struct {
-	BaseURL      string        `env:"BASE_URL"`
-	Token        string        `env:"TOKEN"`
-	TokenFile    string        `env:"TOKEN_FILE"`
-	Username     string        `env:"USERNAME"`
-	Password     string        `env:"PASSWORD"`
-	PasswordFile string        `env:"PASSWORD_FILE"`
-	Interval     time.Duration `env:"INTERVAL, default=5m"`
-	PageSize     int           `env:"PAGE_SIZE, default=500"`
-	CAFile       string        `env:"CA_FILE"`
+	BaseURL            string        `env:"BASE_URL"`
+	Token              string        `env:"TOKEN"`
+	TokenFile          string        `env:"TOKEN_FILE"`
+	Username           string        `env:"USERNAME"`
+	Password           string        `env:"PASSWORD"`
+	PasswordFile       string        `env:"PASSWORD_FILE"`
+	Interval           time.Duration `env:"INTERVAL, default=5m"`
+	PageSize           int           `env:"PAGE_SIZE, default=500"`
+	CAFile             string        `env:"CA_FILE"`
+	InsecureSkipVerify bool          `env:"INSECURE_SKIP_VERIFY, default=false"`
+}
+
+func (c VeeamConfig) enabled() bool { return c.BaseURL != "" }
+
+// sourceSpec is one configured source before it is built.
+type sourceSpec struct {
+	Name   string
+	Kind   string
+	Prefix string // of its variables: "" for the single-source form, "EU_" with SOURCES
+	VPP    VPPConfig
+	Veeam  VeeamConfig
+}
+
+// namedSource is what a SOURCES entry reads under its prefix.
+type namedSource struct {
+	VPP   VPPConfig   `env:", prefix=VPP_"`
+	Veeam VeeamConfig `env:", prefix=VEEAM_"`
 }
 
 // Load reads the configuration through l and checks what it can without I/O.
-func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
+func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, error) {
 	var c Config
 	if err := envx.Process(ctx, &c, l); err != nil {
-		return Config{}, fmt.Errorf("configuration: %w", err)
+		return Config{}, nil, fmt.Errorf("configuration: %w", err)
 	}
 	switch {
-	case c.VPP.Interval <= 0:
-		return Config{}, fmt.Errorf("configuration: VPP_INTERVAL must be positive")
-	case c.Veeam.Interval <= 0:
-		return Config{}, fmt.Errorf("configuration: VEEAM_INTERVAL must be positive")
-	case c.Veeam.PageSize < 1 || c.Veeam.PageSize > 500:
-		return Config{}, fmt.Errorf("configuration: VEEAM_PAGE_SIZE %d must be between 1 and 500", c.Veeam.PageSize)
 	case c.NATSReplicas < 1 || c.NATSReplicas > 5:
-		return Config{}, fmt.Errorf("configuration: NATS_REPLICAS %d must be between 1 and 5", c.NATSReplicas)
+		return Config{}, nil, fmt.Errorf("configuration: NATS_REPLICAS %d must be between 1 and 5", c.NATSReplicas)
+	case c.MaxRemovalRatio <= 0 || c.MaxRemovalRatio > 1:
+		return Config{}, nil, fmt.Errorf("configuration: MAX_REMOVAL_RATIO %v must be above 0 and at most 1", c.MaxRemovalRatio)
+	case c.RemovalGuardMin < 1:
+		return Config{}, nil, fmt.Errorf("configuration: REMOVAL_GUARD_MIN %d must be at least 1", c.RemovalGuardMin)
+	case c.RemovalHold <= 0:
+		return Config{}, nil, fmt.Errorf("configuration: REMOVAL_HOLD must be positive")
+	case c.MaxResponseBytes < 1024:
+		return Config{}, nil, fmt.Errorf("configuration: MAX_RESPONSE_BYTES %d is below 1024", c.MaxResponseBytes)
 	}
-	return c, nil
+	var specs []sourceSpec
+	if strings.TrimSpace(c.Sources) == "" {
+		if c.VPP.enabled() {
+			specs = append(specs, sourceSpec{Name: "vpp", Kind: events.KindVPP, VPP: c.VPP})
+		}
+		if c.Veeam.enabled() {
+			specs = append(specs, sourceSpec{Name: "veeam", Kind: events.KindVeeam, Veeam: c.Veeam})
+		}
+	} else {
+		if c.VPP.enabled() || c.Veeam.enabled() {
+			return Config{}, nil, fmt.Errorf("configuration: SOURCES is set, so VPP_STOKEN, VPP_STOKEN_FILE and VEEAM_BASE_URL are not used; give each source its own prefixed variables (e.g. SCHOOL_VPP_STOKEN_FILE)")
+		}
+		seen := map[string]bool{}
+		for _, entry := range strings.Split(c.Sources, ",") {
+			name, kind, ok := strings.Cut(strings.TrimSpace(entry), ":")
+			if !ok || !events.ValidSourceName(name) || (kind != events.KindVPP && kind != events.KindVeeam) {
+				return Config{}, nil, fmt.Errorf("configuration: SOURCES entry %q: want name:vpp or name:veeam, the name in lower case letters, digits, - and _", entry)
+			}
+			if seen[name] {
+				return Config{}, nil, fmt.Errorf("configuration: SOURCES names %q twice", name)
+			}
+			seen[name] = true
+			prefix := strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_"
+			var ns namedSource
+			if err := envx.ProcessPrefixed(ctx, &ns, l, prefix); err != nil {
+				return Config{}, nil, fmt.Errorf("configuration: source %s: %w", name, err)
+			}
+			spec := sourceSpec{Name: name, Kind: kind, Prefix: prefix, VPP: ns.VPP, Veeam: ns.Veeam}
+			if kind == events.KindVPP && !ns.VPP.enabled() {
+				return Config{}, nil, fmt.Errorf("configuration: source %s: set %sVPP_STOKEN or %sVPP_STOKEN_FILE", name, prefix, prefix)
+			}
+			if kind == events.KindVeeam && !ns.Veeam.enabled() {
+				return Config{}, nil, fmt.Errorf("configuration: source %s: set %sVEEAM_BASE_URL", name, prefix)
+			}
+			specs = append(specs, spec)
+		}
+	}
+	for _, s := range specs {
+		switch {
+		case s.Kind == events.KindVPP && s.VPP.Interval <= 0:
+			return Config{}, nil, fmt.Errorf("configuration: %sVPP_INTERVAL must be positive", s.Prefix)
+		case s.Kind == events.KindVeeam && s.Veeam.Interval <= 0:
+			return Config{}, nil, fmt.Errorf("configuration: %sVEEAM_INTERVAL must be positive", s.Prefix)
+		case s.Kind == events.KindVeeam && (s.Veeam.PageSize < 1 || s.Veeam.PageSize > 500):
+			return Config{}, nil, fmt.Errorf("configuration: %sVEEAM_PAGE_SIZE %d must be between 1 and 500", s.Prefix, s.Veeam.PageSize)
+		}
+	}
+	return c, specs, nil
 }

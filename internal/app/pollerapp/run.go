@@ -2,14 +2,10 @@ package pollerapp
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -18,12 +14,14 @@ import (
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/logging"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/ops"
 	"github.com/rollcall/rollcall/internal/poller"
 	"github.com/rollcall/rollcall/internal/secret"
 	"github.com/rollcall/rollcall/internal/sources/veeam"
 	"github.com/rollcall/rollcall/internal/sources/vpp"
+	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // ErrNoSource is returned when no source is configured.
@@ -32,7 +30,7 @@ var ErrNoSource = errors.New("no source configured: set VPP_STOKEN (or VPP_STOKE
 // Run runs the poller until ctx ends. Configuration comes from env; logs go
 // to stderr.
 func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
-	cfg, err := Load(ctx, env)
+	cfg, specs, err := Load(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -40,9 +38,16 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	srcs, err := buildSources(cfg, log)
-	if err != nil {
-		return err
+	if len(specs) == 0 {
+		return ErrNoSource
+	}
+	srcs := make([]poller.SourceConfig, 0, len(specs))
+	for _, spec := range specs {
+		sc, err := spec.sourceConfig(cfg, log)
+		if err != nil {
+			return err
+		}
+		srcs = append(srcs, sc)
 	}
 
 	url := cfg.NATSURL
@@ -79,9 +84,20 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		return err
 	}
 
-	p := poller.New(js, h, poller.Config{EmitInitial: cfg.EmitInitial, Logger: log}, srcs...)
+	reg := ops.NewRegistry()
+	p := poller.New(js, h, poller.Config{
+		EmitInitial: cfg.EmitInitial,
+		Guard:       poller.Guard{MinRemovals: cfg.RemovalGuardMin, MaxRatio: cfg.MaxRemovalRatio, Hold: cfg.RemovalHold},
+		Metrics:     metrics.NewPoller(reg),
+		Logger:      log,
+	}, srcs...)
 
-	handler := ops.Handler(ops.NewRegistry(), map[string]ops.Check{"nats": ops.NATSConnected(nc)})
+	checks := map[string]ops.Check{"nats": ops.NATSConnected(nc)}
+	for _, sc := range srcs {
+		name := sc.Source.Name()
+		checks["source "+name] = func(context.Context) error { return sourceReady(p.Health()[name]) }
+	}
+	handler := ops.Handler(reg, checks)
 	names := make([]string, len(srcs))
 	for i, s := range srcs {
 		names[i] = s.Source.Name()
@@ -92,66 +108,91 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	return err
 }
 
-func buildSources(cfg Config, log *slog.Logger) ([]poller.SourceConfig, error) {
-	var out []poller.SourceConfig
-	stoken, err := secret.Resolve("VPP_STOKEN", cfg.VPP.SToken, cfg.VPP.STokenFile)
+// sourceReady turns a source's health into readiness: a stopped or failing
+// source is not ready; held removals are reported without failing.
+func sourceReady(h poller.Health) error {
+	switch h.State {
+	case poller.StateStopped:
+		return fmt.Errorf("stopped: %s", h.Error)
+	case poller.StateFailing:
+		return fmt.Errorf("last run failed: %s", h.Error)
+	}
+	if h.RemovalsHeld > 0 {
+		return ops.Degraded(fmt.Sprintf("%d removals held by the mass-removal guard", h.RemovalsHeld))
+	}
+	return nil
+}
+
+// sourceConfig builds the source and what the poller needs to rebuild it
+// when its credential files change.
+func (s sourceSpec) sourceConfig(cfg Config, log *slog.Logger) (poller.SourceConfig, error) {
+	build := func() (poller.Source, error) { return s.build(cfg, log) }
+	src, err := build()
+	if err != nil {
+		return poller.SourceConfig{}, err
+	}
+	sc := poller.SourceConfig{Source: src, Reload: build}
+	switch s.Kind {
+	case events.KindVPP:
+		sc.Interval, sc.FullSyncInterval = s.VPP.Interval, s.VPP.FullSyncInterval
+		if s.VPP.STokenFile != "" {
+			sc.Watch = []string{s.VPP.STokenFile}
+			sc.Hint = "download a new content token from Apple School/Business Manager and write it to " + s.Prefix + "VPP_STOKEN_FILE"
+		} else {
+			sc.Hint = "download a new content token from Apple School/Business Manager and set " + s.Prefix + "VPP_STOKEN (better: " + s.Prefix + "VPP_STOKEN_FILE)"
+		}
+	case events.KindVeeam:
+		sc.Interval = s.Veeam.Interval
+		for _, f := range []string{s.Veeam.TokenFile, s.Veeam.PasswordFile} {
+			if f != "" {
+				sc.Watch = append(sc.Watch, f)
+			}
+		}
+		sc.Hint = "create an API key for a user allowed to list users and write it to " + s.Prefix + "VEEAM_TOKEN_FILE"
+	}
+	return sc, nil
+}
+
+// build constructs the source client, reading its secret files afresh.
+func (s sourceSpec) build(cfg Config, log *slog.Logger) (poller.Source, error) {
+	p := s.Prefix
+	if s.Kind == events.KindVPP {
+		stoken, err := secret.Resolve(p+"VPP_STOKEN", s.VPP.SToken, s.VPP.STokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("configuration: %w", err)
+		}
+		c, err := vpp.New(vpp.Config{Name: s.Name, BaseURL: s.VPP.BaseURL, ServiceConfigURL: s.VPP.ServiceConfigURL, SToken: stoken,
+			MaxBodyBytes: cfg.MaxResponseBytes, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("configuration: source %s: %w", s.Name, err)
+		}
+		return vppSource{c}, nil
+	}
+	token, err := secret.Resolve(p+"VEEAM_TOKEN", s.Veeam.Token, s.Veeam.TokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	if stoken != "" {
-		c, err := vpp.New(vpp.Config{Name: "vpp", BaseURL: cfg.VPP.BaseURL, SToken: stoken, Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("configuration: source vpp: %w", err)
-		}
-		out = append(out, poller.SourceConfig{Source: c, Interval: cfg.VPP.Interval, FullSyncInterval: cfg.VPP.FullSyncInterval})
+	password, err := secret.Resolve(p+"VEEAM_PASSWORD", s.Veeam.Password, s.Veeam.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	if cfg.Veeam.BaseURL != "" {
-		token, err := secret.Resolve("VEEAM_TOKEN", cfg.Veeam.Token, cfg.Veeam.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("configuration: %w", err)
-		}
-		password, err := secret.Resolve("VEEAM_PASSWORD", cfg.Veeam.Password, cfg.Veeam.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("configuration: %w", err)
-		}
-		if token == "" && (cfg.Veeam.Username == "" || password == "") {
-			return nil, errors.New("configuration: VEEAM_BASE_URL is set but no credentials: set VEEAM_TOKEN (an API key) or VEEAM_USERNAME and VEEAM_PASSWORD")
-		}
-		hc, err := httpClient(cfg.Veeam.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		c, err := veeam.New(veeam.Config{Name: "veeam", BaseURL: cfg.Veeam.BaseURL, Token: token, Username: cfg.Veeam.Username,
-			Password: password, PageSize: cfg.Veeam.PageSize, HTTPClient: hc, Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("configuration: source veeam: %w", err)
-		}
-		out = append(out, poller.SourceConfig{Source: c, Interval: cfg.Veeam.Interval})
+	if token == "" && (s.Veeam.Username == "" || password == "") {
+		return nil, fmt.Errorf("configuration: %sVEEAM_BASE_URL is set but no credentials: set %sVEEAM_TOKEN (an API key) or %sVEEAM_USERNAME and %sVEEAM_PASSWORD", p, p, p, p)
 	}
-	if len(out) == 0 {
-		return nil, ErrNoSource
+	c, err := veeam.New(veeam.Config{Name: s.Name, BaseURL: s.Veeam.BaseURL, Token: token, Username: s.Veeam.Username,
+		Password: password, PageSize: s.Veeam.PageSize, CAFile: s.Veeam.CAFile, InsecureSkipVerify: s.Veeam.InsecureSkipVerify,
+		MaxBodyBytes: cfg.MaxResponseBytes, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("configuration: source %s: %w", s.Name, err)
 	}
-	return out, nil
+	return c, nil
 }
 
-// httpClient trusts caFile in addition to the system roots: Veeam servers
-// commonly use self-signed certificates.
-func httpClient(caFile string) (*http.Client, error) {
-	if caFile == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("VEEAM_CA_FILE: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("VEEAM_CA_FILE %s holds no PEM certificate", caFile)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+// vppSource adds the sToken's expiry to the VPP client, for the poller's
+// expiry metric and warning.
+type vppSource struct{ *vpp.Client }
+
+func (v vppSource) TokenExpiry() (time.Time, bool) {
+	info, ok := v.TokenInfo()
+	return info.ExpDate, ok && !info.ExpDate.IsZero()
 }

@@ -2,7 +2,11 @@ package pollerapp_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -36,6 +40,13 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"missing token file", map[string]string{"VPP_STOKEN_FILE": filepath.Join(dir, "nope")}, []string{"VPP_STOKEN_FILE"}},
 		{"veeam without credentials", map[string]string{"VEEAM_BASE_URL": "http://x"}, []string{"VEEAM_TOKEN", "VEEAM_USERNAME"}},
 		{"bad log level", map[string]string{"VPP_STOKEN": "x", "LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
+		{"bad SOURCES entry", map[string]string{"SOURCES": "eu-veeam"}, []string{"SOURCES", "eu-veeam"}},
+		{"SOURCES with an unknown kind", map[string]string{"SOURCES": "eu:ldap"}, []string{"SOURCES"}},
+		{"SOURCES with unprefixed variables", map[string]string{"SOURCES": "eu:veeam", "VEEAM_BASE_URL": "http://x"}, []string{"SOURCES", "VEEAM_BASE_URL"}},
+		{"named source without its variables", map[string]string{"SOURCES": "eu:veeam"}, []string{"EU_VEEAM_BASE_URL"}},
+		{"named source with a bad value", map[string]string{"SOURCES": "eu:veeam", "EU_VEEAM_BASE_URL": "http://x", "EU_VEEAM_TOKEN": "t", "EU_VEEAM_INTERVAL": "often"}, []string{"EU_VEEAM_INTERVAL"}},
+		{"named source twice", map[string]string{"SOURCES": "eu:veeam,eu:vpp", "EU_VEEAM_BASE_URL": "http://x", "EU_VEEAM_TOKEN": "t"}, []string{"twice"}},
+		{"ratio out of range", map[string]string{"VPP_STOKEN": "x", "MAX_REMOVAL_RATIO": "1.5"}, []string{"MAX_REMOVAL_RATIO"}},
 		{"bad embedded listen", map[string]string{"VPP_STOKEN": "x", "DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": "nowhere"}, []string{"nowhere"}},
 	}
 	for _, tt := range tests {
@@ -77,7 +88,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		}), logs)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for strings.Count(logs.String(), "run failed") < 4 {
+	for strings.Count(logs.String(), "source stopped") < 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("no failed runs logged:\n%s", logs)
 		}
@@ -96,4 +107,73 @@ func TestSecretsNeverLogged(t *testing.T) {
 	if !strings.Contains(out, "9622") || !strings.Contains(out, "401") {
 		t.Fatalf("logs do not explain the failures:\n%s", out)
 	}
+}
+
+// Several sources of each kind through SOURCES, each with its own
+// prefixed variables; one with a refused token stops while the others run,
+// and /readyz says which.
+func TestSeveralSourcesIsolated(t *testing.T) {
+	sim := simulator.New(simulator.Config{})
+	api := httptest.NewServer(sim.Handler())
+	defer api.Close()
+	httpAddr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncbuf.Buffer{}
+	go func() {
+		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
+			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "HTTP_ADDR": httpAddr,
+			"SOURCES":           "eu:veeam,us:veeam,school:vpp",
+			"EU_VEEAM_BASE_URL": api.URL, "EU_VEEAM_TOKEN": simulator.DefaultVeeamToken, "EU_VEEAM_INTERVAL": "50ms",
+			"US_VEEAM_BASE_URL": api.URL, "US_VEEAM_TOKEN": "wrong-key", "US_VEEAM_INTERVAL": "50ms",
+			"SCHOOL_VPP_BASE_URL": api.URL + "/mdm", "SCHOOL_VPP_STOKEN": simulator.DefaultVPPToken, "SCHOOL_VPP_INTERVAL": "50ms",
+		}), logs)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	var ready map[string]any
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ready = readyz(t, httpAddr)
+		checks, _ := ready["checks"].(map[string]any)
+		if checks["source eu"] == "ok" && checks["source school"] == "ok" && strings.HasPrefix(fmt.Sprint(checks["source us"]), "stopped") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readiness never showed eu and school ok, us stopped: %v\n%s", ready, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ready["status"] != "not ready" {
+		t.Fatalf("a stopped source must make the poller not ready: %v", ready)
+	}
+	if !strings.Contains(logs.String(), "US_VEEAM_TOKEN_FILE") {
+		t.Fatalf("the stopped source's log line does not name its variable:\n%s", logs)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func readyz(t *testing.T, addr string) map[string]any {
+	t.Helper()
+	res, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&body)
+	return body
 }
