@@ -109,8 +109,9 @@ func (n *Notifier) WaitForStream(ctx context.Context) error {
 	}
 }
 
-// Run consumes for every route until ctx ends. In-flight deliveries finish
-// (bounded by SendTimeout) before Run returns.
+// Run consumes for every route until ctx ends, when it returns nil, or
+// until the NATS connection is closed for good, when it returns an error.
+// In-flight deliveries finish (bounded by SendTimeout) before Run returns.
 func (n *Notifier) Run(ctx context.Context) error {
 	if err := n.WaitForStream(ctx); err != nil {
 		return err
@@ -126,14 +127,20 @@ func (n *Notifier) Run(ctx context.Context) error {
 		}
 		consumers[i] = c
 	}
+	// A sink that cannot go on (the connection is gone for good) stops the
+	// others too, so that Run reports the failure instead of carrying on
+	// with a sink silently missing.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(n.routes))
 	for i, r := range n.routes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := n.consume(ctx, consumers[i], r.Sink); err != nil {
+			if err := n.consume(ctx, consumers[i], r); err != nil {
 				errs <- err
+				cancel()
 			}
 		}()
 	}
@@ -207,23 +214,100 @@ func equal(a, b []string) bool {
 	return true
 }
 
-func (n *Notifier) consume(ctx context.Context, c jetstream.Consumer, sink Sink) error {
+// consume delivers the route's messages until ctx ends. When the message
+// iterator ends on its own (the consumer was deleted, the server rejected
+// the pull) the consumer is looked up or created again, as on a first start,
+// and consuming resumes; only a closed connection is fatal.
+func (n *Notifier) consume(ctx context.Context, c jetstream.Consumer, r Route) error {
+	sink := r.Sink
 	log := n.log.With("sink", sink.Name())
+	for {
+		err := n.receive(ctx, c, sink, log)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if n.closed(err) {
+			return fmt.Errorf("sink %s: consume: %w", sink.Name(), err)
+		}
+		log.Warn("consumer stopped unexpectedly; re-establishing it", "err", err)
+		for attempt := 1; ; attempt++ {
+			if err := httpx.Sleep(ctx, n.cfg.Backoff.Delay(attempt, 0)); err != nil {
+				return nil
+			}
+			if c, err = n.consumer(ctx, r); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if n.closed(err) {
+				return err
+			}
+			log.Warn("re-establishing the consumer failed; retrying", "err", err)
+		}
+	}
+}
+
+// closed reports whether err, or the connection, means NATS is gone for good.
+func (n *Notifier) closed(err error) bool {
+	if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
+		return true
+	}
+	nc := n.js.Conn()
+	return nc != nil && nc.IsClosed()
+}
+
+// release stops it and, unless the notifier is stopping, waits until its
+// subscription is gone from the server. A pull request the old iterator
+// left behind could otherwise be served by a recreated consumer of the same
+// name, and the message sent to a dead inbox would hold the sink (one
+// message in flight) until the ack wait expired.
+func (n *Notifier) release(ctx context.Context, it jetstream.MessagesContext) {
+	it.Stop()
+	if ctx.Err() != nil {
+		return
+	}
+	if c, ok := it.(interface{ Closed() <-chan struct{} }); ok {
+		t := time.NewTimer(5 * time.Second)
+		defer t.Stop()
+		select {
+		case <-c.Closed():
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+	if nc := n.js.Conn(); nc != nil && !nc.IsClosed() {
+		_ = nc.FlushTimeout(5 * time.Second)
+	}
+}
+
+// receive handles messages until the iterator ends, returning why it ended.
+func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, sink Sink, log *slog.Logger) error {
 	it, err := c.Messages()
 	if err != nil {
-		return fmt.Errorf("sink %s: consume: %w", sink.Name(), err)
+		return err
 	}
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	defer n.release(ctx, it)
+	var last error
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
+			if last != nil && !errors.Is(err, jetstream.ErrConnectionClosed) {
+				return fmt.Errorf("%w (after %w)", err, last)
+			}
+			return err
 		}
 		if err != nil {
-			log.Warn("receive failed; retrying", "err", err)
+			if ctx.Err() == nil {
+				log.Warn("receive failed; retrying", "err", err)
+			}
+			last = err
 			continue
 		}
+		last = nil
 		n.handle(ctx, sink, msg, log)
 	}
 }
