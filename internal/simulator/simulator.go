@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,7 +23,9 @@ import (
 const (
 	VPPPath = "/mdm/"
 	// Default credentials, so the demo needs no configuration.
-	DefaultVPPToken   = "c2ltdWxhdG9yLXN0b2tlbg=="
+	// DefaultVPPToken has the real sToken shape (base64 of token, expDate,
+	// orgName) so that token decoding and expiry reporting work in the demo.
+	DefaultVPPToken   = "eyJ0b2tlbiI6InNpbXVsYXRvci10b2tlbiIsImV4cERhdGUiOiIyMDk5LTEyLTMxVDAwOjAwOjAwLTA4MDAiLCJvcmdOYW1lIjoiU2ltdWxhdGVkIFNjaG9vbCBEaXN0cmljdCJ9"
 	DefaultVeeamToken = "simulator-veeam-api-key"
 )
 
@@ -77,13 +80,16 @@ func New(cfg Config) *Simulator {
 	return s
 }
 
-// Handler serves both APIs: VPP under /mdm/, Veeam under /api/v3/.
+// Handler serves both APIs: VPP under /mdm/, Veeam under /api/v3/, and
+// the admin API (fault injection, directory changes; see admin.go) under
+// /admin/.
 func (s *Simulator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(VPPPath, s.VPP)
 	mux.Handle("/api/v3/", s.Veeam)
+	mux.Handle(AdminPath, s.adminHandler())
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "rollcall simulator: VPP at /mdm/getVPPUsersSrv (%d users), Veeam at /api/v3/users (%d users)\n",
+		fmt.Fprintf(w, "rollcall simulator: VPP at /mdm/getVPPUsersSrv (%d users), Veeam at /api/v3/users (%d users), fault injection at /admin/\n",
 			len(s.VPP.Users()), len(s.Veeam.Users()))
 	})
 	return mux
@@ -177,7 +183,7 @@ func (s *Simulator) churnVeeam() string {
 		s.Veeam.Put(u)
 		return fmt.Sprintf("veeam: user %s role %s → %s", u.UserName, old, u.Role)
 	case 1:
-		if u.Status == "Disabled" {
+		if strings.EqualFold(u.Status, "Disabled") {
 			u.Status = "Enabled"
 		} else {
 			u.Status = "Disabled"

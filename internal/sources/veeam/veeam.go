@@ -13,12 +13,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,11 +63,28 @@ type Config struct {
 	// refreshed before expiry with grant_type=refresh_token, and a 401 causes
 	// one refresh and a retry of the same page.
 	Username, Password string
-	PageSize           int          // default 500, 1–500
-	HTTPClient         *http.Client // nil → a client with a 30s timeout; set a custom CA here
-	MaxBodyBytes       int64        // default 64 MiB
-	MaxAttempts        int          // per request, default 6
-	MaxSweeps          int          // default 3 (paging-drift re-sweeps)
+	PageSize           int // default 500, 1–500
+	// HTTPClient is the client to use; nil → a client with a 30s timeout
+	// over http.DefaultTransport. When CAFile or InsecureSkipVerify is set,
+	// New copies the client (or starts from that default) and gives the
+	// copy a clone of its *http.Transport (nil → http.DefaultTransport)
+	// with the TLS settings applied; the caller's client and transport are
+	// never modified, and a transport of any other type is an error,
+	// because the settings could not be applied to it.
+	HTTPClient *http.Client
+	// CAFile (VEEAM_CA_FILE) is a PEM file of CA certificates trusted in
+	// addition to the system roots (and to the RootCAs of a given
+	// HTTPClient's transport): Veeam servers on port 1280 commonly use
+	// self-signed certificates. A missing, unreadable or certificate-less
+	// file fails New.
+	CAFile string
+	// InsecureSkipVerify turns certificate verification off. It exists only
+	// as an explicit escape hatch: New and every Snapshot log a warning
+	// saying so. It cannot be combined with CAFile.
+	InsecureSkipVerify bool
+	MaxBodyBytes       int64 // default 64 MiB
+	MaxAttempts        int   // per request, default 6
+	MaxSweeps          int   // default 3 (paging-drift re-sweeps)
 	Backoff            httpx.Backoff
 	Logger             *slog.Logger
 }
@@ -81,6 +100,14 @@ type APIError struct {
 	// retryAfter is the server's requested wait (body retryAfter or
 	// Retry-After header, whichever is longer).
 	retryAfter time.Duration
+	// staticToken: the request carried the configured static token (API
+	// key), which no retry or refresh can replace.
+	staticToken bool
+	// login: POST /api/v3/token refused the username and password (or
+	// demanded multi-factor authentication).
+	login bool
+	// hint tells the operator what to do; appended by Error.
+	hint string
 }
 
 func (e *APIError) Error() string {
@@ -93,7 +120,36 @@ func (e *APIError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Message)
 	}
+	if e.hint != "" {
+		b.WriteString("; ")
+		b.WriteString(e.hint)
+	}
 	return b.String()
+}
+
+// StopsSource reports whether polling cannot succeed until the operator
+// changes the credentials, so that the poller should stop polling this
+// source and report it unhealthy instead of retrying every interval:
+//   - 401 or 403 for the static token (API key): the key is wrong, revoked
+//     or lacks the right to list users;
+//   - 403 for a logged-in user: the account lacks the right to list users;
+//   - a login refused at POST /api/v3/token (for example 400 invalid_grant
+//     for a wrong username or password), or an account that requires
+//     multi-factor authentication, which a poller cannot complete.
+//
+// A 401 for a logged-in user is not among them: the client already
+// refreshed once, and another program logging in as the same user can
+// revoke a token without the credentials being wrong.
+func (e *APIError) StopsSource() bool {
+	switch {
+	case e.login:
+		return true
+	case e.Status == http.StatusForbidden:
+		return true
+	case e.Status == http.StatusUnauthorized:
+		return e.staticToken
+	}
+	return false
 }
 
 func orDash(s string) string {
@@ -154,22 +210,102 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxSweeps <= 0 {
 		cfg.MaxSweeps = DefaultMaxSweeps
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: defaultTimeout}
+	hc, err := httpClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("veeam: source %s: %w", cfg.Name, err)
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	base := strings.TrimRight(cfg.BaseURL, "/")
-	return &Client{
+	c := &Client{
 		cfg:      cfg,
 		log:      log.With("source", cfg.Name, "kind", events.KindVeeam),
 		hc:       hc,
 		usersURL: base + usersPath,
 		tokenURL: base + tokenPath,
-	}, nil
+	}
+	if cfg.InsecureSkipVerify {
+		c.warnInsecure(context.Background())
+	}
+	return c, nil
+}
+
+// warnInsecure says, as loudly as a log line can, that the server's identity
+// is not checked.
+func (c *Client) warnInsecure(ctx context.Context) {
+	c.log.WarnContext(ctx, "veeam TLS certificate verification is OFF: anyone on the network path can impersonate the server and read the credentials; "+
+		"put the server's CA certificate in a PEM file, set VEEAM_CA_FILE to it and turn skipping verification off",
+		"insecureSkipVerify", true)
+}
+
+// httpClient returns the client New uses: cfg.HTTPClient as given when no
+// TLS option is set, otherwise a copy whose transport trusts cfg.CAFile or
+// skips verification.
+func httpClient(cfg Config) (*http.Client, error) {
+	if cfg.CAFile == "" && !cfg.InsecureSkipVerify {
+		if cfg.HTTPClient != nil {
+			return cfg.HTTPClient, nil
+		}
+		return &http.Client{Timeout: defaultTimeout}, nil
+	}
+	if cfg.CAFile != "" && cfg.InsecureSkipVerify {
+		return nil, errors.New("VEEAM_CA_FILE is set and certificate verification is skipped: choose one (the CA file is the safe choice)")
+	}
+	hc := &http.Client{Timeout: defaultTimeout}
+	var rt http.RoundTripper = http.DefaultTransport
+	if cfg.HTTPClient != nil {
+		cp := *cfg.HTTPClient
+		hc = &cp
+		if hc.Transport != nil {
+			rt = hc.Transport
+		}
+	}
+	base, ok := rt.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("cannot apply VEEAM_CA_FILE or skipped verification to an HTTP transport of type %T; configure TLS in that transport instead", rt)
+	}
+	tr := base.Clone()
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if tr.TLSClientConfig != nil {
+		tc = tr.TLSClientConfig.Clone()
+		if tc.MinVersion < tls.VersionTLS12 {
+			tc.MinVersion = tls.VersionTLS12
+		}
+	}
+	if cfg.InsecureSkipVerify {
+		tc.InsecureSkipVerify = true
+	} else {
+		pool, err := caPool(cfg.CAFile, tc.RootCAs)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = pool
+	}
+	tr.TLSClientConfig = tc
+	hc.Transport = tr
+	return hc, nil
+}
+
+// caPool returns base (or, when nil, the system roots) plus the PEM
+// certificates in file.
+func caPool(file string, base *x509.CertPool) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		// The *PathError names the file and the cause.
+		return nil, fmt.Errorf("VEEAM_CA_FILE: %w", err)
+	}
+	var pool *x509.CertPool
+	if base != nil {
+		pool = base.Clone()
+	} else if pool, err = x509.SystemCertPool(); err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("VEEAM_CA_FILE %s holds no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 // Name is the source name.
@@ -181,6 +317,9 @@ func (c *Client) Kind() string { return events.KindVeeam }
 // Snapshot lists every user. The listing is always complete (Complete=true,
 // Cursor=""); req is accepted for the common source interface and ignored.
 func (c *Client) Snapshot(ctx context.Context, req sources.Request) (sources.Snapshot, error) {
+	if c.cfg.InsecureSkipVerify {
+		c.warnInsecure(ctx)
+	}
 	pages := 0
 	var last error
 	for sweep := 1; sweep <= c.cfg.MaxSweeps; sweep++ {
@@ -326,7 +465,16 @@ func (c *Client) getUsers(ctx context.Context, offset int) ([]byte, error) {
 		return nil, &httpx.TransportError{Op: "read users response", Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, c.redact(parseAPIError(resp, body))
+		ae := parseAPIError(resp, body)
+		if c.cfg.Token != "" {
+			ae.staticToken = true
+			if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
+				ae.hint = "the API key was refused: check VEEAM_TOKEN (a valid, unrevoked key of a user allowed to list users)"
+			}
+		} else if ae.Status == http.StatusForbidden {
+			ae.hint = "the user is not allowed to list users: give VEEAM_USERNAME a role that may, or use an API key (VEEAM_TOKEN)"
+		}
+		return nil, c.redact(ae)
 	}
 	return body, nil
 }
@@ -458,6 +606,13 @@ func (c *Client) grantLocked(ctx context.Context, form url.Values) error {
 			ae.Message, ae.Code = oe.Description, oe.Error
 		}
 		ae.Message = "token " + grant + ": " + ae.Message
+		if grant == "password" && httpx.Classify(ae.Status) == httpx.Permanent {
+			ae.login = true
+			ae.hint = "the login was refused: check VEEAM_USERNAME and VEEAM_PASSWORD, or use an API key (VEEAM_TOKEN)"
+			if mentionsMFA(ae.Code) || mentionsMFA(ae.Message) {
+				ae.hint = mfaHint
+			}
+		}
 		return redactWith(ae, c.secretsLocked())
 	}
 	var tok struct {
@@ -471,7 +626,8 @@ func (c *Client) grantLocked(ctx context.Context, form url.Values) error {
 	}
 	if tok.AccessToken == "" {
 		if tok.MFAToken != "" {
-			return fmt.Errorf("token %s: the user requires multi-factor authentication; use an api key", grant)
+			return &APIError{Status: resp.StatusCode, Code: "mfa_required", login: true, hint: mfaHint,
+				Message: "token " + grant + ": the user requires multi-factor authentication"}
 		}
 		return fmt.Errorf("token %s: response has no access token", grant)
 	}
@@ -489,6 +645,15 @@ func (c *Client) grantLocked(ctx context.Context, form url.Values) error {
 	c.refreshAt = time.Now().Add(ttl - skew)
 	c.log.DebugContext(ctx, "veeam token obtained", "grant", grant, "expiresIn", ttl)
 	return nil
+}
+
+// mfaHint is what an operator whose poller account has MFA must do.
+const mfaHint = "a poller cannot complete multi-factor authentication: create an API key for this user " +
+	"(or a user without MFA) and set VEEAM_TOKEN instead of VEEAM_USERNAME and VEEAM_PASSWORD"
+
+func mentionsMFA(s string) bool {
+	s = strings.ToLower(s)
+	return strings.Contains(s, "mfa") || strings.Contains(s, "multi-factor") || strings.Contains(s, "two-factor")
 }
 
 // page is one decoded page.
