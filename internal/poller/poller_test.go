@@ -318,3 +318,30 @@ func TestRunOnceUnknownSource(t *testing.T) {
 		t.Fatal("want error")
 	}
 }
+
+// VPP alternates incremental runs with a full sync (includeRetired, and
+// removals visible) every FullSyncInterval.
+func TestFullSyncEveryInterval(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	e := setup(t, poller.Config{Now: func() time.Time { return now }})
+	if res := e.run(t, "vpp"); !res.Complete {
+		t.Fatal("first run was not a full sync")
+	}
+	now = now.Add(30 * time.Minute)
+	if res := e.run(t, "vpp"); res.Complete {
+		t.Fatal("run within the interval was a full sync")
+	}
+	e.vpp.Remove(4)
+	now = now.Add(31 * time.Minute)
+	res := e.run(t, "vpp")
+	if !res.Complete {
+		t.Fatal("run after the interval was not a full sync")
+	}
+	if got := e.streamTypes(t); len(got) != 1 || got[0] != "user.retired/4" {
+		t.Fatalf("full sync published %v, want the removal of user 4", got)
+	}
+	now = now.Add(time.Minute)
+	if res := e.run(t, "vpp"); res.Complete {
+		t.Fatal("the full sync's time was not recorded")
+	}
+}
