@@ -84,3 +84,15 @@ func rename(msg string, m map[string]string) string {
 	}
 	return msg
 }
+
+// Names lists every variable target's type reads, prefixes applied, so that
+// a test can check each is documented.
+func Names(target any) []string {
+	m := fields(reflect.TypeOf(target).Elem(), "", "")
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
