@@ -1,5 +1,7 @@
 package vpp
 
+import "time"
+
 // DecodeResponse exposes the response decoder to the fuzz test, which lives
 // in package vpp_test with the other tests.
 func DecodeResponse(body []byte) (ids []int64, raws [][]byte, err error) {
@@ -12,4 +14,12 @@ func DecodeResponse(body []byte) (ids []int64, raws [][]byte, err error) {
 		raws = append(raws, u.Raw)
 	}
 	return ids, raws, nil
+}
+
+// SetClock replaces the clock that ages the service configuration. Call it
+// before the client is used.
+func SetClock(c *Client, now func() time.Time) {
+	if c.disc != nil {
+		c.disc.now = now
+	}
 }

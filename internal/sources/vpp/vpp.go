@@ -2,8 +2,12 @@
 // endpoint: it pages through a full or incremental user listing, retries
 // what Apple says is worth retrying, and turns the users into events.User.
 //
+// With Config.ServiceConfigURL set it finds getVPPUsersSrv through Apple's
+// VPPServiceConfigSrv and follows it when Apple answers 9617 (URL moved).
+//
 // The sToken is a secret: it only ever travels in request bodies, and no
-// error or log line of this package contains it.
+// error or log line of this package contains it, nor anything a
+// VPPServiceConfigSrv answer says.
 package vpp
 
 import (
@@ -47,6 +51,24 @@ const (
 	DefaultMaxBodyBytes = 64 << 20
 	DefaultMaxAttempts  = 6
 	DefaultTimeout      = 30 * time.Second
+
+	// DefaultServiceConfigURL is Apple's VPPServiceConfigSrv, the value to
+	// put in Config.ServiceConfigURL (VPP_SERVICE_CONFIG_URL) to turn on
+	// service discovery.
+	DefaultServiceConfigURL = "https://vpp.itunes.apple.com/mdm/VPPServiceConfigSrv"
+	// DefaultServiceConfigTTL is how long a read service configuration is
+	// used: Apple asks clients to re-read it every five minutes.
+	DefaultServiceConfigTTL = 5 * time.Minute
+	// DefaultInternalErrorPause is the wait between attempts once a request
+	// has failed InternalErrorBackoffs times with 9603: Apple asks for
+	// minutes.
+	DefaultInternalErrorPause = 2 * time.Minute
+	// DefaultInternalErrorWaits is how many attempts are made after such a
+	// pause before the run fails.
+	DefaultInternalErrorWaits = 2
+	// InternalErrorBackoffs is how many 9603 answers one request gets with
+	// ordinary exponential backoff before the client pauses instead.
+	InternalErrorBackoffs = 5
 )
 
 // ErrPaging is wrapped by errors for listings that cannot be finished: the
@@ -68,7 +90,8 @@ func (e *APIError) Error() string {
 }
 
 // StopsSource reports whether the error means that polling cannot succeed
-// until an operator acts (a new sToken, a removed service): the poller
+// until an operator acts (9601 login required, 9621 token expired, 9622
+// invalid token, 9625 token revoked, 9634 service removed): the poller
 // should stop this source and report it instead of retrying.
 func (e *APIError) StopsSource() bool {
 	switch e.Number {
@@ -86,33 +109,58 @@ func (e *APIError) retryable() bool {
 	return false
 }
 
-func (e *APIError) needsFullSync() bool {
+// RestartsFull reports whether the listing cannot be continued and must be
+// redone as a full sync (9629 sToken not applicable to the batchToken, 9633
+// batch data not recoverable). Snapshot already does so once for an
+// incremental run; a full sync that fails this way fails the run.
+func (e *APIError) RestartsFull() bool {
 	return e.Number == ErrBatchNotRecoverable || e.Number == ErrTokenNotApplicable
 }
 
 // Config configures a Client.
 type Config struct {
-	Name         string // source name, e.g. "vpp"
-	BaseURL      string // e.g. https://vpp.itunes.apple.com/mdm
-	SToken       string // secret
-	HTTPClient   *http.Client
-	MaxBodyBytes int64 // default DefaultMaxBodyBytes
-	MaxAttempts  int   // per request, default DefaultMaxAttempts
-	Backoff      httpx.Backoff
-	Logger       *slog.Logger // nil: discard
+	Name    string // source name, e.g. "vpp"
+	BaseURL string // e.g. https://vpp.itunes.apple.com/mdm; optional with ServiceConfigURL
+	SToken  string // secret
+	// ServiceConfigURL turns on service discovery (VPP_SERVICE_CONFIG_URL,
+	// e.g. DefaultServiceConfigURL): the client POSTs {} there, sends its
+	// getVPPUsersSrv requests to the getUsersSrvUrl it learns instead of
+	// BaseURL+"/getVPPUsersSrv", re-reads it once it is older than
+	// ServiceConfigTTL, and re-reads it at once when Apple answers 9617
+	// (URL moved), then retries that request once. Without it, 9617 fails
+	// the run with an error that says to set VPP_SERVICE_CONFIG_URL.
+	ServiceConfigURL string
+	ServiceConfigTTL time.Duration // default DefaultServiceConfigTTL
+	HTTPClient       *http.Client
+	MaxBodyBytes     int64 // default DefaultMaxBodyBytes
+	// MaxAttempts bounds the attempts of one request that fails with
+	// anything retryable except 9603 (default DefaultMaxAttempts). 9603
+	// follows Apple's schedule instead: InternalErrorBackoffs attempts with
+	// backoff, then up to InternalErrorWaits more, InternalErrorPause apart.
+	MaxAttempts        int
+	InternalErrorPause time.Duration // default DefaultInternalErrorPause
+	InternalErrorWaits int           // default DefaultInternalErrorWaits; negative: none
+	Backoff            httpx.Backoff
+	Logger             *slog.Logger // nil: discard
 }
 
 // Client lists the users of one VPP location. It is safe for concurrent
 // use, though the poller runs one Snapshot at a time per source.
 type Client struct {
 	name     string
-	endpoint string
+	endpoint string // BaseURL + /getVPPUsersSrv, used without discovery
 	sToken   string
+	token    TokenInfo
+	tokenOK  bool
 	hc       *http.Client
 	maxBody  int64
 	attempts int
+	pause    time.Duration
+	waits    int
 	backoff  httpx.Backoff
 	log      *slog.Logger
+
+	disc *discovery // nil: no service discovery
 }
 
 // New validates cfg and returns a client.
@@ -121,14 +169,27 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("vpp: invalid source name %q", cfg.Name)
 	}
 	base := strings.TrimRight(strings.TrimSpace(cfg.BaseURL), "/")
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("vpp: source %s: base URL %q is not an http(s) URL", cfg.Name, cfg.BaseURL)
+	var disc *discovery
+	if cfg.ServiceConfigURL != "" {
+		d, err := newDiscovery(cfg.ServiceConfigURL, cfg.ServiceConfigTTL)
+		if err != nil {
+			return nil, fmt.Errorf("vpp: source %s: %w", cfg.Name, err)
+		}
+		disc = d
+	}
+	// With discovery the base URL is not used; an empty one is fine.
+	if disc == nil || base != "" {
+		if !httpURL(base) {
+			return nil, fmt.Errorf("vpp: source %s: base URL %q is not an http(s) URL", cfg.Name, cfg.BaseURL)
+		}
 	}
 	tok := strings.TrimSpace(cfg.SToken)
 	if tok == "" {
 		return nil, fmt.Errorf("vpp: source %s: sToken is empty", cfg.Name)
 	}
+	// Real sTokens decode; test tokens and future formats may not, and
+	// Apple, not this client, decides whether a token is valid.
+	info, terr := DecodeSToken(tok)
 	var hc http.Client
 	if cfg.HTTPClient != nil {
 		hc = *cfg.HTTPClient
@@ -142,17 +203,34 @@ func New(cfg Config) (*Client, error) {
 		name:     cfg.Name,
 		endpoint: base + "/getVPPUsersSrv",
 		sToken:   tok,
+		token:    info,
+		tokenOK:  terr == nil,
 		hc:       &hc,
 		maxBody:  cfg.MaxBodyBytes,
 		attempts: cfg.MaxAttempts,
+		pause:    cfg.InternalErrorPause,
+		waits:    cfg.InternalErrorWaits,
 		backoff:  cfg.Backoff,
 		log:      cfg.Logger,
+		disc:     disc,
+	}
+	if !c.tokenOK {
+		c.token = TokenInfo{}
 	}
 	if c.maxBody <= 0 {
 		c.maxBody = DefaultMaxBodyBytes
 	}
 	if c.attempts <= 0 {
 		c.attempts = DefaultMaxAttempts
+	}
+	if c.pause <= 0 {
+		c.pause = DefaultInternalErrorPause
+	}
+	switch {
+	case c.waits == 0:
+		c.waits = DefaultInternalErrorWaits
+	case c.waits < 0:
+		c.waits = 0
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -161,8 +239,19 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
 // Name is the source name.
 func (c *Client) Name() string { return c.name }
+
+// TokenInfo returns the organisation and expiry carried by the configured
+// sToken, decoded once by New. ok is false when the token does not decode
+// (New accepts such tokens: Apple decides whether a token is valid). The
+// token itself is never exposed.
+func (c *Client) TokenInfo() (info TokenInfo, ok bool) { return c.token, c.tokenOK }
 
 // Kind is events.KindVPP.
 func (c *Client) Kind() string { return events.KindVPP }
@@ -175,7 +264,7 @@ func (c *Client) Snapshot(ctx context.Context, req sources.Request) (sources.Sna
 	full := req.Cursor == "" || req.Full
 	snap, err := c.list(ctx, full, req.Cursor)
 	var ae *APIError
-	if err != nil && !full && errors.As(err, &ae) && ae.needsFullSync() {
+	if err != nil && !full && errors.As(err, &ae) && ae.RestartsFull() {
 		c.log.Warn("vpp sinceModifiedToken not accepted, restarting as a full sync", "error_number", ae.Number)
 		return c.list(ctx, true, "")
 	}
@@ -248,34 +337,87 @@ func (c *Client) normalise(u user) events.User {
 	}
 }
 
-// fetch gets one batch, retrying what is worth retrying up to c.attempts
-// times. The response it returns has status 0 and at least one token.
+// fetch gets one batch, retrying what is worth retrying. The response it
+// returns has status 0 and at least one token.
+//
+// Retries: 9603 (internal error) gets InternalErrorBackoffs attempts with
+// exponential backoff, then up to c.waits more, c.pause apart; any other
+// retryable failure (9644, 9646, 408/429/5xx/3xx, transport errors, a batch
+// without tokens) counts against c.attempts. No wait is ever shorter than a
+// Retry-After the server sent. 9617 (URL moved) re-reads the service
+// configuration and retries once, without waiting.
 func (c *Client) fetch(ctx context.Context, batch int, body requestBody) (*response, error) {
 	payload, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: batch %d: encode request: %w", c.name, batch, err)
 	}
-	var lastErr error
+	var (
+		failures int  // retryable failures other than 9603
+		internal int  // 9603 answers
+		moved    bool // 9617 already followed
+	)
 	for attempt := 1; ; attempt++ {
-		resp, floor, err := c.do(ctx, batch, payload)
+		endpoint, floor, err := c.usersEndpoint(ctx, batch)
+		var resp *response
 		if err == nil {
-			return resp, nil
+			resp, floor, err = c.do(ctx, batch, endpoint, payload)
+			if err == nil {
+				return resp, nil
+			}
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("source %s: batch %d: %w", c.name, batch, ctx.Err())
+		}
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Number == ErrURLMoved {
+			switch {
+			case c.disc == nil:
+				return nil, fmt.Errorf("%w; Apple moved getVPPUsersSrv: set VPP_SERVICE_CONFIG_URL (Apple's is %s) so that rollcall follows it", err, DefaultServiceConfigURL)
+			case moved:
+				return nil, fmt.Errorf("%w (again after re-reading the service configuration)", err)
+			}
+			moved = true
+			c.log.Warn("vpp getVPPUsersSrv URL moved (9617), re-reading the service configuration", "batch", batch, "attempt", attempt)
+			c.disc.invalidate(endpoint)
+			if err := httpx.Sleep(ctx, floor); err != nil {
+				return nil, fmt.Errorf("source %s: batch %d: %w", c.name, batch, err)
+			}
+			continue
 		}
 		var retry retryError
 		if !errors.As(err, &retry) {
 			return nil, err
 		}
-		lastErr = retry.err
-		if attempt >= c.attempts {
-			return nil, fmt.Errorf("source %s: batch %d: giving up after %d attempts: %w", c.name, batch, attempt, lastErr)
-		}
-		delay := c.backoff.Delay(attempt, floor)
-		level := slog.LevelDebug
-		if attempt > 1 || floor > 0 {
-			level = slog.LevelWarn
+		lastErr := retry.err
+		var delay time.Duration
+		level := slog.LevelWarn
+		if errors.As(lastErr, &ae) && ae.Number == ErrInternal {
+			internal++
+			switch {
+			case internal < InternalErrorBackoffs:
+				delay = c.backoff.Delay(internal, floor)
+				if internal == 1 && floor == 0 {
+					level = slog.LevelDebug
+				}
+			case internal-InternalErrorBackoffs < c.waits:
+				// Apple: after five failures, retry minutes apart.
+				delay = max(c.pause, floor)
+				c.log.Warn("vpp internal error (9603) keeps coming back, pausing before the next attempt as Apple asks",
+					"batch", batch, "internal_errors", internal, "pause", delay,
+					"pauses_left", c.waits-(internal-InternalErrorBackoffs)-1)
+			default:
+				return nil, fmt.Errorf("source %s: batch %d: giving up after %d attempts (%d internal errors, %d pauses of %v): %w",
+					c.name, batch, attempt, internal, c.waits, c.pause, lastErr)
+			}
+		} else {
+			failures++
+			if failures >= c.attempts {
+				return nil, fmt.Errorf("source %s: batch %d: giving up after %d attempts: %w", c.name, batch, attempt, lastErr)
+			}
+			delay = c.backoff.Delay(failures, floor)
+			if failures == 1 && floor == 0 {
+				level = slog.LevelDebug
+			}
 		}
 		c.log.Log(ctx, level, "vpp request failed, retrying", "batch", batch, "attempt", attempt, "delay", delay, "error", lastErr)
 		if err := httpx.Sleep(ctx, delay); err != nil {
@@ -290,12 +432,15 @@ type retryError struct{ err error }
 func (e retryError) Error() string { return e.err.Error() }
 func (e retryError) Unwrap() error { return e.err }
 
-// do makes one attempt. A retryable failure comes back as retryError with
-// the least wait the server asked for.
-func (c *Client) do(ctx context.Context, batch int, payload []byte) (*response, time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(payload))
+// do makes one attempt at endpoint. A retryable failure comes back as
+// retryError with the least wait the server asked for; so does 9617, as a
+// plain error.
+func (c *Client) do(ctx context.Context, batch int, endpoint string, payload []byte) (*response, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(payload))
 	if err != nil {
-		return nil, 0, fmt.Errorf("source %s: batch %d: build request: %w", c.name, batch, err)
+		// The message of url.Parse quotes the URL, which may come from the
+		// service configuration.
+		return nil, 0, fmt.Errorf("source %s: batch %d: build request: invalid getVPPUsersSrv URL", c.name, batch)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -337,6 +482,9 @@ func (c *Client) do(ctx context.Context, batch int, payload []byte) (*response, 
 		ae := &APIError{Number: int(resp.ErrorNumber), Message: c.scrub(resp.ErrorMessage)}
 		if ae.retryable() {
 			return nil, floor, retryError{ae}
+		}
+		if ae.Number == ErrURLMoved {
+			return nil, floor, fmt.Errorf("source %s: batch %d: %w", c.name, batch, ae)
 		}
 		return nil, 0, fmt.Errorf("source %s: batch %d: %w", c.name, batch, ae)
 	default:

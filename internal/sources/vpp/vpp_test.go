@@ -44,7 +44,9 @@ func newClient(t *testing.T, baseURL string, mod ...func(*vpp.Config)) harness {
 		BaseURL: baseURL,
 		SToken:  testToken,
 		Backoff: httpx.Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond},
-		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// Apple's minutes between 9603 attempts would stall the suite.
+		InternalErrorPause: time.Millisecond,
+		Logger:             slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mod {
 		m(&cfg)

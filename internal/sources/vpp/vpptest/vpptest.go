@@ -6,9 +6,15 @@
 // stable snapshot, a sinceModifiedToken only on the final batch,
 // totalBatchCount as a JSON string, status -1 answers with Apple's error
 // numbers on HTTP 200, and injectable faults (HTTP errors with Retry-After,
-// error numbers, truncated bodies, delays, token-less batches). It is not a
-// complete model of Apple's service: overrideIndex is ignored and removed
-// users vanish instead of being retired.
+// error numbers, truncated bodies, delays, token-less batches).
+//
+// It also serves VPPServiceConfigSrv (POST …/VPPServiceConfigSrv, body {}):
+// Apple's service URLs, all pointing at the fake itself, errorCodes[] and
+// limits. SetUsersPath moves getVPPUsersSrv so that a test can watch a
+// client follow Apple's 9617 (URL moved) through the service configuration.
+//
+// It is not a complete model of Apple's service: overrideIndex is ignored
+// and removed users vanish instead of being retired.
 package vpptest
 
 import (
@@ -34,8 +40,14 @@ const (
 const (
 	errInvalidArgument    = 9602
 	errLoginRequired      = 9601
+	errURLMoved           = 9617
 	errInvalidToken       = 9622
 	errBatchUnrecoverable = 9633
+)
+
+const (
+	usersSuffix  = "/getVPPUsersSrv"
+	configSuffix = "/VPPServiceConfigSrv"
 )
 
 // DefaultBatchSize is the number of users per batch unless SetBatchSize says
@@ -75,6 +87,9 @@ func FixtureUsers() []User {
 
 // Fault is a misbehaviour injected into upcoming requests.
 type Fault struct {
+	// ServiceConfig aims the fault at VPPServiceConfigSrv requests instead
+	// of getVPPUsersSrv ones; Batch and NoTokens do not apply then.
+	ServiceConfig bool
 	// Batch is the 1-based batch index of a listing the fault applies to; 0
 	// means the next request, whatever it is.
 	Batch int
@@ -112,23 +127,27 @@ type listing struct {
 type Server struct {
 	sToken string
 
-	mu        sync.Mutex
-	users     map[int64]record
-	seq       uint64
-	batchSize int
-	requests  int
-	faults    []Fault
-	listings  map[uint64]*listing
-	nextList  uint64
+	mu             sync.Mutex
+	users          map[int64]record
+	seq            uint64
+	batchSize      int
+	requests       int
+	configRequests int
+	faults         []Fault
+	listings       map[uint64]*listing
+	nextList       uint64
+	usersPath      string          // "" = any path ending in /getVPPUsersSrv
+	movedPaths     map[string]bool // earlier usersPaths, answering 9617
 }
 
 // NewServer returns a fake that accepts sToken and holds users.
 func NewServer(sToken string, users ...User) *Server {
 	s := &Server{
-		sToken:    sToken,
-		users:     map[int64]record{},
-		batchSize: DefaultBatchSize,
-		listings:  map[uint64]*listing{},
+		sToken:     sToken,
+		users:      map[int64]record{},
+		batchSize:  DefaultBatchSize,
+		listings:   map[uint64]*listing{},
+		movedPaths: map[string]bool{},
 	}
 	for _, u := range users {
 		s.Put(u)
@@ -180,11 +199,50 @@ func (s *Server) SetBatchSize(n int) {
 }
 
 // Requests reports how many getVPPUsersSrv requests were served, faulted
-// ones included.
+// ones and 9617 answers at a moved path included.
 func (s *Server) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests
+}
+
+// ConfigRequests reports how many VPPServiceConfigSrv requests were served,
+// faulted ones included.
+func (s *Server) ConfigRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.configRequests
+}
+
+// SetUsersPath moves getVPPUsersSrv to the absolute path p (for example
+// "/mdm2/getVPPUsersSrv"), as Apple may: from now on only p serves users,
+// VPPServiceConfigSrv advertises p as getUsersSrvUrl, and every other path
+// ending in /getVPPUsersSrv, as well as every path set before, answers
+// 9617 (URL moved). An empty p restores the default (any path ending in
+// /getVPPUsersSrv serves users).
+func (s *Server) SetUsersPath(p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.usersPath != "" && s.usersPath != p {
+		s.movedPaths[s.usersPath] = true
+	}
+	s.usersPath = p
+	if p == "" {
+		clear(s.movedPaths)
+	}
+	delete(s.movedPaths, p)
+}
+
+// route says what a path is: the users endpoint, a moved users endpoint,
+// or neither.
+func (s *Server) routeLocked(path string) (users, moved bool) {
+	if s.usersPath == "" {
+		return strings.HasSuffix(path, usersSuffix), false
+	}
+	if path == s.usersPath {
+		return true, false
+	}
+	return false, s.movedPaths[path] || strings.HasSuffix(path, usersSuffix)
 }
 
 // InjectFault queues f. Faults are consumed in the order injected: each
@@ -217,10 +275,12 @@ func (s *Server) sortedLocked(keep func(record) bool) []User {
 	return out
 }
 
-// takeFaultLocked pops the first fault matching batch (0 = unknown batch).
-func (s *Server) takeFaultLocked(batch int) (Fault, bool) {
+// takeFaultLocked pops the first fault matching batch (0 = unknown batch)
+// of a getVPPUsersSrv request, or, with config, the first fault aimed at
+// VPPServiceConfigSrv.
+func (s *Server) takeFaultLocked(batch int, config bool) (Fault, bool) {
 	for i, f := range s.faults {
-		if f.Batch != 0 && f.Batch != batch {
+		if f.ServiceConfig != config || (!config && f.Batch != 0 && f.Batch != batch) {
 			continue
 		}
 		s.faults[i].Times--
@@ -341,15 +401,31 @@ var messages = map[int]string{
 	9646: "Too many requests",
 }
 
-// ServeHTTP answers POST …/getVPPUsersSrv under any base path.
+// ServeHTTP answers POST …/getVPPUsersSrv (or the path SetUsersPath set)
+// and POST …/VPPServiceConfigSrv under any base path.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !strings.HasSuffix(r.URL.Path, "/getVPPUsersSrv") {
+	config := strings.HasSuffix(r.URL.Path, configSuffix)
+	s.mu.Lock()
+	users, moved := s.routeLocked(r.URL.Path)
+	s.mu.Unlock()
+	if !config && !users && !moved {
 		http.NotFound(w, r)
 		return
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	switch {
+	case config:
+		s.serveConfig(w, r)
+		return
+	case moved:
+		s.mu.Lock()
+		s.requests++
+		s.mu.Unlock()
+		writeError(w, errURLMoved, messages[errURLMoved], false)
 		return
 	}
 	var buf bytes.Buffer
@@ -367,32 +443,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.requests++
-	fault, faulted := s.takeFaultLocked(batch)
+	fault, faulted := s.takeFaultLocked(batch, false)
 	s.mu.Unlock()
 
-	if faulted && fault.Delay > 0 {
-		t := time.NewTimer(fault.Delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		}
+	if faulted && fault.answer(w, r) {
+		return
 	}
 	switch {
-	case faulted && fault.HTTPStatus != 0:
-		if fault.RetryAfter != "" {
-			w.Header().Set("Retry-After", fault.RetryAfter)
-		}
-		http.Error(w, http.StatusText(fault.HTTPStatus), fault.HTTPStatus)
-		return
-	case faulted && fault.ErrorNumber != 0:
-		msg := fault.ErrorMessage
-		if msg == "" {
-			msg = messages[fault.ErrorNumber]
-		}
-		writeError(w, fault.ErrorNumber, msg, fault.Truncate)
-		return
 	case readErr != nil || !parsed:
 		writeError(w, errInvalidArgument, messages[errInvalidArgument], false)
 		return
@@ -413,6 +470,106 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.BatchToken, resp.SinceModifiedToken = "", ""
 	}
 	writeJSON(w, resp, faulted && fault.Truncate)
+}
+
+// answer applies the delay and, when the fault answers the request itself
+// (an HTTP status or an error number), writes that answer and reports true.
+func (f Fault) answer(w http.ResponseWriter, r *http.Request) bool {
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return true
+		}
+	}
+	switch {
+	case f.HTTPStatus != 0:
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		http.Error(w, http.StatusText(f.HTTPStatus), f.HTTPStatus)
+		return true
+	case f.ErrorNumber != 0:
+		msg := f.ErrorMessage
+		if msg == "" {
+			msg = messages[f.ErrorNumber]
+		}
+		writeError(w, f.ErrorNumber, msg, f.Truncate)
+		return true
+	}
+	return false
+}
+
+type errorCode struct {
+	ErrorNumber  int    `json:"errorNumber"`
+	ErrorMessage string `json:"errorMessage"`
+}
+
+// serviceConfig is the VPPServiceConfigSrv answer, with Apple's field names.
+type serviceConfig struct {
+	Status                           int         `json:"status"`
+	InvitationEmailURL               string      `json:"invitationEmailUrl"`
+	RegisterUserSrvURL               string      `json:"registerUserSrvUrl"`
+	EditUserSrvURL                   string      `json:"editUserSrvUrl"`
+	GetUserSrvURL                    string      `json:"getUserSrvUrl"`
+	RetireUserSrvURL                 string      `json:"retireUserSrvUrl"`
+	GetUsersSrvURL                   string      `json:"getUsersSrvUrl"`
+	GetLicensesSrvURL                string      `json:"getLicensesSrvUrl"`
+	GetVPPAssetsSrvURL               string      `json:"getVPPAssetsSrvUrl"`
+	ManageVPPLicensesByAdamIDSrvURL  string      `json:"manageVPPLicensesByAdamIdSrvUrl"`
+	ClientConfigSrvURL               string      `json:"clientConfigSrvUrl"`
+	ContentMetadataLookupURL         string      `json:"contentMetadataLookupUrl"`
+	VPPWebsiteURL                    string      `json:"vppWebsiteUrl"`
+	MaxBatchAssociateLicenseCount    int         `json:"maxBatchAssociateLicenseCount"`
+	MaxBatchDisassociateLicenseCount int         `json:"maxBatchDisassociateLicenseCount"`
+	ErrorCodes                       []errorCode `json:"errorCodes"`
+}
+
+// serveConfig answers VPPServiceConfigSrv with URLs on the fake's own host:
+// the other services beside the config path, getUsersSrvUrl where
+// SetUsersPath put it.
+func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.configRequests++
+	fault, faulted := s.takeFaultLocked(0, true)
+	usersPath := s.usersPath
+	s.mu.Unlock()
+	if faulted && fault.answer(w, r) {
+		return
+	}
+	origin := "http://" + r.Host
+	if r.TLS != nil {
+		origin = "https://" + r.Host
+	}
+	base := origin + strings.TrimSuffix(r.URL.Path, configSuffix)
+	users := base + usersSuffix
+	if usersPath != "" {
+		users = origin + usersPath
+	}
+	codes := make([]errorCode, 0, len(messages))
+	for n, m := range messages {
+		codes = append(codes, errorCode{n, m})
+	}
+	slices.SortFunc(codes, func(a, b errorCode) int { return a.ErrorNumber - b.ErrorNumber })
+	writeJSON(w, serviceConfig{
+		InvitationEmailURL:               "https://buy.itunes.apple.com/WebObjects/MZFinance.woa/wa/associateVPPUserWithITSAccount?cc=us&inviteCode=%inviteCode%&mt=8",
+		RegisterUserSrvURL:               base + "/registerVPPUserSrv",
+		EditUserSrvURL:                   base + "/editVPPUserSrv",
+		GetUserSrvURL:                    base + "/getVPPUserSrv",
+		RetireUserSrvURL:                 base + "/retireVPPUserSrv",
+		GetUsersSrvURL:                   users,
+		GetLicensesSrvURL:                base + "/getVPPLicensesSrv",
+		GetVPPAssetsSrvURL:               base + "/getVPPAssetsSrv",
+		ManageVPPLicensesByAdamIDSrvURL:  base + "/manageVPPLicensesByAdamIdSrv",
+		ClientConfigSrvURL:               base + "/VPPClientConfigSrv",
+		ContentMetadataLookupURL:         "https://uclient-api.itunes.apple.com/WebObjects/MZStorePlatform.woa/wa/lookup",
+		VPPWebsiteURL:                    "https://vpp.itunes.apple.com",
+		MaxBatchAssociateLicenseCount:    20,
+		MaxBatchDisassociateLicenseCount: 20,
+		ErrorCodes:                       codes,
+	}, faulted && fault.Truncate)
 }
 
 type wireUser struct {

@@ -96,7 +96,7 @@ func TestAuthAndRouting(t *testing.T) {
 		{"malformed body", "/getVPPUsersSrv", `{`, 200, 9602},
 		{"bad batchToken", "/x/getVPPUsersSrv", `{"sToken":"` + token + `","batchToken":"zzz"}`, 200, 9633},
 		{"bad sinceModifiedToken", "/x/getVPPUsersSrv", `{"sToken":"` + token + `","sinceModifiedToken":"zzz"}`, 200, 9633},
-		{"other path", "/mdm/VPPServiceConfigSrv", `{}`, 404, 0},
+		{"other path", "/mdm/getVPPLicensesSrv", `{}`, 404, 0},
 		{"ok under any base", "/a/b/getVPPUsersSrv", `{"sToken":"` + token + `","includeRetired":"1"}`, 200, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -202,5 +202,122 @@ func TestFaults(t *testing.T) {
 	}
 	if s.Requests() != 7 {
 		t.Errorf("Requests = %d, want 7", s.Requests())
+	}
+}
+
+func TestServiceConfig(t *testing.T) {
+	s := vpptest.NewServer(token, vpptest.FixtureUsers()...)
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	read := func(t *testing.T) map[string]any {
+		t.Helper()
+		res, err := http.Post(ts.URL+"/mdm/VPPServiceConfigSrv", "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&m); err != nil || res.StatusCode != 200 {
+			t.Fatalf("HTTP %d: %v", res.StatusCode, err)
+		}
+		return m
+	}
+	usersAt := func(t *testing.T, url string) answer {
+		t.Helper()
+		res, err := http.Post(url, "application/json", strings.NewReader(`{"sToken":"`+token+`","includeRetired":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var a answer
+		if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+
+	m := read(t)
+	for field, want := range map[string]any{
+		"status":             float64(0),
+		"getUsersSrvUrl":     ts.URL + "/mdm/getVPPUsersSrv",
+		"getUserSrvUrl":      ts.URL + "/mdm/getVPPUserSrv",
+		"registerUserSrvUrl": ts.URL + "/mdm/registerVPPUserSrv",
+		"clientConfigSrvUrl": ts.URL + "/mdm/VPPClientConfigSrv",
+	} {
+		if m[field] != want {
+			t.Errorf("%s = %v, want %v", field, m[field], want)
+		}
+	}
+	for _, field := range []string{"invitationEmailUrl", "retireUserSrvUrl", "getLicensesSrvUrl", "vppWebsiteUrl", "maxBatchAssociateLicenseCount"} {
+		if m[field] == nil {
+			t.Errorf("%s missing", field)
+		}
+	}
+	codes, _ := m["errorCodes"].([]any)
+	if len(codes) < 10 {
+		t.Fatalf("errorCodes = %v", m["errorCodes"])
+	}
+	if first, _ := codes[0].(map[string]any); first["errorNumber"] != float64(9600) || first["errorMessage"] == "" {
+		t.Errorf("errorCodes[0] = %v", codes[0])
+	}
+	if a := usersAt(t, m["getUsersSrvUrl"].(string)); a.Status != 0 || len(a.Users) != 4 {
+		t.Errorf("advertised users URL: %+v", a)
+	}
+
+	s.SetUsersPath("/mdm2/getVPPUsersSrv")
+	m = read(t)
+	if m["getUsersSrvUrl"] != ts.URL+"/mdm2/getVPPUsersSrv" {
+		t.Fatalf("after the move getUsersSrvUrl = %v", m["getUsersSrvUrl"])
+	}
+	for _, tc := range []struct {
+		name, path string
+		wantErr    int
+	}{
+		{"old path answers 9617", "/mdm/getVPPUsersSrv", 9617},
+		{"other base answers 9617", "/x/getVPPUsersSrv", 9617},
+		{"new path serves", "/mdm2/getVPPUsersSrv", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if a := usersAt(t, ts.URL+tc.path); a.ErrorNumber != tc.wantErr || (tc.wantErr == 0 && len(a.Users) != 4) {
+				t.Errorf("answer %+v, want errorNumber %d", a, tc.wantErr)
+			}
+		})
+	}
+	s.SetUsersPath("/v3/users")
+	if a := usersAt(t, ts.URL+"/mdm2/getVPPUsersSrv"); a.ErrorNumber != 9617 {
+		t.Errorf("path set before: errorNumber %d, want 9617", a.ErrorNumber)
+	}
+	if a := usersAt(t, ts.URL+"/v3/users"); a.Status != 0 {
+		t.Errorf("new path: %+v", a)
+	}
+	s.SetUsersPath("")
+	if a := usersAt(t, ts.URL+"/mdm/getVPPUsersSrv"); a.Status != 0 {
+		t.Errorf("after reset: %+v", a)
+	}
+
+	s.InjectFault(vpptest.Fault{ServiceConfig: true, HTTPStatus: 503, RetryAfter: "3"})
+	s.InjectFault(vpptest.Fault{ServiceConfig: true, ErrorNumber: 9603})
+	if a := usersAt(t, ts.URL+"/mdm/getVPPUsersSrv"); a.Status != 0 {
+		t.Errorf("a config fault hit a users request: %+v", a)
+	}
+	res, err := http.Post(ts.URL+"/mdm/VPPServiceConfigSrv", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 503 || res.Header.Get("Retry-After") != "3" {
+		t.Errorf("config fault: HTTP %d Retry-After %q", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	if m := read(t); m["errorNumber"] != float64(9603) || m["status"] != float64(-1) {
+		t.Errorf("config error fault: %v", m)
+	}
+	if m := read(t); m["status"] != float64(0) {
+		t.Errorf("after the faults: %v", m)
+	}
+	if got, want := s.ConfigRequests(), 5; got != want {
+		t.Errorf("ConfigRequests = %d, want %d", got, want)
+	}
+	if got, want := s.Requests(), 8; got != want {
+		t.Errorf("Requests = %d, want %d (9617 answers included)", got, want)
 	}
 }
