@@ -166,6 +166,11 @@ func (s sourceSpec) build(cfg Config, log *slog.Logger) (poller.Source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("configuration: source %s: %w", s.Name, err)
 		}
+		if info, ok := c.TokenInfo(); ok {
+			log.Info("vpp token decoded", "source", s.Name, "organisation", info.OrgName, "expires", info.ExpDate.Format(time.RFC3339))
+		} else {
+			log.Warn("the vpp token does not decode as an Apple content token; its expiry cannot be reported", "source", s.Name)
+		}
 		return vppSource{c}, nil
 	}
 	token, err := secret.Resolve(p+"VEEAM_TOKEN", s.Veeam.Token, s.Veeam.TokenFile)

@@ -151,6 +151,9 @@ func TestSeveralSourcesIsolated(t *testing.T) {
 	if ready["status"] != "not ready" {
 		t.Fatalf("a stopped source must make the poller not ready: %v", ready)
 	}
+	if !strings.Contains(logs.String(), "Simulated School District") {
+		t.Fatalf("the vpp token's organisation is not reported:\n%s", logs)
+	}
 	if !strings.Contains(logs.String(), "US_VEEAM_TOKEN_FILE") {
 		t.Fatalf("the stopped source's log line does not name its variable:\n%s", logs)
 	}
