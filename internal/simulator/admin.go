@@ -33,6 +33,7 @@
 //	 "errorMessage": "...",          with this message (default: Apple's)
 //	 "truncate": true,               cut the JSON body in half
 //	 "noTokens": true,               serve the batch without batchToken and sinceModifiedToken
+//	 "emptyBatch": 2,                the next listing has an extra zero-user batch at this position
 //	 "delayMs": 2000}                answer this much later (slow page)
 //
 //	{"api": "veeam",                 Veeam GET /api/v3/users
@@ -249,6 +250,7 @@ type vppFaultJSON struct {
 	ErrorMessage string          `json:"errorMessage,omitempty"`
 	Truncate     bool            `json:"truncate,omitempty"`
 	NoTokens     bool            `json:"noTokens,omitempty"`
+	EmptyBatch   int             `json:"emptyBatch,omitempty"`
 	DelayMs      int64           `json:"delayMs,omitempty"`
 }
 
@@ -349,14 +351,16 @@ func (in vppFaultJSON) fault() (vpptest.Fault, error) {
 		return vpptest.Fault{}, bad("field errorMessage needs errorNumber")
 	case in.NoTokens && (in.HTTPStatus != 0 || in.ErrorNumber != 0):
 		return vpptest.Fault{}, bad("field noTokens applies to a batch that is served, not to an error")
-	case in.HTTPStatus == 0 && in.ErrorNumber == 0 && !in.Truncate && !in.NoTokens && delay == 0:
-		return vpptest.Fault{}, bad("the fault does nothing: set httpStatus, errorNumber, truncate, noTokens or delayMs")
+	case in.EmptyBatch < 0:
+		return vpptest.Fault{}, bad("field emptyBatch must be a 1-based batch position, got %d", in.EmptyBatch)
+	case in.HTTPStatus == 0 && in.ErrorNumber == 0 && !in.Truncate && !in.NoTokens && in.EmptyBatch == 0 && delay == 0:
+		return vpptest.Fault{}, bad("the fault does nothing: set httpStatus, errorNumber, truncate, noTokens, emptyBatch or delayMs")
 	}
 	return vpptest.Fault{
 		Batch: in.Batch, Times: max(in.Times, 1),
 		HTTPStatus: in.HTTPStatus, RetryAfter: retryAfter,
 		ErrorNumber: in.ErrorNumber, ErrorMessage: in.ErrorMessage,
-		Truncate: in.Truncate, NoTokens: in.NoTokens, Delay: delay,
+		Truncate: in.Truncate, NoTokens: in.NoTokens, EmptyBatch: in.EmptyBatch, Delay: delay,
 	}, nil
 }
 

@@ -555,3 +555,31 @@ func TestAdminBadInput(t *testing.T) {
 		t.Errorf("state after refused requests %+v", st)
 	}
 }
+
+// An empty batch in the middle of a VPP listing is not its end: the real
+// client must read past it and still see every user.
+func TestEmptyMiddleBatchOverHTTP(t *testing.T) {
+	sim := simulator.New(simulator.Config{Users: 10})
+	sim.VPP.SetBatchSize(3)
+	srv := httptest.NewServer(sim.Handler())
+	defer srv.Close()
+	res, err := http.Post(srv.URL+"/admin/faults", "application/json", strings.NewReader(`{"api":"vpp","emptyBatch":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("inject: %d", res.StatusCode)
+	}
+	c, err := vpp.New(vpp.Config{Name: "vpp", BaseURL: srv.URL + "/mdm", SToken: simulator.DefaultVPPToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := c.Snapshot(context.Background(), sources.Request{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Users) != 14 || snap.Pages != 6 {
+		t.Fatalf("got %d users in %d batches, want all 14 in 6 (5 + the empty one)", len(snap.Users), snap.Pages)
+	}
+}

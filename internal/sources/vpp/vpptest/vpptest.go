@@ -107,6 +107,11 @@ type Fault struct {
 	// NoTokens serves the batch without batchToken and sinceModifiedToken,
 	// which Apple occasionally does; a client must retry the same request.
 	NoTokens bool
+	// EmptyBatch makes the listing that starts with this request carry an
+	// extra batch with zero users at this 1-based position (counted in
+	// totalBatchCount), as Apple's listings sometimes do: a client that
+	// takes an empty batch for the end loses every later user.
+	EmptyBatch int
 	// Delay holds the answer back (until the request's context ends).
 	Delay time.Duration
 }
@@ -119,6 +124,7 @@ type record struct {
 // listing is the frozen result of the first request of a batched listing.
 type listing struct {
 	users   []User
+	emptyAt int // 1-based batch served empty, 0 for none
 	seq     uint64 // modification sequence at snapshot time, for the final sinceModifiedToken
 	retired bool   // includeRetired flag baked into the final sinceModifiedToken
 }
@@ -461,7 +467,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	resp, errNum := s.answer(req, bt, batch)
+	emptyAt := 0
+	if faulted && req.batchToken == "" {
+		emptyAt = fault.EmptyBatch
+	}
+	resp, errNum := s.answer(req, bt, batch, emptyAt)
 	if errNum != 0 {
 		writeError(w, errNum, messages[errNum], faulted && fault.Truncate)
 		return
@@ -600,7 +610,7 @@ type response struct {
 }
 
 // answer serves one batch; a non-zero result is an Apple error number.
-func (s *Server) answer(req request, bt batchToken, batch int) (response, int) {
+func (s *Server) answer(req request, bt batchToken, batch, emptyAt int) (response, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -614,7 +624,7 @@ func (s *Server) answer(req request, bt batchToken, batch int) (response, int) {
 	} else {
 		// The first request of a listing freezes what the whole listing
 		// will show, so that later Puts cannot shift users between batches.
-		l = &listing{seq: s.seq, retired: req.includeRetired}
+		l = &listing{seq: s.seq, retired: req.includeRetired, emptyAt: emptyAt}
 		var since uint64
 		if req.sinceToken != "" {
 			var st sinceToken
@@ -644,11 +654,21 @@ func (s *Server) answer(req request, bt batchToken, batch int) (response, int) {
 
 	size := s.batchSize
 	total := max(1, (len(l.users)+size-1)/size)
+	slot := batch // which batch of users this request serves
+	if l.emptyAt > 0 && l.emptyAt <= total {
+		total++
+		if batch > l.emptyAt {
+			slot--
+		}
+	}
 	if batch > total {
 		return response{}, errBatchUnrecoverable
 	}
-	lo := (batch - 1) * size
+	lo := (slot - 1) * size
 	hi := min(lo+size, len(l.users))
+	if batch == l.emptyAt {
+		lo, hi = 0, 0
+	}
 	resp := response{
 		BatchCount:      hi - lo,
 		TotalBatchCount: strconv.Itoa(total),
