@@ -124,7 +124,7 @@ type record struct {
 // listing is the frozen result of the first request of a batched listing.
 type listing struct {
 	users   []User
-	emptyAt int // 1-based batch served empty, 0 for none
+	emptyAt int    // 1-based batch served empty, 0 for none
 	seq     uint64 // modification sequence at snapshot time, for the final sinceModifiedToken
 	retired bool   // includeRetired flag baked into the final sinceModifiedToken
 }
