@@ -86,6 +86,7 @@ type Config struct {
 	// ExpiryWarning is how far ahead of a credential's expiry the poller
 	// starts warning; default 30 days.
 	ExpiryWarning time.Duration
+	Lease         LeaseConfig
 	Metrics       *metrics.Poller
 	Logger        *slog.Logger
 	Now           func() time.Time
@@ -98,6 +99,7 @@ type Poller struct {
 	cfg     Config
 	sources []SourceConfig
 	srcs    *state.Sources
+	leases  *state.Leases
 	log     *slog.Logger
 
 	mu     sync.Mutex
@@ -119,6 +121,8 @@ const (
 	StateOK       = "ok"
 	StateFailing  = "failing"
 	StateStopped  = "stopped"
+	// StateStandby: another replica holds the source's lease.
+	StateStandby = "standby"
 )
 
 // New builds a poller. pub publishes to ROLLCALL_EVENTS; h are its buckets.
@@ -151,7 +155,7 @@ func New(pub jetstream.Publisher, h *bus.Handles, cfg Config, srcs ...SourceConf
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Poller{pub: pub, h: h, cfg: cfg, sources: srcs, srcs: state.NewSources(h.Sources), log: log, health: map[string]Health{}}
+	p := &Poller{pub: pub, h: h, cfg: cfg, sources: srcs, srcs: state.NewSources(h.Sources), leases: state.NewLeases(h.Sources), log: log, health: map[string]Health{}}
 	for _, sc := range srcs {
 		p.health[sc.Source.Name()] = Health{State: StateStarting}
 		if m := cfg.Metrics; m != nil {
@@ -205,13 +209,39 @@ func (p *Poller) Run(ctx context.Context) error {
 }
 
 func (p *Poller) loop(ctx context.Context, sc SourceConfig) {
+	var keeper *leaseKeeper
+	if p.cfg.Lease.TTL > 0 {
+		keeper = newLeaseKeeper(p.leases, sc.Source.Name(), p.cfg.Lease, p.cfg.Now, p.log.With("source", sc.Source.Name()))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			keeper.run(ctx)
+		}()
+		defer func() { <-done }()
+	}
 	for {
 		log := p.log.With("source", sc.Source.Name())
+		if keeper != nil && !keeper.isOwned() {
+			p.setHealth(sc.Source, func(h *Health) { h.State = StateStandby })
+		}
+		if keeper != nil && !keeper.waitOwned(ctx) {
+			return
+		}
 		p.checkExpiry(sc.Source, log)
 		start := p.cfg.Now()
-		_, err := p.runOnce(ctx, sc)
+		rctx, cancel := ctx, context.CancelFunc(func() {})
+		if keeper != nil {
+			rctx, cancel = keeper.runContext(ctx)
+		}
+		_, err := p.runOnce(rctx, sc, keeper)
+		lost := rctx.Err() != nil && ctx.Err() == nil
+		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if lost || errors.Is(err, errLeaseLost) {
+			log.Warn("lease lost during a run; the run was abandoned without writing")
+			continue
 		}
 		p.observe(sc.Source, start, err)
 		var st stopper
@@ -347,13 +377,16 @@ type Result struct {
 func (p *Poller) RunOnce(ctx context.Context, name string) (Result, error) {
 	for _, sc := range p.sources {
 		if sc.Source.Name() == name {
-			return p.runOnce(ctx, sc)
+			return p.runOnce(ctx, sc, nil)
 		}
 	}
 	return Result{}, fmt.Errorf("poller: no source named %q", name)
 }
 
-func (p *Poller) runOnce(ctx context.Context, sc SourceConfig) (Result, error) {
+// errLeaseLost ends a run whose replica no longer holds the source's lease.
+var errLeaseLost = errors.New("lease lost")
+
+func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeeper) (Result, error) {
 	src := sc.Source
 	name := src.Name()
 	log := p.log.With("source", name, "run", runID())
@@ -422,8 +455,14 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig) (Result, error) {
 	// From here on the run commits or fails as a whole, even if a stop was
 	// requested meanwhile: abandoning between publish and write would only
 	// cost a rerun, but a bounded commit is cheaper and clearer.
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("source %s: run abandoned before commit: %w", name, ctx.Err())
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.CommitTimeout)
 	defer cancel()
+	if keeper != nil && !keeper.confirm(cctx) {
+		return res, fmt.Errorf("source %s: %w before commit", name, errLeaseLost)
+	}
 	if res.Seeded {
 		if err := p.putBaseline(cctx, name, snap); err != nil {
 			return res, err

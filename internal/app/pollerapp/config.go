@@ -36,6 +36,11 @@ type Config struct {
 	RemovalHold      time.Duration `env:"REMOVAL_HOLD, default=24h"`
 	MaxResponseBytes int64         `env:"MAX_RESPONSE_BYTES, default=67108864"`
 
+	// LeaseTTL is the lease period that lets several replicas share the
+	// sources; 0 disables leases (one replica only).
+	LeaseTTL time.Duration `env:"LEASE_TTL, default=30s"`
+	PollerID string        `env:"POLLER_ID"`
+
 	// Sources names several sources as name:kind pairs; each then reads the
 	// VPP_ or VEEAM_ variables with the prefix <NAME>_.
 	Sources string `env:"SOURCES"`
@@ -104,6 +109,8 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 		return Config{}, nil, fmt.Errorf("configuration: MAX_REMOVAL_RATIO %v must be above 0 and at most 1", c.MaxRemovalRatio)
 	case c.RemovalGuardMin < 1:
 		return Config{}, nil, fmt.Errorf("configuration: REMOVAL_GUARD_MIN %d must be at least 1", c.RemovalGuardMin)
+	case c.LeaseTTL < 0 || c.LeaseTTL > 0 && c.LeaseTTL < time.Second:
+		return Config{}, nil, fmt.Errorf("configuration: LEASE_TTL %s must be 0 (no leases) or at least 1s", c.LeaseTTL)
 	case c.RemovalHold <= 0:
 		return Config{}, nil, fmt.Errorf("configuration: REMOVAL_HOLD must be positive")
 	case c.MaxResponseBytes < 1024:

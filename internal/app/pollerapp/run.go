@@ -2,10 +2,13 @@ package pollerapp
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -89,6 +92,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		EmitInitial: cfg.EmitInitial,
 		Guard:       poller.Guard{MinRemovals: cfg.RemovalGuardMin, MaxRatio: cfg.MaxRemovalRatio, Hold: cfg.RemovalHold},
 		Metrics:     metrics.NewPoller(reg),
+		Lease:       poller.LeaseConfig{Owner: ownerID(cfg.PollerID), TTL: cfg.LeaseTTL},
 		Logger:      log,
 	}, srcs...)
 
@@ -112,6 +116,8 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 // source is not ready; held removals are reported without failing.
 func sourceReady(h poller.Health) error {
 	switch h.State {
+	case poller.StateStandby:
+		return nil // another replica polls it
 	case poller.StateStopped:
 		return fmt.Errorf("stopped: %s", h.Error)
 	case poller.StateFailing:
@@ -200,4 +206,16 @@ type vppSource struct{ *vpp.Client }
 func (v vppSource) TokenExpiry() (time.Time, bool) {
 	info, ok := v.TokenInfo()
 	return info.ExpDate, ok && !info.ExpDate.IsZero()
+}
+
+// ownerID names this replica in leases: POLLER_ID, or host name, process id
+// and a random suffix, so that two replicas on one host differ too.
+func ownerID(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }

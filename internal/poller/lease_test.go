@@ -1,0 +1,113 @@
+package poller_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rollcall/rollcall/internal/bus"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/poller"
+	"github.com/rollcall/rollcall/internal/sources"
+	"github.com/rollcall/rollcall/internal/sources/veeam"
+	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
+	"github.com/rollcall/rollcall/internal/state"
+)
+
+// counting records how often a replica asked its source for a snapshot.
+type counting struct {
+	poller.Source
+	n atomic.Int64
+}
+
+func (c *counting) Snapshot(ctx context.Context, req sources.Request) (sources.Snapshot, error) {
+	c.n.Add(1)
+	return c.Source.Snapshot(ctx, req)
+}
+
+// Two replicas against one source: only the lease holder polls, no event
+// is doubled, and when the holder stops the other takes over.
+func TestTwoReplicasShareOneSource(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Start(t))
+	h, err := bus.Ensure(context.Background(), js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := veeamtest.NewServer("api-key")
+	for i := range 20 {
+		fake.Put(veeamUser(i))
+	}
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	const ttl = 300 * time.Millisecond
+	replica := func(owner string) (*poller.Poller, *counting) {
+		c, err := veeam.New(veeam.Config{Name: "veeam", BaseURL: srv.URL, Token: "api-key", Backoff: fast})
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &counting{Source: c}
+		return poller.New(js, h, poller.Config{Lease: poller.LeaseConfig{Owner: owner, TTL: ttl}},
+			poller.SourceConfig{Source: src, Interval: 20 * time.Millisecond}), src
+	}
+	pa, ca := replica("replica-a")
+	pb, cb := replica("replica-b")
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	doneA, doneB := make(chan error, 1), make(chan error, 1)
+	go func() { doneA <- pa.Run(ctxA) }()
+	time.Sleep(50 * time.Millisecond) // let A take the lease first, so we know who is active
+	go func() { doneB <- pb.Run(ctxB) }()
+	defer func() { stopB(); <-doneB }()
+
+	checkFor(t, 5*time.Second, "replica A polling", func() bool { return ca.n.Load() >= 3 })
+	checkFor(t, 5*time.Second, "replica B standing by", func() bool { return pb.Health()["veeam"].State == poller.StateStandby })
+	// Changes while both run: each is published once.
+	for i := range 5 {
+		u := veeamUser(i)
+		u.Role = "CompanyOwner"
+		fake.Put(u)
+	}
+	checkFor(t, 5*time.Second, "five role changes", func() bool { return streamCount(t, js) == 5 })
+	before := ca.n.Load()
+	checkFor(t, 5*time.Second, "more polls by A", func() bool { return ca.n.Load() >= before+5 })
+	if n := cb.n.Load(); n != 0 {
+		t.Fatalf("the standby replica polled %d times while the active one held the lease", n)
+	}
+
+	stopA()
+	<-doneA
+	stopped := time.Now()
+	checkFor(t, 2*ttl+time.Second, "replica B takes over", func() bool { return cb.n.Load() > 0 })
+	if took := time.Since(stopped); took > 2*ttl {
+		t.Errorf("takeover took %v, more than two lease periods (%v)", took, 2*ttl)
+	}
+	lease, err := state.NewLeases(h.Sources).Holder(context.Background(), "veeam")
+	if err != nil || lease.Owner != "replica-b" {
+		t.Fatalf("lease holder %+v, %v", lease, err)
+	}
+	for i := 5; i < 8; i++ {
+		fake.Remove(veeamUser(i).InstanceUID)
+	}
+	checkFor(t, 5*time.Second, "three removals after the takeover", func() bool { return streamCount(t, js) == 8 })
+	time.Sleep(100 * time.Millisecond) // a few more runs by B must add nothing
+	if n := streamCount(t, js); n != 8 {
+		t.Fatalf("stream holds %d events, want 8", n)
+	}
+}
+
+func streamCount(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), bus.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
