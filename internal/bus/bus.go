@@ -138,17 +138,41 @@ type PublishResult struct {
 // Publish sends every event and waits for every ack. It returns an error if
 // any event was not stored; the caller must then write no state, and a rerun
 // publishes the same ids again, which JetStream de-duplicates.
+//
+// Events go out in waves: a user's n-th event of the run is published only
+// after every user's (n-1)-th was stored, and nothing of a later wave after a
+// failure. So even a partly failed publish never stores a user's later event
+// ahead of an earlier one, and per-user order on the stream holds.
 func Publish(ctx context.Context, pub jetstream.Publisher, evs []events.Event) (PublishResult, error) {
 	res := PublishResult{StoredByType: map[string]int{}}
+	var waves [][]events.Event
+	seen := make(map[string]int, len(evs))
+	for _, e := range evs {
+		n := seen[e.Subject()]
+		seen[e.Subject()] = n + 1
+		if n == len(waves) {
+			waves = append(waves, nil)
+		}
+		waves[n] = append(waves[n], e)
+	}
+	for _, wave := range waves {
+		if err := publishWave(ctx, pub, wave, &res); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func publishWave(ctx context.Context, pub jetstream.Publisher, evs []events.Event, res *PublishResult) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
 	for _, e := range evs {
 		m, err := Msg(e)
 		if err != nil {
-			return res, err
+			return err
 		}
 		f, err := pub.PublishMsgAsync(m, jetstream.WithExpectStream(EventsStream))
 		if err != nil {
-			return res, fmt.Errorf("publish %s %s: %w", e.Type(), e.ID(), err)
+			return fmt.Errorf("publish %s %s: %w", e.Type(), e.ID(), err)
 		}
 		futures = append(futures, f)
 	}
@@ -165,8 +189,8 @@ func Publish(ctx context.Context, pub jetstream.Publisher, evs []events.Event) (
 		case err := <-f.Err():
 			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Subject, err))
 		case <-ctx.Done():
-			return res, fmt.Errorf("publish: waiting for acks: %w", ctx.Err())
+			return fmt.Errorf("publish: waiting for acks: %w", ctx.Err())
 		}
 	}
-	return res, errors.Join(errs...)
+	return errors.Join(errs...)
 }

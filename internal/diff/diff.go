@@ -48,8 +48,8 @@ type Result struct {
 	// Removed lists the ids absent from a complete snapshot that were not
 	// already gone: retired by this result, or held when HoldRemovals.
 	Removed []string
-	// Known counts the previous users that were not already gone, the base
-	// of the mass-removal guard's ratio.
+	// Known counts the previous users that could be removed (neither
+	// removed nor retired), the base of the mass-removal guard's ratio.
 	Known int
 }
 
@@ -82,7 +82,11 @@ func Compute(in Input) (Result, error) {
 		return res, nil
 	}
 	for _, p := range in.Previous {
-		if !strings.EqualFold(p.User.Status, events.StatusRemoved) {
+		switch strings.ToLower(p.User.Status) {
+		case events.StatusRemoved, events.StatusRetired:
+			// Already gone: they cannot be removed, so they must not
+			// dilute the mass-removal guard's ratio either.
+		default:
 			res.Known++
 		}
 	}
@@ -148,7 +152,7 @@ func arrival(u events.User, prev Prev, known bool) []events.Spec {
 	// VPP users begin Registered; one first seen Associated or Retired went
 	// through Registered first.
 	reg := u
-	reg.Status = "Registered"
+	reg.Status = events.StatusRegistered
 	specs := []events.Spec{{Type: events.TypeRegistered, User: reg, Previous: previous, Reason: events.ReasonNew, Changes: arrivalChanges(previous, reg)}}
 	step := events.Spec{User: u, Previous: &reg, Reason: events.ReasonStatus,
 		Changes: []events.Change{{Field: "status", From: reg.Status, To: u.Status}}}

@@ -263,10 +263,10 @@ func TestComputeEventDetails(t *testing.T) {
 		}
 		reg, _ := events.DecodeData(res.Events[0])
 		assoc, _ := events.DecodeData(res.Events[1])
-		if reg.Previous != nil || reg.User.Status != "Registered" {
+		if reg.Previous != nil || reg.User.Status != "registered" {
 			t.Fatalf("registered data = %+v", reg)
 		}
-		if assoc.Previous == nil || assoc.Previous.Status != "Registered" || assoc.User.Status != "Associated" {
+		if assoc.Previous == nil || assoc.Previous.Status != "registered" || assoc.User.Status != "Associated" {
 			t.Fatalf("associated data = %+v", assoc)
 		}
 		if res.Events[0].ID() == res.Events[1].ID() {

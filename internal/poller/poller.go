@@ -53,6 +53,10 @@ type SourceConfig struct {
 	// resumes it, with a source built afresh by Reload.
 	Watch  []string
 	Reload func() (Source, error)
+	// digest is the credential files' contents as the running source was
+	// built from them, so that a rotation made before the source failed
+	// still counts as a change.
+	digest string
 	// Hint tells the operator how to fix a stopped source, e.g. "download a
 	// new content token and update VPP_STOKEN_FILE".
 	Hint string
@@ -79,6 +83,9 @@ type Config struct {
 	// CommitTimeout bounds publishing and writing once a snapshot is in hand,
 	// independent of shutdown, so that a stop never leaves a half-written run.
 	CommitTimeout time.Duration
+	// ShutdownGrace is how long a commit in progress may go on after a
+	// stop is requested; default 5s.
+	ShutdownGrace time.Duration
 	Guard         Guard
 	// WatchEvery is how often a stopped source's credential files are
 	// checked for a change; default 10s.
@@ -132,6 +139,9 @@ func New(pub jetstream.Publisher, h *bus.Handles, cfg Config, srcs ...SourceConf
 	}
 	if cfg.CommitTimeout <= 0 {
 		cfg.CommitTimeout = 8 * time.Second
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 5 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -198,6 +208,9 @@ func (p *Poller) setHealth(src Source, f func(h *Health)) {
 func (p *Poller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, sc := range p.sources {
+		if len(sc.Watch) > 0 {
+			sc.digest = fileDigest(sc.Watch)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -246,11 +259,11 @@ func (p *Poller) loop(ctx context.Context, sc SourceConfig) {
 		p.observe(sc.Source, start, err)
 		var st stopper
 		if err != nil && errors.As(err, &st) && st.StopsSource() {
-			next, ok := p.stopped(ctx, sc, err, log)
+			next, digest, ok := p.stopped(ctx, sc, err, log)
 			if !ok {
 				return
 			}
-			sc.Source = next
+			sc.Source, sc.digest = next, digest
 			continue // run at once with the new credentials
 		}
 		if err != nil {
@@ -286,7 +299,7 @@ func (p *Poller) observe(src Source, start time.Time, err error) {
 // unhealthy and polled no more, while the other sources go on. It resumes
 // when one of its credential files changes and the rebuilt source accepts
 // the new contents.
-func (p *Poller) stopped(ctx context.Context, sc SourceConfig, cause error, log *slog.Logger) (Source, bool) {
+func (p *Poller) stopped(ctx context.Context, sc SourceConfig, cause error, log *slog.Logger) (Source, string, bool) {
 	p.setHealth(sc.Source, func(h *Health) { h.State, h.Error = StateStopped, cause.Error() })
 	if m := p.cfg.Metrics; m != nil {
 		m.Runs.WithLabelValues(sc.Source.Name(), "stopped").Inc()
@@ -298,13 +311,13 @@ func (p *Poller) stopped(ctx context.Context, sc SourceConfig, cause error, log 
 	if len(sc.Watch) == 0 || sc.Reload == nil {
 		log.Error("source stopped: its credentials were refused; other sources keep running. "+hint+" and restart the poller", "err", cause)
 		<-ctx.Done()
-		return nil, false
+		return nil, "", false
 	}
 	log.Error("source stopped: its credentials were refused; other sources keep running. "+hint+"; polling resumes by itself when the file changes", "err", cause, "watching", sc.Watch)
-	last := fileDigest(sc.Watch)
-	for {
-		if httpx.Sleep(ctx, p.cfg.WatchEvery) != nil {
-			return nil, false
+	last := sc.digest
+	for first := true; ; first = false {
+		if !first && httpx.Sleep(ctx, p.cfg.WatchEvery) != nil {
+			return nil, "", false
 		}
 		d := fileDigest(sc.Watch)
 		if d == last {
@@ -317,7 +330,7 @@ func (p *Poller) stopped(ctx context.Context, sc SourceConfig, cause error, log 
 			continue
 		}
 		log.Info("credential file changed; resuming the source")
-		return next, true
+		return next, d, true
 	}
 }
 
@@ -397,6 +410,11 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 	if err != nil {
 		return res, err
 	}
+	if st.Held != nil {
+		// Held removals stay reported between complete snapshots, and
+		// after a restart, until a complete snapshot settles them.
+		p.setHealth(src, func(h *Health) { h.RemovalsHeld = st.Held.Count })
+	}
 	users := state.NewUsers(p.h.Users, name)
 	prev, err := users.Load(ctx)
 	if err != nil {
@@ -447,7 +465,16 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 	if !st.Seeded {
 		res.Seeded = true
 		if !p.cfg.EmitInitial {
-			evs = nil
+			// The first snapshot seeds silently. A first run that crashed
+			// part-way may have written some users already: their changes
+			// since are real and are published; only users the seed has
+			// not reached yet stay silent.
+			evs = evs[:0:0]
+			for _, e := range d.Events {
+				if _, seeded := prev[e.Subject()]; seeded {
+					evs = append(evs, e)
+				}
+			}
 		}
 	}
 	res.Events = len(evs)
@@ -458,8 +485,16 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("source %s: run abandoned before commit: %w", name, ctx.Err())
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.CommitTimeout)
+	// The commit is bounded by CommitTimeout plus a millisecond per write,
+	// and a requested stop cuts it after a short grace: events are always
+	// published before state is written, so a cut commit is repaired by the
+	// next run, whose republished ids JetStream drops.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.CommitTimeout+time.Duration(len(d.Writes)+len(evs))*time.Millisecond)
 	defer cancel()
+	defer context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(p.cfg.ShutdownGrace, cancel)
+		context.AfterFunc(cctx, func() { t.Stop() })
+	})()
 	if keeper != nil && !keeper.confirm(cctx) {
 		return res, fmt.Errorf("source %s: %w before commit", name, errLeaseLost)
 	}

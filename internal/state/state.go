@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,27 +68,60 @@ func (u *Users) Load(ctx context.Context) (map[string]diff.Prev, error) {
 	}
 }
 
-// Apply commits writes with compare-and-set. It stops at the first conflict
-// and returns ErrConflict; earlier writes stay, which is safe because the
-// events for every write were published before Apply was called.
+// applyConcurrency bounds the compare-and-set writes in flight: one round
+// trip per user one after the other is too slow for a large first snapshot
+// on a replicated bucket.
+const applyConcurrency = 64
+
+// Apply commits writes with compare-and-set, several at a time. It stops at
+// the first failure and returns ErrConflict for a revision mismatch; writes
+// already made stay, which is safe because the events for every write were
+// published before Apply was called and a rerun recomputes the rest.
 func (u *Users) Apply(ctx context.Context, writes []diff.Write) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, applyConcurrency)
+	var wg sync.WaitGroup
 	for _, w := range writes {
-		b, err := json.Marshal(Record{User: w.User, Fingerprint: w.User.Fingerprint()})
-		if err != nil {
-			return fmt.Errorf("encode state of %s: %w", w.User.ID, err)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
 		}
-		key := events.StateKey(u.source, w.User.ID)
-		if w.Revision == 0 {
-			_, err = u.kv.Create(ctx, key, b)
-		} else {
-			_, err = u.kv.Update(ctx, key, b, w.Revision)
+		if ctx.Err() != nil {
+			break
 		}
-		switch {
-		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-			return fmt.Errorf("write %s: %w", key, ErrConflict)
-		case err != nil:
-			return fmt.Errorf("write %s: %w", key, err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := u.write(ctx, w); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+func (u *Users) write(ctx context.Context, w diff.Write) error {
+	b, err := json.Marshal(Record{User: w.User, Fingerprint: w.User.Fingerprint()})
+	if err != nil {
+		return fmt.Errorf("encode state of %s: %w", w.User.ID, err)
+	}
+	key := events.StateKey(u.source, w.User.ID)
+	if w.Revision == 0 {
+		_, err = u.kv.Create(ctx, key, b)
+	} else {
+		_, err = u.kv.Update(ctx, key, b, w.Revision)
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+		return fmt.Errorf("write %s: %w", key, ErrConflict)
+	case err != nil:
+		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil
 }

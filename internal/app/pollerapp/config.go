@@ -128,7 +128,7 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 		if c.VPP.enabled() || c.Veeam.enabled() {
 			return Config{}, nil, fmt.Errorf("configuration: SOURCES is set, so VPP_STOKEN, VPP_STOKEN_FILE and VEEAM_BASE_URL are not used; give each source its own prefixed variables (e.g. SCHOOL_VPP_STOKEN_FILE)")
 		}
-		seen := map[string]bool{}
+		seen, prefixes := map[string]bool{}, map[string]string{}
 		for _, entry := range strings.Split(c.Sources, ",") {
 			name, kind, ok := strings.Cut(strings.TrimSpace(entry), ":")
 			if !ok || !events.ValidSourceName(name) || (kind != events.KindVPP && kind != events.KindVeeam) {
@@ -139,6 +139,10 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 			}
 			seen[name] = true
 			prefix := strings.ToUpper(strings.ReplaceAll(name, "-", "_")) + "_"
+			if other, dup := prefixes[prefix]; dup {
+				return Config{}, nil, fmt.Errorf("configuration: SOURCES names %q and %q, which would both read the variables %s…; rename one", other, name, prefix)
+			}
+			prefixes[prefix] = name
 			var ns namedSource
 			if err := envx.ProcessPrefixed(ctx, &ns, l, prefix); err != nil {
 				return Config{}, nil, fmt.Errorf("configuration: source %s: %w", name, err)

@@ -46,6 +46,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"named source without its variables", map[string]string{"SOURCES": "eu:veeam"}, []string{"EU_VEEAM_BASE_URL"}},
 		{"named source with a bad value", map[string]string{"SOURCES": "eu:veeam", "EU_VEEAM_BASE_URL": "http://x", "EU_VEEAM_TOKEN": "t", "EU_VEEAM_INTERVAL": "often"}, []string{"EU_VEEAM_INTERVAL"}},
 		{"named source twice", map[string]string{"SOURCES": "eu:veeam,eu:vpp", "EU_VEEAM_BASE_URL": "http://x", "EU_VEEAM_TOKEN": "t"}, []string{"twice"}},
+		{"two names, one prefix", map[string]string{"SOURCES": "eu-1:veeam,eu_1:veeam", "EU_1_VEEAM_BASE_URL": "http://x", "EU_1_VEEAM_TOKEN": "t"}, []string{"eu-1", "eu_1", "EU_1_"}},
 		{"ratio out of range", map[string]string{"VPP_STOKEN": "x", "MAX_REMOVAL_RATIO": "1.5"}, []string{"MAX_REMOVAL_RATIO"}},
 		{"bad embedded listen", map[string]string{"VPP_STOKEN": "x", "DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": "nowhere"}, []string{"nowhere"}},
 	}
