@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/rollcall/rollcall/internal/httpx"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -156,27 +157,46 @@ func Publish(ctx context.Context, pub jetstream.Publisher, evs []events.Event) (
 		waves[n] = append(waves[n], e)
 	}
 	for _, wave := range waves {
-		if err := publishWave(ctx, pub, wave, &res); err != nil {
-			return res, err
+		// A publish that failed (a timeout during a leader election, a
+		// reconnect) is sent again with the same id: if it had been stored
+		// after all, JetStream drops the copy.
+		var err error
+		for attempt := 1; attempt <= publishAttempts; attempt++ {
+			if wave, err = publishWave(ctx, pub, wave, &res); err == nil {
+				break
+			}
+			if attempt == publishAttempts || httpx.Sleep(ctx, time.Duration(attempt)*250*time.Millisecond) != nil {
+				return res, err
+			}
 		}
 	}
 	return res, nil
 }
 
-func publishWave(ctx context.Context, pub jetstream.Publisher, evs []events.Event, res *PublishResult) error {
+// publishAttempts bounds how often one wave is sent before the run fails.
+const publishAttempts = 4
+
+// publishWave publishes evs and returns the ones that were not stored, to
+// be sent again.
+func publishWave(ctx context.Context, pub jetstream.Publisher, evs []events.Event, res *PublishResult) ([]events.Event, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(evs))
-	for _, e := range evs {
+	var errs []error
+	var failed []events.Event
+	for i, e := range evs {
 		m, err := Msg(e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		f, err := pub.PublishMsgAsync(m, jetstream.WithExpectStream(EventsStream))
 		if err != nil {
-			return fmt.Errorf("publish %s %s: %w", e.Type(), e.ID(), err)
+			// Not sent (e.g. disconnected): this one and the rest are
+			// sent again once the acks of those already out are in.
+			errs = append(errs, fmt.Errorf("publish %s %s: %w", e.Type(), e.ID(), err))
+			failed = append(failed, evs[i:]...)
+			break
 		}
 		futures = append(futures, f)
 	}
-	var errs []error
 	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
@@ -188,9 +208,10 @@ func publishWave(ctx context.Context, pub jetstream.Publisher, evs []events.Even
 			}
 		case err := <-f.Err():
 			errs = append(errs, fmt.Errorf("publish %s: %w", f.Msg().Subject, err))
+			failed = append(failed, evs[i])
 		case <-ctx.Done():
-			return fmt.Errorf("publish: waiting for acks: %w", ctx.Err())
+			return nil, fmt.Errorf("publish: waiting for acks: %w", ctx.Err())
 		}
 	}
-	return errors.Join(errs...)
+	return failed, errors.Join(errs...)
 }
