@@ -76,7 +76,9 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
+	// A publish ack lost in a failover must fail fast, so that bus.Publish
+	// sends the event again (same id) within the run.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(3*time.Second))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
