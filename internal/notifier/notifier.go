@@ -1,8 +1,17 @@
 // Package notifier delivers rollcall events from the stream to sinks: one
 // durable JetStream consumer per sink, so a slow or failing sink never holds
 // back another. A message is acknowledged only after its sink delivered it;
-// retryable failures are redelivered with backoff and permanent ones are
+// retryable failures are retried with backoff and permanent ones are
 // dead-lettered.
+//
+// Within a sink, deliveries run concurrently across users (up to
+// Config.Concurrency, which is also the consumer's MaxAckPending) while each
+// user's events go out one at a time, in stream order: messages are queued
+// in per-user lanes keyed by the subject's <source>.<userkey>, and a lane
+// takes its next message only once the previous one is settled (delivered,
+// dead-lettered or released). Retries therefore happen in process, with the
+// message kept alive by InProgress, rather than by a delayed Nak that would
+// let the user's next event overtake it.
 package notifier
 
 import (
@@ -11,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,10 +51,28 @@ type Route struct {
 
 // Config tunes delivery.
 type Config struct {
-	MaxAttempts int           // deliveries before dead-lettering; default 10
-	Backoff     httpx.Backoff // between redeliveries
+	// MaxAttempts is the delivery attempts before dead-lettering; default
+	// 10. They are counted in process, plus the server's earlier deliveries
+	// of the message (NumDelivered) by runs before this one, which include
+	// releases at shutdown of events not yet attempted.
+	MaxAttempts int
+	Backoff     httpx.Backoff // between retries
 	SendTimeout time.Duration // per delivery; default 8s
-	Logger      *slog.Logger
+	// Concurrency is how many deliveries a sink may have in flight, each
+	// for a different user, and the consumer's MaxAckPending; default 16.
+	// An existing consumer is updated to it on start.
+	Concurrency int
+	// ShutdownGrace is how long deliveries in flight when Run's context
+	// ends may take to finish before they are cut off and their events
+	// released for the next run; default 8s.
+	ShutdownGrace time.Duration
+	// AckWait is the consumer's ack wait; default SendTimeout + 30s.
+	// Messages held longer (waiting behind a user's earlier event, or
+	// between retries) are kept from redelivery with InProgress.
+	AckWait time.Duration
+	// Replicas of the dead-letter stream (NATS_REPLICAS); default 1.
+	Replicas int
+	Logger   *slog.Logger
 }
 
 // Notifier runs every route's consumer.
@@ -62,6 +90,15 @@ func New(js jetstream.JetStream, cfg Config, routes ...Route) *Notifier {
 	}
 	if cfg.SendTimeout <= 0 {
 		cfg.SendTimeout = 8 * time.Second
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 8 * time.Second
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = cfg.SendTimeout + 30*time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -111,12 +148,15 @@ func (n *Notifier) WaitForStream(ctx context.Context) error {
 
 // Run consumes for every route until ctx ends, when it returns nil, or
 // until the NATS connection is closed for good, when it returns an error.
-// In-flight deliveries finish (bounded by SendTimeout) before Run returns.
+// When ctx ends, no new delivery starts; deliveries in flight get
+// ShutdownGrace to finish (and are acknowledged if they do); every other
+// message the notifier holds is released with a Nak, in stream order per
+// user, so that the next run delivers it. Nothing undelivered is acknowledged.
 func (n *Notifier) Run(ctx context.Context) error {
 	if err := n.WaitForStream(ctx); err != nil {
 		return err
 	}
-	if err := bus.EnsureDeadLetter(ctx, n.js, 0); err != nil {
+	if err := bus.EnsureDeadLetter(ctx, n.js, n.cfg.Replicas); err != nil {
 		return err
 	}
 	consumers := make([]jetstream.Consumer, len(n.routes))
@@ -154,18 +194,33 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 // consumer creates the sink's durable consumer, or resumes it: the start
-// position applies only on creation, filters are kept up to date.
+// position applies only on creation; filters, MaxAckPending (Concurrency)
+// and the ack wait are brought up to date, so that a consumer created by an
+// older notifier (one message in flight) gets the new limits.
 func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, error) {
 	name := r.Sink.Name()
 	filters := FilterSubjects(r.Types, r.Sources)
 	c, err := n.js.Consumer(ctx, bus.EventsStream, name)
 	if err == nil {
 		cfg := c.CachedInfo().Config
+		var changed []any
 		if !equal(cfg.FilterSubjects, filters) && !(len(filters) == 1 && cfg.FilterSubject == filters[0]) {
+			changed = append(changed, "filters", filters)
 			cfg.FilterSubject, cfg.FilterSubjects = "", filters
+		}
+		if cfg.MaxAckPending != n.cfg.Concurrency {
+			changed = append(changed, "max_ack_pending_was", cfg.MaxAckPending, "max_ack_pending", n.cfg.Concurrency)
+			cfg.MaxAckPending = n.cfg.Concurrency
+		}
+		if cfg.AckWait != n.cfg.AckWait {
+			changed = append(changed, "ack_wait", n.cfg.AckWait.String())
+			cfg.AckWait = n.cfg.AckWait
+		}
+		if len(changed) > 0 {
 			if c, err = n.js.UpdateConsumer(ctx, bus.EventsStream, cfg); err != nil {
-				return nil, fmt.Errorf("sink %s: update consumer filters: %w", name, err)
+				return nil, fmt.Errorf("sink %s: update consumer: %w", name, err)
 			}
+			n.log.Info("updated consumer", append([]any{"sink", name}, changed...)...)
 		}
 		return c, nil
 	}
@@ -176,10 +231,11 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 		Durable:        name,
 		Description:    "rollcall notifier sink " + name,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        n.cfg.SendTimeout + 30*time.Second,
+		AckWait:        n.cfg.AckWait,
 		FilterSubjects: filters,
-		// One message in flight keeps every user's events in order.
-		MaxAckPending: 1,
+		// Per-user lanes keep each user's events in order; this bounds the
+		// messages held (in flight, waiting or between retries) per sink.
+		MaxAckPending: n.cfg.Concurrency,
 		MaxDeliver:    -1, // the notifier dead-letters after MaxAttempts itself
 	}
 	switch r.Start {
@@ -198,7 +254,7 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 	if err != nil {
 		return nil, fmt.Errorf("sink %s: create consumer: %w", name, err)
 	}
-	n.log.Info("created consumer", "sink", name, "start", cfg.DeliverPolicy.String(), "filters", filters)
+	n.log.Info("created consumer", "sink", name, "start", cfg.DeliverPolicy.String(), "filters", filters, "max_ack_pending", cfg.MaxAckPending)
 	return c, nil
 }
 
@@ -217,12 +273,16 @@ func equal(a, b []string) bool {
 // consume delivers the route's messages until ctx ends. When the message
 // iterator ends on its own (the consumer was deleted, the server rejected
 // the pull) the consumer is looked up or created again, as on a first start,
-// and consuming resumes; only a closed connection is fatal.
+// and consuming resumes; only a closed connection is fatal. The sink's lanes
+// outlive a re-established iterator: the messages they hold are settled as
+// usual. consume returns only once every lane is settled or released.
 func (n *Notifier) consume(ctx context.Context, c jetstream.Consumer, r Route) error {
 	sink := r.Sink
 	log := n.log.With("sink", sink.Name())
+	p := n.newPump(ctx, sink, log)
+	defer p.close()
 	for {
-		err := n.receive(ctx, c, sink, log)
+		err := n.receive(ctx, c, p, log)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -260,8 +320,8 @@ func (n *Notifier) closed(err error) bool {
 // release stops it and, unless the notifier is stopping, waits until its
 // subscription is gone from the server. A pull request the old iterator
 // left behind could otherwise be served by a recreated consumer of the same
-// name, and the message sent to a dead inbox would hold the sink (one
-// message in flight) until the ack wait expired.
+// name, and the messages sent to a dead inbox would take up the sink's
+// MaxAckPending until the ack wait expired.
 func (n *Notifier) release(ctx context.Context, it jetstream.MessagesContext) {
 	it.Stop()
 	if ctx.Err() != nil {
@@ -282,13 +342,17 @@ func (n *Notifier) release(ctx context.Context, it jetstream.MessagesContext) {
 	}
 }
 
-// receive handles messages until the iterator ends, returning why it ended.
-func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, sink Sink, log *slog.Logger) error {
+// receive hands messages to the sink's lanes until the iterator ends,
+// returning why it ended. When ctx ends the iterator is drained rather than
+// stopped: the messages it had already buffered go to their lanes too, which
+// release them in order, instead of being dropped and left to the ack wait.
+func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, p *pump, log *slog.Logger) error {
+	p.gate(c)
 	it, err := c.Messages()
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, it.Stop)
+	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
 	defer n.release(ctx, it)
 	var last error
@@ -308,54 +372,7 @@ func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, sink Sink,
 			continue
 		}
 		last = nil
-		n.handle(ctx, sink, msg, log)
-	}
-}
-
-// handle delivers one message and settles it. It deliberately does not use
-// ctx for the send: a delivery in flight at shutdown completes (bounded by
-// SendTimeout) rather than being cut off and sent again.
-func (n *Notifier) handle(ctx context.Context, sink Sink, msg jetstream.Msg, log *slog.Logger) {
-	meta, err := msg.Metadata()
-	if err != nil {
-		log.Error("message without metadata", "err", err)
-		_ = msg.Term()
-		return
-	}
-	attempt := int(meta.NumDelivered)
-	e, err := events.FromHeaders(events.Headers(msg.Headers()), msg.Data())
-	if err != nil {
-		n.deadLetter(sink.Name(), msg, nil, fmt.Sprintf("undecodable message: %v", err), 0, attempt, log)
-		return
-	}
-	log = log.With("event", e.ID(), "type", e.Type(), "subject", e.Subject(), "attempt", attempt)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.SendTimeout)
-	err = sink.Send(sctx, e)
-	cancel()
-	if err == nil {
-		if aerr := msg.DoubleAck(context.WithoutCancel(ctx)); aerr != nil {
-			log.Warn("delivered but ack failed; the event may be delivered again", "err", aerr)
-		}
-		log.Debug("delivered")
-		return
-	}
-	retry, after := httpx.Retryable(err)
-	status := 0
-	var se *httpx.StatusError
-	if errors.As(err, &se) {
-		status = se.Code
-	}
-	switch {
-	case !retry:
-		n.deadLetter(sink.Name(), msg, &e, "permanent failure: "+err.Error(), status, attempt, log)
-	case attempt >= n.cfg.MaxAttempts:
-		n.deadLetter(sink.Name(), msg, &e, fmt.Sprintf("gave up after %d attempts: %v", attempt, err), status, attempt, log)
-	default:
-		delay := n.cfg.Backoff.Delay(attempt, after)
-		log.Warn("delivery failed; will retry", "err", err, "retry_in", delay.String())
-		if nerr := msg.NakWithDelay(delay); nerr != nil {
-			log.Warn("nak failed; the event is redelivered after the ack wait", "err", nerr)
-		}
+		p.dispatch(msg)
 	}
 }
 
@@ -369,7 +386,9 @@ type DeadLetter struct {
 	Event    json.RawMessage `json:"event"` // structured CloudEvent, or the raw body if undecodable
 }
 
-func (n *Notifier) deadLetter(sinkName string, msg jetstream.Msg, e *events.Event, reason string, status, attempts int, log *slog.Logger) {
+// publishDeadLetter stores the event on the dead-letter stream. The
+// message id makes a repeated publish (after a lost reply) a duplicate.
+func (n *Notifier) publishDeadLetter(sinkName string, msg jetstream.Msg, e *events.Event, reason string, status, attempts int) error {
 	dl := DeadLetter{Sink: sinkName, Reason: reason, Status: status, Attempts: attempts, At: time.Now().UTC()}
 	id := ""
 	if e != nil {
@@ -386,13 +405,22 @@ func (n *Notifier) deadLetter(sinkName string, msg jetstream.Msg, e *events.Even
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := n.js.PublishMsg(ctx, m); err != nil {
-		// Without the dead letter stored the event must not be dropped:
-		// leave it to be redelivered.
-		log.Error("dead-letter publish failed; event left for redelivery", "err", err)
-		_ = msg.NakWithDelay(5 * time.Second)
-		return
+	_, err := n.js.PublishMsg(ctx, m)
+	return err
+}
+
+// laneKey is the user a subject belongs to:
+// rollcall.events.<source>.<userkey>.<type> gives <source>.<userkey>. A
+// subject of another shape is a lane of its own.
+func laneKey(subject string) string {
+	rest, ok := strings.CutPrefix(subject, events.SubjectPrefix)
+	if !ok {
+		return subject
 	}
-	log.Error("event dead-lettered", "reason", reason, "status", status, "attempts", attempts)
-	_ = msg.Term()
+	src, rest, ok := strings.Cut(rest, ".")
+	if !ok {
+		return subject
+	}
+	user, _, _ := strings.Cut(rest, ".")
+	return src + "." + user
 }

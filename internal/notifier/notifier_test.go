@@ -331,10 +331,48 @@ func decodeDeadLetter(t *testing.T, m *jetstream.RawStreamMsg) notifier.DeadLett
 	return dl
 }
 
+// userOf is the lane an event belongs to: its source and user.
+func userOf(e events.Event) string { return e.Source() + " " + e.Subject() }
+
+// checkPerUser asserts that got (ids in the order the sink took them) holds
+// every event of want exactly once and nothing else, and that each user's
+// events came in want's order. Events of different users may interleave in
+// any way: deliveries run concurrently across users.
+func checkPerUser(t *testing.T, label string, got []string, want []events.Event) {
+	t.Helper()
+	user := map[string]string{}
+	wantPer := map[string][]string{}
+	for _, e := range want {
+		user[e.ID()] = userOf(e)
+		wantPer[userOf(e)] = append(wantPer[userOf(e)], e.ID())
+	}
+	seen := map[string]int{}
+	gotPer := map[string][]string{}
+	for _, id := range got {
+		seen[id]++
+		u, ok := user[id]
+		if !ok {
+			t.Errorf("%s: received unexpected event %s", label, id)
+			continue
+		}
+		gotPer[u] = append(gotPer[u], id)
+	}
+	for _, e := range want {
+		if seen[e.ID()] != 1 {
+			t.Errorf("%s: event %s received %d times, want once", label, e.ID(), seen[e.ID()])
+		}
+	}
+	for u, w := range wantPer {
+		if !slices.Equal(gotPer[u], w) {
+			t.Errorf("%s: user %s received\n%v\nwant (publish order)\n%v", label, u, gotPer[u], w)
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------
 // 1
 
-func TestDeliversEveryEventOnceInOrderToWebhook(t *testing.T) {
+func TestDeliversEveryEventOnceInUserOrderToWebhook(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
 	var mu sync.Mutex
@@ -386,9 +424,7 @@ func TestDeliversEveryEventOnceInOrderToWebhook(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !slices.Equal(got, ids(evs)) {
-		t.Errorf("received ids\n%v\nwant (publish order, each once)\n%v", got, ids(evs))
-	}
+	checkPerUser(t, "webhook", got, evs)
 }
 
 // ---------------------------------------------------------------------------
@@ -670,12 +706,11 @@ func TestFilters(t *testing.T) {
 	waitDelivered(t, filtered, len(want))
 	waitSettled(t, js, "retirements")
 	waitSettled(t, js, "everything")
-	if got := filtered.all(); len(got) != len(want) || !slices.Equal(filtered.delivered(), want) {
+	if got := filtered.all(); len(got) != len(want) {
 		t.Errorf("filtered sink saw %v, want only %v", got, want)
 	}
-	if got := everything.delivered(); !slices.Equal(got, ids(evs)) {
-		t.Errorf("unfiltered sink received %v, want %v", got, ids(evs))
-	}
+	checkPerUser(t, "filtered sink", filtered.delivered(), []events.Event{evs[1], evs[5]})
+	checkPerUser(t, "unfiltered sink", everything.delivered(), evs)
 }
 
 // ---------------------------------------------------------------------------
@@ -684,14 +719,12 @@ func TestFilters(t *testing.T) {
 func TestSinksAreIndependent(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
-	// The broken sink hangs on its first attempt (as a dead host would
-	// until the timeout) and then fails every time.
+	// The broken sink hangs (as a dead host would until the timeout) and,
+	// once released, fails every time.
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	broken := &recSink{name: "broken", script: func(n int, e events.Event) error {
-		if n == 1 {
-			<-release
-		}
+		<-release
 		return &httpx.StatusError{Code: 503}
 	}}
 	healthy := &recSink{name: "healthy"}
@@ -700,6 +733,7 @@ func TestSinksAreIndependent(t *testing.T) {
 	// Registered after start, so it runs before the notifier is stopped.
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 
+	// Four users; evs[0:4] are their first events.
 	var evs []events.Event
 	for i := range 10 {
 		evs = append(evs, mkEvent(t, "vpp", fmt.Sprint(i%4), events.TypeUpdated, uint64(i+1)))
@@ -707,36 +741,57 @@ func TestSinksAreIndependent(t *testing.T) {
 	publish(t, js, evs...)
 	waitDelivered(t, healthy, len(evs))
 	waitSettled(t, js, "healthy")
-	if got := healthy.delivered(); !slices.Equal(got, ids(evs)) {
-		t.Errorf("healthy sink received %v, want %v", got, ids(evs))
-	}
-	// All of that happened while the broken sink was stuck in its first
-	// delivery.
-	if got := broken.all(); len(got) != 1 || got[0].id != evs[0].ID() {
-		t.Errorf("broken sink calls %v, want only its first event, still in flight", got)
+	checkPerUser(t, "healthy sink", healthy.delivered(), evs)
+	// Meanwhile the broken sink is stuck in the first delivery of each
+	// user, and has tried nothing else.
+	checkFor(t, waitLong, func() error {
+		if got := broken.all(); len(got) < 4 {
+			return fmt.Errorf("broken sink has %d deliveries under way, want 4", len(got))
+		}
+		return nil
+	})
+	if got, want := callIDs(broken.all()), ids(evs[:4]); !sameSet(got, want) {
+		t.Errorf("broken sink calls %v, want only each user's first event %v, still in flight", got, want)
 	}
 
 	releaseOnce.Do(func() { close(release) })
 	checkFor(t, waitLong, func() error {
-		if n := broken.attempts(evs[0].ID()); n < 3 {
-			return fmt.Errorf("broken sink attempted its first event %d times; want retries under way", n)
+		for _, e := range evs[:4] {
+			if n := broken.attempts(e.ID()); n < 3 {
+				return fmt.Errorf("broken sink attempted %s %d times; want retries under way", e.ID(), n)
+			}
 		}
 		return nil
 	})
 	if got := broken.delivered(); len(got) != 0 {
 		t.Errorf("broken sink delivered %v", got)
 	}
-	for _, e := range evs[1:] {
+	for _, e := range evs[4:] {
 		if n := broken.attempts(e.ID()); n != 0 {
-			t.Errorf("broken sink attempted %s before its first event was settled", e.ID())
+			t.Errorf("broken sink attempted %s before its user's first event was settled", e.ID())
 		}
 	}
-	if info := consumerInfo(t, js, "broken"); info.NumAckPending != 1 || info.NumPending != uint64(len(evs)-1) {
-		t.Errorf("broken consumer: NumAckPending %d, NumPending %d; want 1 and %d", info.NumAckPending, info.NumPending, len(evs)-1)
+	if info := consumerInfo(t, js, "broken"); info.NumAckPending != len(evs) || info.NumPending != 0 || info.NumRedelivered != 0 {
+		t.Errorf("broken consumer: NumAckPending %d, NumPending %d, NumRedelivered %d; want %d held, 0, 0", info.NumAckPending, info.NumPending, info.NumRedelivered, len(evs))
 	}
 	if info := consumerInfo(t, js, "healthy"); info.AckFloor.Stream != uint64(len(evs)) {
 		t.Errorf("healthy consumer ack floor %d, want %d", info.AckFloor.Stream, len(evs))
 	}
+}
+
+func callIDs(calls []call) []string {
+	out := make([]string, len(calls))
+	for i, c := range calls {
+		out[i] = c.id
+	}
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 // ---------------------------------------------------------------------------
@@ -768,12 +823,11 @@ func TestResumeAfterRestart(t *testing.T) {
 	start(t, js, notifier.Config{}, notifier.Route{Sink: second, Start: "all"})
 	waitDelivered(t, second, len(missed))
 	waitSettled(t, js, "resume")
-	if got := second.all(); len(got) != len(missed) || !slices.Equal(second.delivered(), ids(missed)) {
+	if got := second.all(); len(got) != len(missed) {
 		t.Errorf("restarted sink received %v, want only the missed %v", got, ids(missed))
 	}
-	if got := first.delivered(); !slices.Equal(got, ids(before)) {
-		t.Errorf("first run delivered %v, want %v", got, ids(before))
-	}
+	checkPerUser(t, "restarted sink", second.delivered(), missed)
+	checkPerUser(t, "first run", first.delivered(), before)
 }
 
 func TestStartPosition(t *testing.T) {
@@ -830,15 +884,11 @@ func TestStartPosition(t *testing.T) {
 	if got := fresh.delivered(); !slices.Equal(got, []string{later.ID()}) {
 		t.Errorf("start new received %v, want only %s", got, later.ID())
 	}
-	if got, want := all.delivered(), append(ids(old), later.ID()); !slices.Equal(got, want) {
-		t.Errorf("start all received %v, want %v", got, want)
-	}
+	checkPerUser(t, "start all", all.delivered(), append(slices.Clone(old), later))
 	if checkTime {
 		waitDelivered(t, byTime, 2)
 		waitSettled(t, js, "bytime")
-		if got, want := byTime.delivered(), []string{old[1].ID(), later.ID()}; !slices.Equal(got, want) {
-			t.Errorf("start %s received %v, want %v", at.Format(time.RFC3339Nano), got, want)
-		}
+		checkPerUser(t, "start "+at.Format(time.RFC3339Nano), byTime.delivered(), []events.Event{old[1], later})
 	}
 }
 

@@ -39,7 +39,11 @@ type Config struct {
 
 	Sources     []string `env:"SINK_SOURCES"`
 	MaxAttempts int      `env:"MAX_ATTEMPTS, default=10"`
-	SinkStart   string   `env:"SINK_START, default=new"`
+	// SinkConcurrency is how many deliveries each sink has in flight, for
+	// different users; a user's events are always delivered one by one.
+	SinkConcurrency int           `env:"SINK_CONCURRENCY, default=16"`
+	ShutdownGrace   time.Duration `env:"SHUTDOWN_GRACE, default=8s"`
+	SinkStart       string        `env:"SINK_START, default=new"`
 
 	HTTPAddr  string `env:"HTTP_ADDR, default=127.0.0.1:9091"`
 	LogFormat string `env:"LOG_FORMAT, default=text"`
@@ -61,6 +65,12 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	case "binary", "structured":
 	default:
 		return Config{}, fmt.Errorf("configuration: WEBHOOK_MODE %q: want binary or structured", c.WebhookMode)
+	}
+	if c.SinkConcurrency < 1 || c.SinkConcurrency > 10000 {
+		return Config{}, fmt.Errorf("configuration: SINK_CONCURRENCY %d must be between 1 and 10000", c.SinkConcurrency)
+	}
+	if c.ShutdownGrace <= 0 {
+		return Config{}, fmt.Errorf("configuration: SHUTDOWN_GRACE must be positive")
 	}
 	if c.MaxAttempts < 1 {
 		return Config{}, fmt.Errorf("configuration: MAX_ATTEMPTS %d must be at least 1", c.MaxAttempts)

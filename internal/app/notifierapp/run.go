@@ -46,7 +46,8 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, Logger: log}, routes...)
+	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, Concurrency: cfg.SinkConcurrency,
+		ShutdownGrace: cfg.ShutdownGrace, Replicas: cfg.NATSReplicas, Logger: log}, routes...)
 
 	handler := ops.Handler(ops.NewRegistry(), map[string]ops.Check{
 		"nats": ops.NATSConnected(nc),
