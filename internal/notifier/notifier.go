@@ -66,7 +66,10 @@ type Config struct {
 	// ends may take to finish before they are cut off and their events
 	// released for the next run; default 8s.
 	ShutdownGrace time.Duration
-	// AckWait is the consumer's ack wait; default SendTimeout + 30s.
+	// AckWait is the consumer's ack wait: how soon a message lost with a
+	// pull (a failover) is delivered again. Held messages are kept alive
+	// with progress acks, so it can be short; default 10s, at least
+	// SendTimeout + 2s.
 	// Messages held longer (waiting behind a user's earlier event, or
 	// between retries) are kept from redelivery with InProgress.
 	AckWait time.Duration
@@ -98,7 +101,7 @@ func New(js jetstream.JetStream, cfg Config, routes ...Route) *Notifier {
 		cfg.ShutdownGrace = 8 * time.Second
 	}
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = cfg.SendTimeout + 30*time.Second
+		cfg.AckWait = max(10*time.Second, cfg.SendTimeout+2*time.Second)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -367,6 +370,11 @@ func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, p *pump, l
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("receive failed; retrying", "err", err)
+				// Pulls lost with a server or consumer leader may hold
+				// messages this run never got; they come back after the
+				// ack wait. Until then newer messages wait, so that no
+				// user's later event overtakes a lost earlier one.
+				p.gate(c)
 			}
 			last = err
 			continue
