@@ -111,3 +111,67 @@ func streamCount(t *testing.T, js jetstream.JetStream) uint64 {
 	}
 	return info.State.Msgs
 }
+
+// blocking is a source whose snapshot waits until released, so a test can
+// act in the middle of a run.
+type blocking struct {
+	poller.Source
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blocking) Snapshot(ctx context.Context, req sources.Request) (sources.Snapshot, error) {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return sources.Snapshot{}, ctx.Err()
+	}
+	return b.Source.Snapshot(ctx, req)
+}
+
+// A replica whose lease is taken over while its run is in progress writes
+// nothing: it neither publishes nor commits.
+func TestLeaseLostMidRunWritesNothing(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Start(t))
+	ctx := context.Background()
+	h, err := bus.Ensure(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := veeamtest.NewServer("api-key", veeamtest.FixtureUsers()...)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	c, _ := veeam.New(veeam.Config{Name: "veeam", BaseURL: srv.URL, Token: "api-key", Backoff: fast})
+	src := &blocking{Source: c, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	const ttl = 2 * time.Second
+	p := poller.New(js, h, poller.Config{EmitInitial: true, Lease: poller.LeaseConfig{Owner: "slow", TTL: ttl}},
+		poller.SourceConfig{Source: src, Interval: time.Hour})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+
+	<-src.entered // the run is fetching
+	// Another replica takes the lease over (as after an expiry this one
+	// missed, e.g. a long GC pause or a partition).
+	leases := state.NewLeases(h.Sources)
+	if ok, err := leases.Acquire(ctx, "veeam", "other", time.Hour, time.Now().Add(ttl+time.Second)); err != nil || !ok {
+		t.Fatalf("take over: %v %v", ok, err)
+	}
+	close(src.release)
+	checkFor(t, 5*time.Second, "the slow replica to stand by", func() bool { return p.Health()["veeam"].State == poller.StateStandby })
+	if n := streamCount(t, js); n != 0 {
+		t.Fatalf("a replica without the lease published %d events", n)
+	}
+	st, rev, err := state.NewSources(h.Sources).Get(ctx, "veeam")
+	if err != nil || rev != 0 || st.Seeded {
+		t.Fatalf("a replica without the lease wrote source state: %+v rev %d %v", st, rev, err)
+	}
+	if users, _ := state.NewUsers(h.Users, "veeam").Load(ctx); len(users) != 0 {
+		t.Fatalf("a replica without the lease wrote %d users", len(users))
+	}
+}
