@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/testutil"
+
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/rollcall/rollcall/internal/bus"
@@ -31,7 +33,7 @@ func TestClusterNodeLoss(t *testing.T) {
 			changing := make(chan struct{})
 			go func() { defer close(changing); d.run(ctx, 100*time.Millisecond, o) }()
 			t.Cleanup(func() { stopChanges(); <-changing })
-			checkFor(t, 20*time.Second, "deliveries before the fault", func() error {
+			testutil.CheckFor(t, 20*time.Second, "deliveries before the fault", func() error {
 				if n := rc.count(); n < 15 {
 					return fmt.Errorf("%d delivered", n)
 				}
@@ -47,7 +49,7 @@ func TestClusterNodeLoss(t *testing.T) {
 			// Both services keep working on two nodes: new changes are
 			// published and delivered while the node is down.
 			before, stepsBefore := rc.count(), d.stepsMade()
-			checkFor(t, 20*time.Second, "deliveries with a node down", func() error {
+			testutil.CheckFor(t, 20*time.Second, "deliveries with a node down", func() error {
 				p.running(t)
 				if n := rc.count(); n < before+60 || d.stepsMade() < stepsBefore+30 {
 					return fmt.Errorf("%d delivered since the stop, %d steps", n-before, d.stepsMade()-stepsBefore)
@@ -66,7 +68,7 @@ func TestClusterNodeLoss(t *testing.T) {
 			p.running(t)
 
 			// The restarted node holds every message, as its own store says.
-			checkFor(t, 20*time.Second, c.Name(i)+" caught up", func() error {
+			testutil.CheckFor(t, 20*time.Second, c.Name(i)+" caught up", func() error {
 				return caughtUp(c, restarted)
 			})
 			t.Logf("%s down %.1fs: %d steps, %d role flips, %d events expected, %d on the stream, %d delivered; lost %d, duplicates on the stream %d, duplicate deliveries %d (%.1fs)",
@@ -79,7 +81,7 @@ func TestClusterNodeLoss(t *testing.T) {
 func streamLeader(t *testing.T, o *observer) string {
 	t.Helper()
 	var leader string
-	checkFor(t, 10*time.Second, "a stream leader", func() error {
+	testutil.CheckFor(t, 10*time.Second, "a stream leader", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		s, err := o.js.Stream(ctx, bus.EventsStream)

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rollcall/rollcall/internal/testutil"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,32 +36,6 @@ import (
 	"github.com/rollcall/rollcall/internal/syncbuf"
 	"github.com/rollcall/rollcall/pkg/events"
 )
-
-// checkFor polls cond until it holds or the timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // delivery is one webhook request as the receiver saw it.
 type delivery struct{ id, typ, subject string }
@@ -266,7 +241,7 @@ func startPipeline(t *testing.T, natsURL string, replicas int, api, hook string)
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{cancel: cancel, errs: make(chan error, 2), pollerLog: &syncbuf.Buffer{}, notifierLog: &syncbuf.Buffer{},
-		pollerHTTP: freeAddr(t), notifierHTTP: freeAddr(t)}
+		pollerHTTP: testutil.FreeAddr(t), notifierHTTP: testutil.FreeAddr(t)}
 	common := map[string]string{"NATS_URL": natsURL, "NATS_REPLICAS": strconv.Itoa(replicas), "LOG_LEVEL": "info"}
 	penv := map[string]string{
 		"HTTP_ADDR":    p.pollerHTTP,
@@ -391,7 +366,7 @@ func observe(t *testing.T, url string) *observer {
 // seeded waits until both sources have committed their first snapshot.
 func (o *observer) seeded(t *testing.T) {
 	t.Helper()
-	checkFor(t, 30*time.Second, "both sources seeded", func() error {
+	testutil.CheckFor(t, 30*time.Second, "both sources seeded", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		kv, err := o.js.KeyValue(ctx, bus.SourcesBucket)
@@ -617,7 +592,7 @@ func settled(t *testing.T, o *observer, d *directory, rc *receiver, timeout time
 		}
 		return strings.Join(p, "\n")
 	}
-	checkFor(t, timeout, "stream, deliveries and users to match the directory", func() error {
+	testutil.CheckFor(t, timeout, "stream, deliveries and users to match the directory", func() error {
 		if _, p := compare(); len(p) > 0 {
 			return errors.New(summary(p))
 		}
@@ -626,7 +601,7 @@ func settled(t *testing.T, o *observer, d *directory, rc *receiver, timeout time
 	// A few more polls of both sources and a moment for the notifier: a
 	// late republish or redelivery would show now.
 	vppReq, veeamReq := d.sim.VPP.Requests(), d.sim.Veeam.Requests()
-	checkFor(t, 10*time.Second, "more polls", func() error {
+	testutil.CheckFor(t, 10*time.Second, "more polls", func() error {
 		if d.sim.VPP.Requests() < vppReq+3 || d.sim.Veeam.Requests() < veeamReq+3 {
 			return errors.New("waiting")
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/testutil"
+
 	"github.com/rollcall/rollcall/internal/natstest"
 )
 
@@ -31,13 +33,13 @@ func TestNATSRestart(t *testing.T) {
 			return nil
 		}
 	}
-	checkFor(t, 10*time.Second, "both services ready", bothReady(true))
+	testutil.CheckFor(t, 10*time.Second, "both services ready", bothReady(true))
 
 	ctx, stopChanges := context.WithCancel(context.Background())
 	changing := make(chan struct{})
 	go func() { defer close(changing); d.run(ctx, 100*time.Millisecond, o) }()
 	t.Cleanup(func() { stopChanges(); <-changing })
-	checkFor(t, 20*time.Second, "deliveries before the restart", func() error {
+	testutil.CheckFor(t, 20*time.Second, "deliveries before the restart", func() error {
 		if n := rc.count(); n < 15 {
 			return fmt.Errorf("%d delivered", n)
 		}
@@ -46,10 +48,10 @@ func TestNATSRestart(t *testing.T) {
 
 	ns.Stop()
 	stopped := time.Now()
-	checkFor(t, 10*time.Second, "both services not ready while NATS is down", bothReady(false))
+	testutil.CheckFor(t, 10*time.Second, "both services not ready while NATS is down", bothReady(false))
 	// The directory keeps changing while the server is down.
 	steps := d.stepsMade()
-	checkFor(t, 10*time.Second, "changes while NATS is down", func() error {
+	testutil.CheckFor(t, 10*time.Second, "changes while NATS is down", func() error {
 		if n := d.stepsMade(); n < steps+10 {
 			return fmt.Errorf("%d steps", n-steps)
 		}
@@ -59,9 +61,9 @@ func TestNATSRestart(t *testing.T) {
 
 	ns.Restart()
 	down := time.Since(stopped)
-	checkFor(t, 20*time.Second, "both services ready after the restart", bothReady(true))
+	testutil.CheckFor(t, 20*time.Second, "both services ready after the restart", bothReady(true))
 	recovered := time.Since(stopped) - down
-	checkFor(t, 20*time.Second, "deliveries after the restart", func() error {
+	testutil.CheckFor(t, 20*time.Second, "deliveries after the restart", func() error {
 		if n := rc.count(); n < deliveredWhileDown+20 {
 			return fmt.Errorf("%d delivered since the restart", n-deliveredWhileDown)
 		}

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/testutil"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rollcall/rollcall/internal/bus"
@@ -79,21 +81,6 @@ func (p *proc) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	_ = p.cmd.Wait()
 	p.log.Close()
-}
-
-func checkFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // matches reports how the KV differs from the simulator's directory.
@@ -224,7 +211,7 @@ func TestCrashLoop(t *testing.T) {
 	converge := func() {
 		p := start(t, env, logPath)
 		defer p.kill()
-		checkFor(t, 30*time.Second, "state to match the directory", func() error {
+		testutil.CheckFor(t, 30*time.Second, "state to match the directory", func() error {
 			if kv == nil {
 				var err error
 				if kv, err = js.KeyValue(ctx, bus.UsersBucket); err != nil {
@@ -302,7 +289,7 @@ func TestKilledReplicaIsReplaced(t *testing.T) {
 	}
 	// Find the active replica: the one whose API requests grow.
 	active := -1
-	checkFor(t, 20*time.Second, "one replica polling", func() error {
+	testutil.CheckFor(t, 20*time.Second, "one replica polling", func() error {
 		a, b := reqs[0].n.Load(), reqs[1].n.Load()
 		switch {
 		case a > 3 && b == 0:
@@ -322,7 +309,7 @@ func TestKilledReplicaIsReplaced(t *testing.T) {
 		u.Role = "ResellerInvoiceAuditor" // a role the simulator never assigns: each is a change
 		sim.Veeam.Put(u)
 	}
-	checkFor(t, 10*time.Second, "ten role changes", func() error {
+	testutil.CheckFor(t, 10*time.Second, "ten role changes", func() error {
 		if n, _ := streamIDs(t, js); n != 10 {
 			return fmt.Errorf("%d events", n)
 		}
@@ -333,7 +320,7 @@ func TestKilledReplicaIsReplaced(t *testing.T) {
 	}
 	procs[active].kill()
 	killed := time.Now()
-	checkFor(t, 3*ttl, "the standby to take over", func() error {
+	testutil.CheckFor(t, 3*ttl, "the standby to take over", func() error {
 		if reqs[standby].n.Load() == 0 {
 			return fmt.Errorf("no request yet")
 		}
@@ -346,7 +333,7 @@ func TestKilledReplicaIsReplaced(t *testing.T) {
 	for _, u := range users[10:15] {
 		sim.Veeam.Remove(u.InstanceUID)
 	}
-	checkFor(t, 10*time.Second, "five removals", func() error {
+	testutil.CheckFor(t, 10*time.Second, "five removals", func() error {
 		if n, _ := streamIDs(t, js); n != 15 {
 			return fmt.Errorf("%d events", n)
 		}

@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rollcall/rollcall/internal/testutil"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -91,32 +92,6 @@ func (rc *receiver) snapshot() ([]received, []string) {
 	return append([]received(nil), rc.got...), append([]string(nil), rc.errs...)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// checkFor polls cond until it holds or the timeout passes.
-func checkFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestPipelineEndToEnd(t *testing.T) {
 	sim := simulator.New(simulator.Config{Users: 0})
 	api := httptest.NewServer(sim.Handler())
@@ -125,7 +100,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 
-	natsAddr := freeAddr(t)
+	natsAddr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -158,7 +133,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Both sources seed silently first.
-	checkFor(t, 20*time.Second, "both sources seeded", func() error {
+	testutil.CheckFor(t, 20*time.Second, "both sources seeded", func() error {
 		kv, err := js.KeyValue(ctx, bus.SourcesBucket)
 		if err != nil {
 			return err
@@ -198,7 +173,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		events.TypeRoleChanged + "/" + fx[0].InstanceUID: events.ReasonRole,
 		events.TypeUpdated + "/" + fx[2].InstanceUID:     events.ReasonFields,
 	}
-	checkFor(t, 30*time.Second, "every change delivered", func() error {
+	testutil.CheckFor(t, 30*time.Second, "every change delivered", func() error {
 		got, errs := rc.snapshot()
 		if len(errs) > 0 {
 			t.Fatalf("receiver errors: %v", errs)
@@ -210,7 +185,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	})
 	// Let both sources poll several more times: nothing may arrive twice.
 	vppReq, veeamReq := sim.VPP.Requests(), sim.Veeam.Requests()
-	checkFor(t, 10*time.Second, "more polls", func() error {
+	testutil.CheckFor(t, 10*time.Second, "more polls", func() error {
 		if sim.VPP.Requests() < vppReq+3 || sim.Veeam.Requests() < veeamReq+3 {
 			return errors.New("waiting")
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rollcall/rollcall/internal/testutil"
 
 	"github.com/sethvargo/go-envconfig"
 
@@ -117,7 +118,7 @@ func TestSeveralSourcesIsolated(t *testing.T) {
 	sim := simulator.New(simulator.Config{})
 	api := httptest.NewServer(sim.Handler())
 	defer api.Close()
-	httpAddr := freeAddr(t)
+	httpAddr := testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &syncbuf.Buffer{}
@@ -158,16 +159,6 @@ func TestSeveralSourcesIsolated(t *testing.T) {
 	if !strings.Contains(logs.String(), "US_VEEAM_TOKEN_FILE") {
 		t.Fatalf("the stopped source's log line does not name its variable:\n%s", logs)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func readyz(t *testing.T, addr string) map[string]any {
