@@ -80,6 +80,9 @@ type lane struct {
 type held struct {
 	msg  jetstream.Msg
 	meta *jetstream.MsgMetadata
+	// epoch is the creation time of the consumer incarnation that
+	// delivered msg (consumerEpoch), part of its dead-letter id.
+	epoch int64
 }
 
 func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pump {
@@ -87,7 +90,7 @@ func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pu
 		n:       n,
 		sink:    sink,
 		log:     log,
-		slots:   make(chan struct{}, n.cfg.Concurrency),
+		slots:   make(chan struct{}, n.concurrency(sink)),
 		lanes:   map[string]*lane{},
 		drained: make(chan struct{}),
 		kaStop:  make(chan struct{}),
@@ -134,14 +137,15 @@ func (p *pump) close() {
 
 // dispatch queues msg in its user's lane, starting the lane's goroutine if
 // the lane was empty, or behind the gate. It never blocks on a delivery.
-func (p *pump) dispatch(msg jetstream.Msg) {
+// epoch identifies the consumer that delivered it (consumerEpoch).
+func (p *pump) dispatch(msg jetstream.Msg, epoch int64) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		p.log.Error("message without metadata", "err", err)
 		_ = msg.Term()
 		return
 	}
-	h := held{msg: msg, meta: meta}
+	h := held{msg: msg, meta: meta, epoch: epoch}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.holds(meta.Sequence.Stream) {
@@ -342,7 +346,7 @@ func (p *pump) deliver(h held) {
 	}
 	e, err := events.FromHeaders(events.Headers(msg.Headers()), msg.Data())
 	if err != nil {
-		p.deadLetter(msg, nil, fmt.Sprintf("undecodable message: %v", err), 0, prior+1, log)
+		p.deadLetter(h, nil, fmt.Sprintf("undecodable message: %v", err), 0, prior+1, log)
 		return
 	}
 	log = log.With("event", e.ID(), "type", e.Type(), "subject", e.Subject())
@@ -371,10 +375,16 @@ func (p *pump) deliver(h held) {
 		}
 		switch {
 		case !retry:
-			p.deadLetter(msg, &e, "permanent failure: "+err.Error(), status, attempt, log)
+			p.deadLetter(h, &e, "permanent failure: "+err.Error(), status, attempt, log)
+			return
+		case p.n.cfg.MaxAge > 0 && eventAge(e, h.meta) > p.n.cfg.MaxAge:
+			// Checked only once an attempt failed: an old event that the
+			// sink takes is delivered (see Config.MaxAge).
+			age := eventAge(e, h.meta).Round(time.Second)
+			p.deadLetter(h, &e, fmt.Sprintf("too old: %s old, over the maximum age %s; attempt %d failed: %v", age, p.n.cfg.MaxAge, attempt, err), status, attempt, log)
 			return
 		case attempt >= p.n.cfg.MaxAttempts:
-			p.deadLetter(msg, &e, fmt.Sprintf("gave up after %d attempts: %v", attempt, err), status, attempt, log)
+			p.deadLetter(h, &e, fmt.Sprintf("gave up after %d attempts: %v", attempt, err), status, attempt, log)
 			return
 		}
 		delay := p.n.cfg.Backoff.Delay(attempt, after)
@@ -384,6 +394,19 @@ func (p *pump) deliver(h held) {
 			return
 		}
 	}
+}
+
+// eventAge is how long ago e happened: its time, or the time the stream
+// stored it when the event has none.
+func eventAge(e events.Event, meta *jetstream.MsgMetadata) time.Duration {
+	t := e.Time()
+	if t.IsZero() && meta != nil {
+		t = meta.Timestamp
+	}
+	if t.IsZero() {
+		return 0
+	}
+	return time.Since(t)
 }
 
 // ack confirms a delivered message. An ack lost to a NATS failover or
@@ -424,7 +447,7 @@ func (p *pump) send(e events.Event) error {
 	if p.stopping.Err() != nil {
 		return errStopping
 	}
-	ctx, cancel := context.WithTimeout(p.cut, p.n.cfg.SendTimeout)
+	ctx, cancel := context.WithTimeout(p.cut, p.n.sendTimeout(p.sink))
 	defer cancel()
 	return p.sink.Send(ctx, e)
 }
@@ -433,9 +456,10 @@ func (p *pump) send(e events.Event) error {
 // message. If the store fails the message stays at the head of its lane
 // (later events of the user keep waiting) and the store is tried again; a
 // stop releases it instead.
-func (p *pump) deadLetter(msg jetstream.Msg, e *events.Event, reason string, status, attempts int, log *slog.Logger) {
+func (p *pump) deadLetter(h held, e *events.Event, reason string, status, attempts int, log *slog.Logger) {
+	msg := h.msg
 	for try := 1; ; try++ {
-		err := p.n.publishDeadLetter(p.sink.Name(), msg, e, reason, status, attempts)
+		err := p.n.publishDeadLetter(p.sink.Name(), h, e, reason, status, attempts)
 		if err == nil {
 			log.Error("event dead-lettered", "reason", reason, "status", status, "attempts", attempts)
 			_ = msg.Term()

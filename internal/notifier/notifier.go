@@ -73,6 +73,16 @@ type Config struct {
 	// Messages held longer (waiting behind a user's earlier event, or
 	// between retries) are kept from redelivery with InProgress.
 	AckWait time.Duration
+	// MaxAge, when positive, bounds how long an event is retried: once an
+	// attempt fails retryably and the event is older than MaxAge it is
+	// dead-lettered ("too old: ...") instead of retried, even before
+	// MaxAttempts. Its age is taken from the event's time (when it was
+	// observed), or the stream's timestamp for an event without one.
+	// Only a failed attempt dead-letters: an event that is old but
+	// deliverable is delivered, so after a sink outage longer than MaxAge
+	// the backlog is still attempted once per event, and only the events
+	// that fail again are dead-lettered. 0 = no maximum age.
+	MaxAge time.Duration
 	// Replicas of the dead-letter stream (NATS_REPLICAS); default 1.
 	Replicas int
 	Logger   *slog.Logger
@@ -108,6 +118,25 @@ func New(js jetstream.JetStream, cfg Config, routes ...Route) *Notifier {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Notifier{js: js, cfg: cfg, routes: routes, log: log}
+}
+
+// concurrency is how many of a sink's events may be in flight: the
+// notifier's setting, raised for a sink that batches (Slack digests hold
+// every event of a burst until the digest is posted).
+func (n *Notifier) concurrency(s Sink) int {
+	if c, ok := s.(interface{ Concurrency() int }); ok {
+		return max(n.cfg.Concurrency, c.Concurrency())
+	}
+	return n.cfg.Concurrency
+}
+
+// sendTimeout bounds one Send: the notifier's, raised for a sink whose Send
+// waits for a batch (a digest window).
+func (n *Notifier) sendTimeout(s Sink) time.Duration {
+	if c, ok := s.(interface{ SendTimeout() time.Duration }); ok {
+		return max(n.cfg.SendTimeout, c.SendTimeout())
+	}
+	return n.cfg.SendTimeout
 }
 
 // FilterSubjects turns a route's filters into consumer filter subjects.
@@ -211,9 +240,9 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 			changed = append(changed, "filters", filters)
 			cfg.FilterSubject, cfg.FilterSubjects = "", filters
 		}
-		if cfg.MaxAckPending != n.cfg.Concurrency {
-			changed = append(changed, "max_ack_pending_was", cfg.MaxAckPending, "max_ack_pending", n.cfg.Concurrency)
-			cfg.MaxAckPending = n.cfg.Concurrency
+		if want := n.concurrency(r.Sink); cfg.MaxAckPending != want {
+			changed = append(changed, "max_ack_pending_was", cfg.MaxAckPending, "max_ack_pending", want)
+			cfg.MaxAckPending = want
 		}
 		if cfg.AckWait != n.cfg.AckWait {
 			changed = append(changed, "ack_wait", n.cfg.AckWait.String())
@@ -238,7 +267,7 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 		FilterSubjects: filters,
 		// Per-user lanes keep each user's events in order; this bounds the
 		// messages held (in flight, waiting or between retries) per sink.
-		MaxAckPending: n.cfg.Concurrency,
+		MaxAckPending: n.concurrency(r.Sink),
 		MaxDeliver:    -1, // the notifier dead-letters after MaxAttempts itself
 	}
 	switch r.Start {
@@ -380,7 +409,7 @@ func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, p *pump, l
 			continue
 		}
 		last = nil
-		p.dispatch(msg)
+		p.dispatch(msg, consumerEpoch(c))
 	}
 }
 
@@ -392,11 +421,43 @@ type DeadLetter struct {
 	Attempts int             `json:"attempts"`
 	At       time.Time       `json:"at"`
 	Event    json.RawMessage `json:"event"` // structured CloudEvent, or the raw body if undecodable
+	// StreamSeq is the event's sequence on ROLLCALL_EVENTS.
+	StreamSeq uint64 `json:"stream_seq,omitempty"`
 }
 
-// publishDeadLetter stores the event on the dead-letter stream. The
-// message id makes a repeated publish (after a lost reply) a duplicate.
-func (n *Notifier) publishDeadLetter(sinkName string, msg jetstream.Msg, e *events.Event, reason string, status, attempts int) error {
+// consumerEpoch identifies one incarnation of a sink's consumer: its
+// creation time, which the server keeps across restarts and updates and
+// which changes only when the consumer is deleted and created again.
+func consumerEpoch(c jetstream.Consumer) int64 {
+	if info := c.CachedInfo(); info != nil && !info.Created.IsZero() {
+		return info.Created.UnixNano()
+	}
+	return 0
+}
+
+// DeadLetterMsgID is the Nats-Msg-Id of a dead letter:
+// <eventid>.<sink>.<stream sequence>.<consumer epoch>. It is the same for
+// every publish of one dead-lettering (a publish retried after a lost
+// reply, or the message delivered again after a crash or a lost Term before
+// the message was terminated), so JetStream keeps one copy, and different
+// whenever the event is dead-lettered anew: the same stream message
+// delivered by a consumer deleted and created again (a replay to the sink),
+// or the event stored again on the stream. With <eventid>.<sink> alone,
+// an event dead-lettered again within the dead-letter stream's duplicate
+// window (after a redrive removed the first dead letter, say) was dropped
+// silently. An undecodable message has "undecodable" for its event id.
+func DeadLetterMsgID(eventID, sink string, streamSeq uint64, epoch int64) string {
+	if eventID == "" {
+		eventID = "undecodable"
+	}
+	return fmt.Sprintf("%s.%s.%d.%d", eventID, sink, streamSeq, epoch)
+}
+
+// publishDeadLetter stores the event on the dead-letter stream, with a
+// message id (DeadLetterMsgID) that makes a repeated publish of the same
+// dead-lettering a duplicate.
+func (n *Notifier) publishDeadLetter(sinkName string, h held, e *events.Event, reason string, status, attempts int) error {
+	msg := h.msg
 	dl := DeadLetter{Sink: sinkName, Reason: reason, Status: status, Attempts: attempts, At: time.Now().UTC()}
 	id := ""
 	if e != nil {
@@ -405,12 +466,15 @@ func (n *Notifier) publishDeadLetter(sinkName string, msg jetstream.Msg, e *even
 	} else {
 		dl.Event, _ = json.Marshal(string(msg.Data()))
 	}
+	var seq uint64
+	if h.meta != nil {
+		seq = h.meta.Sequence.Stream
+	}
+	dl.StreamSeq = seq
 	body, _ := json.Marshal(dl)
 	m := nats.NewMsg(bus.DeadLetterPrefix + sinkName)
 	m.Data = body
-	if id != "" {
-		m.Header.Set(jetstream.MsgIDHeader, id+"."+sinkName)
-	}
+	m.Header.Set(jetstream.MsgIDHeader, DeadLetterMsgID(id, sinkName, seq, h.epoch))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := n.js.PublishMsg(ctx, m)

@@ -36,9 +36,16 @@ type Config struct {
 	SlackWebhookURL     string   `env:"SLACK_WEBHOOK_URL"`
 	SlackWebhookURLFile string   `env:"SLACK_WEBHOOK_URL_FILE"`
 	SlackTypes          []string `env:"SLACK_TYPES"`
+	// A burst of more than SlackDigestThreshold events within
+	// SlackDigestWindow becomes one digest message; negative turns it off.
+	SlackDigestThreshold int           `env:"SLACK_DIGEST_THRESHOLD, default=10"`
+	SlackDigestWindow    time.Duration `env:"SLACK_DIGEST_WINDOW, default=1m"`
 
 	Sources     []string `env:"SINK_SOURCES"`
 	MaxAttempts int      `env:"MAX_ATTEMPTS, default=10"`
+	// MaxAge dead-letters an event that is older than this when a delivery
+	// attempt fails (0 = no limit).
+	MaxAge time.Duration `env:"MAX_AGE, default=0"`
 	// SinkConcurrency is how many deliveries each sink has in flight, for
 	// different users; a user's events are always delivered one by one.
 	SinkConcurrency int           `env:"SINK_CONCURRENCY, default=16"`
@@ -68,6 +75,12 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	}
 	if c.SinkConcurrency < 1 || c.SinkConcurrency > 10000 {
 		return Config{}, fmt.Errorf("configuration: SINK_CONCURRENCY %d must be between 1 and 10000", c.SinkConcurrency)
+	}
+	if c.SlackDigestWindow <= 0 {
+		return Config{}, fmt.Errorf("configuration: SLACK_DIGEST_WINDOW must be positive")
+	}
+	if c.MaxAge < 0 {
+		return Config{}, fmt.Errorf("configuration: MAX_AGE must not be negative")
 	}
 	if c.ShutdownGrace <= 0 {
 		return Config{}, fmt.Errorf("configuration: SHUTDOWN_GRACE must be positive")

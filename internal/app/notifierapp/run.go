@@ -46,7 +46,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, Concurrency: cfg.SinkConcurrency,
+	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, MaxAge: cfg.MaxAge, Concurrency: cfg.SinkConcurrency,
 		ShutdownGrace: cfg.ShutdownGrace, Replicas: cfg.NATSReplicas, Logger: log}, routes...)
 
 	handler := ops.Handler(ops.NewRegistry(), map[string]ops.Check{
@@ -110,7 +110,7 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if slackURL != "" {
-		s, err := slack.New(slack.Config{WebhookURL: slackURL})
+		s, err := slack.New(slack.Config{WebhookURL: slackURL, DigestThreshold: cfg.SlackDigestThreshold, DigestWindow: cfg.SlackDigestWindow})
 		if err != nil {
 			return nil, fmt.Errorf("configuration: SLACK_WEBHOOK_URL: %w", err)
 		}

@@ -11,9 +11,15 @@ import (
 
 // Defaults.
 const (
-	DefaultName    = "slack"
-	DefaultTimeout = 10 * time.Second
+	DefaultName            = "slack"
+	DefaultTimeout         = 10 * time.Second
+	DefaultDigestThreshold = 10          // SLACK_DIGEST_THRESHOLD
+	DefaultDigestWindow    = time.Minute // SLACK_DIGEST_WINDOW
+	DefaultDigestUsers     = 10
 )
+
+// minConcurrency is the least Concurrency reports while digests are on.
+const minConcurrency = 256
 
 // Config configures the Slack sink.
 type Config struct {
@@ -25,8 +31,27 @@ type Config struct {
 	// HTTPClient sends the requests; default a client that does not follow
 	// redirects.
 	HTTPClient *http.Client
-	// Timeout bounds one delivery attempt; default 10s.
+	// Timeout bounds one post to Slack (a message or a digest); default
+	// 10s.
 	Timeout time.Duration
+
+	// DigestThreshold (SLACK_DIGEST_THRESHOLD) is how many events within
+	// DigestWindow are still posted one message each; more switch the
+	// sink to digests. 0 means the default, 10; a negative value turns
+	// digests off (every event its own message).
+	DigestThreshold int
+	// DigestWindow (SLACK_DIGEST_WINDOW) is the sliding window events are
+	// counted in, and how long a digest collects events before it is
+	// posted; 0 means the default, 1m.
+	DigestWindow time.Duration
+	// DigestUsers is how many users a digest names; the others are
+	// counted ("…and 32 more"). 0 means the default, 10.
+	DigestUsers int
+	// Now is the clock events are counted in the window by, and that
+	// resolves a Retry-After date; default time.Now. A digest is posted by
+	// a real timer DigestWindow after it opened (the package's tests
+	// replace that timer too).
+	Now func() time.Time
 }
 
 // New validates cfg and returns the sink.
@@ -53,14 +78,37 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.DigestWindow < 0 {
+		return nil, fmt.Errorf("slack %s: digest window %v is negative", cfg.Name, cfg.DigestWindow)
+	}
+	if cfg.DigestWindow == 0 {
+		cfg.DigestWindow = DefaultDigestWindow
+	}
+	if cfg.DigestThreshold == 0 {
+		cfg.DigestThreshold = DefaultDigestThreshold
+	}
+	if cfg.DigestUsers < 0 {
+		return nil, fmt.Errorf("slack %s: digest users %d is negative", cfg.Name, cfg.DigestUsers)
+	}
+	if cfg.DigestUsers == 0 {
+		cfg.DigestUsers = DefaultDigestUsers
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = post.NewClient()
 	}
 	return &Sink{
-		name:    cfg.Name,
-		url:     cfg.WebhookURL,
-		client:  cfg.HTTPClient,
-		timeout: cfg.Timeout,
-		redact:  []string{cfg.WebhookURL, u.String(), u.EscapedPath(), u.Path, u.RawQuery},
+		name:      cfg.Name,
+		url:       cfg.WebhookURL,
+		client:    cfg.HTTPClient,
+		timeout:   cfg.Timeout,
+		redact:    []string{cfg.WebhookURL, u.String(), u.EscapedPath(), u.Path, u.RawQuery},
+		threshold: cfg.DigestThreshold,
+		window:    cfg.DigestWindow,
+		users:     cfg.DigestUsers,
+		now:       cfg.Now,
+		afterFunc: func(d time.Duration, f func()) { time.AfterFunc(d, f) },
 	}, nil
 }

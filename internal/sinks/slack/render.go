@@ -1,7 +1,9 @@
 package slack
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -159,42 +161,135 @@ func esc(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
+// Words for each event type in a digest's counts.
+var typeWords = map[string]string{
+	events.TypeRegistered:  "registered",
+	events.TypeAssociated:  "associated",
+	events.TypeRetired:     "retired",
+	events.TypeRoleChanged: "role changed",
+	events.TypeUpdated:     "updated",
+}
+
+// Block Kit limits a digest stays within: a section's text (3000) and a
+// field's (2000) characters.
+const (
+	maxSection = 2900
+	maxField   = 1900
+)
+
 // RenderDigest summarises a burst of events in one message, so that a mass
-// change does not flood the channel: counts per type, then the first
-// maxUsers users with what happened to them. Events whose data cannot be
-// decoded are counted but not listed.
+// change does not flood the channel: how many changes and when, counts per
+// type and per source, the first maxUsers users with what happened to
+// them ("…and N more"), and the replay command that shows every event.
+// Events whose data cannot be decoded are counted but not listed.
 func RenderDigest(evs []events.Event, maxUsers int) Message {
-	counts := map[string]int{}
+	types := map[string]int{}
+	sources := map[string]int{}
+	var first, last time.Time
 	var lines []string
-	for _, e := range evs {
-		counts[e.Type()]++
-		if len(lines) >= maxUsers {
-			continue
+	for i, e := range evs {
+		types[e.Type()]++
+		if t := e.Time().UTC(); i == 0 {
+			first, last = t, t
+		} else if t.Before(first) {
+			first = t
+		} else if t.After(last) {
+			last = t
 		}
 		d, err := events.DecodeData(e)
-		if err != nil {
+		src := events.SourceName(e)
+		if err == nil && d.User.Source != "" {
+			src = d.User.Source
+		}
+		sources[src]++
+		if err != nil || len(lines) >= maxUsers {
 			continue
 		}
-		lines = append(lines, "• *"+esc(Who(d.User))+"* "+esc(What(e.Type(), d))+" ("+esc(d.User.Source)+")")
+		lines = append(lines, "• *"+esc(Who(d.User))+"* "+esc(What(e.Type(), d))+" ("+esc(src)+")")
 	}
-	var summary []string
-	for _, t := range events.Types {
-		if n := counts[t]; n > 0 {
-			summary = append(summary, fmt.Sprintf("%d %s", n, t))
-		}
+
+	byType := typeCounts(types)
+	bySource := sourceCounts(sources)
+	when := "at " + first.Format(time.RFC3339)
+	if !first.Equal(last) {
+		when = "from " + first.Format(time.RFC3339) + " to " + last.Format(time.RFC3339)
 	}
-	head := fmt.Sprintf("%d directory changes: %s", len(evs), strings.Join(summary, ", "))
-	blocks := []Block{{Type: "section", Text: &Text{Type: "mrkdwn", Text: "*" + head + "*"}}}
+	head := fmt.Sprintf("%d directory changes", len(evs))
+	text := fmt.Sprintf("%s: %s (%s), %s", head, strings.Join(byType, ", "), esc(strings.Join(bySource, ", ")), when)
+
+	blocks := []Block{
+		{Type: "section", Text: &Text{Type: "mrkdwn", Text: "*" + head + "* " + when}},
+		{Type: "section", Fields: []Text{
+			mrkdwn(clipTo("*By type*\n"+strings.Join(byType, "\n"), maxField)),
+			mrkdwn(clipTo("*By source*\n"+esc(strings.Join(bySource, "\n")), maxField)),
+		}},
+	}
 	if len(lines) > 0 {
 		list := strings.Join(lines, "\n")
 		if more := len(evs) - len(lines); more > 0 {
 			list += fmt.Sprintf("\n…and %d more", more)
 		}
-		// Keep within Block Kit's 3000-character section limit.
-		if utf8.RuneCountInString(list) > 2900 {
-			list = string([]rune(list)[:2900]) + "…"
-		}
-		blocks = append(blocks, Block{Type: "section", Text: &Text{Type: "mrkdwn", Text: list}})
+		blocks = append(blocks, Block{Type: "section", Text: &Text{Type: "mrkdwn", Text: clipTo(list, maxSection)}})
 	}
-	return Message{Text: head, Blocks: blocks}
+	if len(evs) > 0 {
+		// Whole seconds that include every event of the digest.
+		since := first.Truncate(time.Second)
+		until := last.Truncate(time.Second)
+		if until.Before(last) {
+			until = until.Add(time.Second)
+		}
+		blocks = append(blocks, Block{Type: "context", Elements: []Text{mrkdwn(fmt.Sprintf(
+			"Digest of a burst of changes. Every event: `notifier replay --since %s --until %s`",
+			since.Format(time.RFC3339), until.Format(time.RFC3339)))}})
+	}
+	return Message{Text: clipTo(text, maxSection), Blocks: blocks}
+}
+
+// typeCounts lists "3 retired" for each type present: known types in the
+// order of events.Types, then any others by name.
+func typeCounts(counts map[string]int) []string {
+	var out []string
+	for _, t := range events.Types {
+		if n := counts[t]; n > 0 {
+			out = append(out, fmt.Sprintf("%d %s", n, typeWords[t]))
+		}
+	}
+	var other []string
+	for t := range counts {
+		if _, known := typeWords[t]; !known {
+			other = append(other, t)
+		}
+	}
+	slices.Sort(other)
+	for _, t := range other {
+		out = append(out, fmt.Sprintf("%d %s", counts[t], esc(t)))
+	}
+	return out
+}
+
+// sourceCounts lists "vpp 40" for each source, most events first.
+func sourceCounts(counts map[string]int) []string {
+	names := make([]string, 0, len(counts))
+	for s := range counts {
+		names = append(names, s)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if c := cmp.Compare(counts[b], counts[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	out := make([]string, len(names))
+	for i, s := range names {
+		out[i] = fmt.Sprintf("%s %d", s, counts[s])
+	}
+	return out
+}
+
+// clipTo cuts s to n runes, marking the cut with "…".
+func clipTo(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
 }

@@ -1,6 +1,7 @@
 // Package slack is the sink that posts each event to a Slack incoming
 // webhook as a message a person can read at a glance: who, what happened,
-// which source, and when.
+// which source, and when. A burst of events becomes one digest message
+// instead (see Sink), so that a mass change never floods the channel.
 //
 // Slack answers 200 "ok" on success, 429 with Retry-After when rate
 // limited, and a short error code in a text body otherwise
@@ -16,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/rollcall/rollcall/internal/sinks/internal/post"
@@ -24,24 +26,120 @@ import (
 
 // Sink posts events to one Slack incoming webhook. It is safe for
 // concurrent use.
+//
+// # Digests
+//
+// The sink counts the events handed to Send within a sliding DigestWindow.
+// While there are at most DigestThreshold, each event is posted as its own
+// message at once. The event that makes it more opens a digest: it and
+// every event after it are collected and, DigestWindow after the digest
+// opened, posted together as one message (RenderDigest: counts per type
+// and source, the first DigestUsers users, "…and N more"). The next event
+// after that opens a new digest if the window still holds more than
+// DigestThreshold events, and goes out on its own once it holds no more,
+// that is once a window has passed at or below the threshold. So a channel
+// gets at most DigestThreshold single messages in any window, plus about
+// one digest per window while a mass change lasts.
+//
+// Send for an event in a digest blocks until the digest is posted and
+// returns the post's result, shared by every event in it: nil, or the
+// error (an *httpx.StatusError with its RetryAfter for a 429, a transport
+// error) wrapped with the digest's size. The notifier then acknowledges
+// exactly the delivered events, and retries each event of a failed digest;
+// those retries, arriving together, form the next digest.
+//
+// When a waiting Send's context ends, Send returns at once with an error
+// wrapping ctx.Err(), and its event is taken out of the digest, so that a
+// digest never counts an event the notifier will deliver again. If the
+// digest's post has already begun, the event may be in it and may appear
+// once more when the notifier redelivers it: at-least-once, like every
+// sink. A digest left empty by cancellations is not posted; one left with
+// a single event is posted as that event's ordinary message.
+//
+// # What the notifier must allow
+//
+// Because a Send in a digest can block for DigestWindow plus one post, the
+// notifier must give this sink at least Concurrency() sends in flight (and
+// as many unacknowledged messages: MaxAckPending), and at least
+// SendTimeout() per Send. With fewer in flight a burst is still digested,
+// but a digest can hold only what is in flight, so a mass change drains
+// at that many events per window. With a shorter send timeout every
+// waiting Send ends before its digest is posted and nothing in a burst is
+// ever delivered.
 type Sink struct {
 	name    string
 	url     string
 	client  *http.Client
 	timeout time.Duration
 	redact  []string
+
+	threshold int           // <0: digests off
+	window    time.Duration // sliding window, and how long a digest collects
+	users     int           // users a digest names
+	now       func() time.Time
+	afterFunc func(time.Duration, func()) // time.AfterFunc; a fake clock in tests
+
+	mu       sync.Mutex
+	arrivals []time.Time // Send calls within the last window, oldest first
+	open     *digest     // collecting events; nil when none is
+}
+
+// digest is a batch of events posted as one message. members is appended
+// to and gone set under Sink.mu until taken; err is set before done is
+// closed.
+type digest struct {
+	members []*member
+	taken   bool // the post has the members: a cancelled Send no longer drops out
+	done    chan struct{}
+	err     error
+}
+
+type member struct {
+	e    events.Event
+	gone bool // its Send ended with its context before the post
 }
 
 // Name is the sink name.
 func (s *Sink) Name() string { return s.name }
 
-// Send posts the rendered message for e once.
+// Concurrency is how many Sends the notifier should allow in flight for
+// this sink (and its consumer's MaxAckPending): max(4*DigestThreshold,
+// 256), since a Send collected into a digest waits up to a window. It is 0
+// when digests are off: the sink then needs nothing beyond the notifier's
+// own setting, so use max(Config.Concurrency, Concurrency()).
+func (s *Sink) Concurrency() int {
+	if s.threshold < 0 {
+		return 0
+	}
+	return max(4*s.threshold, minConcurrency)
+}
+
+// SendTimeout is the least per-Send timeout the notifier must allow this
+// sink: DigestWindow for collecting, plus Timeout for the digest's post,
+// plus a second. A single message still gives up after Timeout. It is 0
+// when digests are off; use max(Config.SendTimeout, SendTimeout()).
+func (s *Sink) SendTimeout() time.Duration {
+	if s.threshold < 0 {
+		return 0
+	}
+	return s.window + s.timeout + time.Second
+}
+
+// Send posts the message for e, or adds e to a digest and waits for the
+// digest's post (see Sink).
 func (s *Sink) Send(ctx context.Context, e events.Event) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("slack %s: %w", s.name, err)
+	}
 	m, err := Render(e)
 	if err != nil {
 		return fmt.Errorf("slack %s: %w", s.name, err)
 	}
-	return s.Post(ctx, m)
+	d, mem := s.admit(e)
+	if d == nil {
+		return s.Post(ctx, m)
+	}
+	return s.await(ctx, d, mem)
 }
 
 // Post sends an already rendered message, such as a digest from
@@ -62,5 +160,5 @@ func (s *Sink) Post(ctx context.Context, m Message) error {
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("User-Agent", "rollcall-notifier")
-	return post.Do(s.client, req, "slack "+s.name+": post", time.Now, s.redact...)
+	return post.Do(s.client, req, "slack "+s.name+": post", s.now, s.redact...)
 }

@@ -1,0 +1,377 @@
+// Package deadletter reads and redrives the events the notifier could not
+// deliver: the messages on stream ROLLCALL_DEADLETTER, subject
+// rollcall.deadletter.<sink>, each a notifier.DeadLetter holding the whole
+// event (a structured CloudEvent) with the sink, reason, last status and
+// attempts.
+//
+// List shows them; Redrive sends them again, each to its sink, and removes
+// from the stream every one its sink took, so that List no longer shows it.
+// One failing is left where it is, with its reason reported.
+package deadletter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rollcall/rollcall/internal/bus"
+	"github.com/rollcall/rollcall/internal/notifier"
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+// Entry is one dead letter.
+type Entry struct {
+	Seq      uint64 // sequence on ROLLCALL_DEADLETTER
+	Sink     string
+	Reason   string
+	Status   int // the sink's last HTTP status, 0 when there was none
+	Attempts int
+	At       time.Time // when it was dead-lettered
+	// Event is the event that was not delivered. It is the zero Event
+	// when the notifier could not decode the message (Undecodable).
+	Event events.Event
+	// Undecodable is set when the dead letter holds no event (the message
+	// on the event stream was not one, or the dead letter itself is
+	// garbled); Raw has what it holds instead. Such an entry is listed but
+	// never redriven.
+	Undecodable bool
+	Raw         []byte
+	// StreamSeq is the event's sequence on ROLLCALL_EVENTS, 0 when the
+	// dead letter was written by a notifier that did not record it.
+	StreamSeq uint64
+}
+
+// EventID is the dead-lettered event's id, "" when it is undecodable.
+func (e Entry) EventID() string {
+	if e.Undecodable {
+		return ""
+	}
+	return e.Event.ID()
+}
+
+// List returns the dead letters of sink ("" = every sink) in stream order:
+// those on the stream when it was called.
+func List(ctx context.Context, js jetstream.JetStream, sink string) ([]Entry, error) {
+	_, entries, err := list(ctx, js, sink)
+	return entries, err
+}
+
+func subject(sink string) string {
+	if sink == "" {
+		return bus.DeadLetterPrefix + ">"
+	}
+	return bus.DeadLetterPrefix + sink
+}
+
+// list reads the stream message by message, each time the next one on the
+// sink's subject (the server skips deleted and other sinks' messages), up to
+// the last one stored when it started.
+func list(ctx context.Context, js jetstream.JetStream, sink string) (jetstream.Stream, []Entry, error) {
+	if strings.ContainsAny(sink, ".*> \t") {
+		return nil, nil, fmt.Errorf("dead letters: %q is not a sink name", sink)
+	}
+	s, err := js.Stream(ctx, bus.DeadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil, nil // no notifier ran yet: no dead letters
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("dead letters: look up stream %s: %w", bus.DeadLetterStream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dead letters: stream %s: %w", bus.DeadLetterStream, err)
+	}
+	if info.State.Msgs == 0 {
+		return s, nil, nil
+	}
+	last := info.State.LastSeq
+	subj := subject(sink)
+	var out []Entry
+	for seq := info.State.FirstSeq; seq <= last; {
+		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("dead letters: read %s from sequence %d: %w", bus.DeadLetterStream, seq, err)
+		}
+		if m.Sequence > last {
+			break
+		}
+		out = append(out, decode(m))
+		seq = m.Sequence + 1
+	}
+	return s, out, nil
+}
+
+// decode turns a stored dead letter into an Entry. A garbled one is kept,
+// undecodable, rather than failing the whole listing.
+func decode(m *jetstream.RawStreamMsg) Entry {
+	en := Entry{Seq: m.Sequence, Sink: strings.TrimPrefix(m.Subject, bus.DeadLetterPrefix), At: m.Time}
+	var dl notifier.DeadLetter
+	if err := json.Unmarshal(m.Data, &dl); err != nil {
+		en.Undecodable, en.Raw = true, m.Data
+		en.Reason = "unreadable dead letter: " + err.Error()
+		return en
+	}
+	if dl.Sink != "" {
+		en.Sink = dl.Sink
+	}
+	if !dl.At.IsZero() {
+		en.At = dl.At
+	}
+	en.Reason, en.Status, en.Attempts, en.StreamSeq = dl.Reason, dl.Status, dl.Attempts, dl.StreamSeq
+	var e events.Event
+	if err := json.Unmarshal(dl.Event, &e); err != nil || e.ID() == "" {
+		// The notifier stores the raw body, as a JSON string, of a
+		// message that was not an event.
+		en.Undecodable, en.Raw = true, dl.Event
+		var raw string
+		if json.Unmarshal(dl.Event, &raw) == nil {
+			en.Raw = []byte(raw)
+		}
+		return en
+	}
+	en.Event = e
+	return en
+}
+
+// Sender delivers an event: notifier.Sink satisfies it.
+type Sender interface {
+	Send(ctx context.Context, e events.Event) error
+}
+
+// SendTimeout bounds one redrive send, on top of the sink's own timeout.
+const SendTimeout = 30 * time.Second
+
+// Failure is a dead letter that was not redriven.
+type Failure struct {
+	Seq     uint64
+	Sink    string
+	EventID string // "" for an undecodable dead letter
+	Reason  string
+}
+
+// RedriveStats says what a redrive did.
+type RedriveStats struct {
+	Matched int // dead letters selected by the sink and id filters
+	// Sent were taken by their sink and removed from the stream.
+	Sent int
+	// Failed were sent but refused (or could not be sent at all, such as
+	// an undecodable one); they stay on the stream, as they were.
+	Failed []Failure
+	// UnknownSinks counts, per sink name, the dead letters left alone
+	// because no such sink is configured any more.
+	UnknownSinks map[string]int
+	// NotRemoved were taken by their sink, but removing their dead letter
+	// failed: it is still listed, and a later redrive sends the event
+	// again (with the same id, so a receiver can drop the copy).
+	NotRemoved []Failure
+}
+
+// Skipped is how many dead letters were left for an unknown sink.
+func (s RedriveStats) Skipped() int {
+	n := 0
+	for _, c := range s.UnknownSinks {
+		n += c
+	}
+	return n
+}
+
+// String summarises the redrive in one line, e.g. "3 sent, 1 failed, 2 left
+// for sink old-hook, which is not configured".
+func (s RedriveStats) String() string {
+	if s.Matched == 0 {
+		return "no dead letters to redrive"
+	}
+	parts := []string{fmt.Sprintf("%d of %d sent", s.Sent, s.Matched)}
+	if len(s.Failed) > 0 {
+		parts = append(parts, fmt.Sprintf("%d failed and kept", len(s.Failed)))
+	}
+	if len(s.NotRemoved) > 0 {
+		parts = append(parts, fmt.Sprintf("%d sent but still listed (removing them failed)", len(s.NotRemoved)))
+	}
+	names := make([]string, 0, len(s.UnknownSinks))
+	for n := range s.UnknownSinks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%d left for sink %s, which is not configured", s.UnknownSinks[n], n))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ErrNoMatch is returned by Redrive when an event id was given and no dead
+// letter (of the sink, if one was given) has it.
+var ErrNoMatch = errors.New("no dead letter matches")
+
+// ErrFailed is wrapped by the error Redrive returns when a selected dead
+// letter was not redriven: its sink refused it, it holds no event, or it
+// was delivered but could not be removed.
+var ErrFailed = errors.New("dead letters not redriven")
+
+// Redrive sends the dead letters of sink ("" = every sink) again, or only
+// those of event id when id is not "", each to the sender of its sink
+// (sinks is keyed by sink name), one attempt each, in stream order. A dead
+// letter its sink takes is removed from the stream; one it refuses stays as
+// it was. A dead letter of a sink missing from sinks (no longer configured)
+// is reported and left alone; that is not an error. progress (nil = none)
+// gets a line per dead letter and a summary line.
+//
+// The error is non-nil when the stream could not be read or ctx ended
+// (stats say how far the redrive got), ErrNoMatch when id matched nothing,
+// or wraps ErrFailed when a dead letter failed; stats are filled in every
+// case.
+func Redrive(ctx context.Context, js jetstream.JetStream, sinks map[string]Sender, sink, id string, progress io.Writer) (RedriveStats, error) {
+	if progress == nil {
+		progress = io.Discard
+	}
+	stats := RedriveStats{UnknownSinks: map[string]int{}}
+	s, entries, err := list(ctx, js, sink)
+	if err != nil {
+		return stats, err
+	}
+	for _, en := range entries {
+		if id != "" && en.EventID() != id {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return stats, fmt.Errorf("redrive stopped: %w (%s)", err, stats)
+		}
+		stats.Matched++
+		what := describe(en)
+		snd, ok := sinks[en.Sink]
+		if !ok || snd == nil {
+			stats.UnknownSinks[en.Sink]++
+			fmt.Fprintf(progress, "skipped %s: sink %s is not configured\n", what, en.Sink)
+			continue
+		}
+		if en.Undecodable {
+			f := Failure{Seq: en.Seq, Sink: en.Sink, Reason: "holds no event to send"}
+			stats.Failed = append(stats.Failed, f)
+			fmt.Fprintf(progress, "failed  %s: %s\n", what, f.Reason)
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, SendTimeout)
+		err := snd.Send(sctx, en.Event)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				// Cut off, not refused: not counted either way.
+				stats.Matched--
+				return stats, fmt.Errorf("redrive stopped: %w (%s)", ctx.Err(), stats)
+			}
+			f := Failure{Seq: en.Seq, Sink: en.Sink, EventID: en.EventID(), Reason: err.Error()}
+			stats.Failed = append(stats.Failed, f)
+			fmt.Fprintf(progress, "failed  %s: %v (kept)\n", what, err)
+			continue
+		}
+		if err := remove(ctx, s, en.Seq); err != nil {
+			f := Failure{Seq: en.Seq, Sink: en.Sink, EventID: en.EventID(), Reason: "sent, but removing the dead letter failed: " + err.Error()}
+			stats.NotRemoved = append(stats.NotRemoved, f)
+			fmt.Fprintf(progress, "sent    %s, but removing the dead letter failed: %v\n", what, err)
+			continue
+		}
+		stats.Sent++
+		fmt.Fprintf(progress, "sent    %s\n", what)
+	}
+	if id != "" && stats.Matched == 0 {
+		in := ""
+		if sink != "" {
+			in = " of sink " + sink
+		}
+		return stats, fmt.Errorf("%w event id %s%s", ErrNoMatch, id, in)
+	}
+	fmt.Fprintf(progress, "redrive: %s\n", stats)
+	if n := len(stats.Failed) + len(stats.NotRemoved); n > 0 {
+		return stats, fmt.Errorf("%w: %d of %d (%s)", ErrFailed, n, stats.Matched, stats)
+	}
+	return stats, nil
+}
+
+// remove deletes a redriven dead letter. One already gone (another redrive
+// took it) counts as removed.
+func remove(ctx context.Context, s jetstream.Stream, seq uint64) error {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := s.DeleteMsg(dctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) || errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && msgGone(ctx, s, seq) {
+		return nil
+	}
+	return err
+}
+
+func msgGone(ctx context.Context, s jetstream.Stream, seq uint64) bool {
+	_, err := s.GetMsg(ctx, seq)
+	return errors.Is(err, jetstream.ErrMsgNotFound)
+}
+
+func describe(en Entry) string {
+	if en.Undecodable {
+		return fmt.Sprintf("#%d (sink %s, undecodable)", en.Seq, en.Sink)
+	}
+	return fmt.Sprintf("#%d %s %s %s to %s", en.Seq, en.Event.ID(), en.Event.Type(), user(en), en.Sink)
+}
+
+// user names the event's user: source/subject, with the e-mail address when
+// the event carries one.
+func user(en Entry) string {
+	if en.Undecodable {
+		return "-"
+	}
+	u := events.SourceName(en.Event) + "/" + en.Event.Subject()
+	if d, err := events.DecodeData(en.Event); err == nil && d.User.Email != "" {
+		u += " <" + d.User.Email + ">"
+	}
+	return u
+}
+
+// reasonWidth is where Print cuts a long reason.
+const reasonWidth = 60
+
+// Print writes entries as a table: sequence, time, sink, event id and type,
+// user, attempts, last status and reason (cut at 60 characters).
+func Print(w io.Writer, entries []Entry) {
+	if len(entries) == 0 {
+		fmt.Fprintln(w, "no dead letters")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tSINK\tEVENT\tTYPE\tUSER\tATTEMPTS\tSTATUS\tREASON")
+	for _, en := range entries {
+		id, typ := "-", "-"
+		if !en.Undecodable {
+			id, typ = en.Event.ID(), en.Event.Type()
+		}
+		status := "-"
+		if en.Status != 0 {
+			status = strconv.Itoa(en.Status)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", en.Seq, en.At.UTC().Format(time.RFC3339),
+			en.Sink, id, typ, user(en), en.Attempts, status, truncate(oneLine(en.Reason), reasonWidth))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "%d dead letter(s)\n", len(entries))
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
