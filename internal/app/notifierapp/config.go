@@ -52,16 +52,40 @@ type Config struct {
 	ShutdownGrace   time.Duration `env:"SHUTDOWN_GRACE, default=8s"`
 	SinkStart       string        `env:"SINK_START, default=new"`
 
+	// WebhookOverrides holds WEBHOOK_<n>_SECRET[_FILE] and WEBHOOK_<n>_TYPES,
+	// which give the n-th webhook URL (1-based) its own secret and filter.
+	WebhookOverrides map[int]WebhookOverride
+
 	HTTPAddr  string `env:"HTTP_ADDR, default=127.0.0.1:9091"`
 	LogFormat string `env:"LOG_FORMAT, default=text"`
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
 }
+
+// WebhookOverride is one webhook's own secret and filter.
+type WebhookOverride struct {
+	Secret     string   `env:"SECRET"`
+	SecretFile string   `env:"SECRET_FILE"`
+	Types      []string `env:"TYPES"`
+}
+
+// maxWebhooks bounds the WEBHOOK_<n>_ variables looked up.
+const maxWebhooks = 32
 
 // Load reads the configuration through l.
 func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	var c Config
 	if err := envx.Process(ctx, &c, l); err != nil {
 		return Config{}, fmt.Errorf("configuration: %w", err)
+	}
+	c.WebhookOverrides = map[int]WebhookOverride{}
+	for n := 1; n <= maxWebhooks; n++ {
+		var o WebhookOverride
+		if err := envx.ProcessPrefixed(ctx, &o, l, fmt.Sprintf("WEBHOOK_%d_", n)); err != nil {
+			return Config{}, fmt.Errorf("configuration: %w", err)
+		}
+		if o.Secret != "" || o.SecretFile != "" || len(o.Types) > 0 {
+			c.WebhookOverrides[n] = o
+		}
 	}
 	switch c.Console {
 	case "", "true", "false":

@@ -99,11 +99,23 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 		if i > 0 {
 			name = "webhook-" + strconv.Itoa(i+1)
 		}
-		s, err := webhook.New(webhook.Config{Name: name, URL: u, Secrets: secrets, Mode: cfg.WebhookMode, Timeout: cfg.WebhookTimeout})
+		own, types := secrets, cfg.WebhookTypes
+		if o, ok := cfg.WebhookOverrides[i+1]; ok {
+			v := fmt.Sprintf("WEBHOOK_%d_SECRET", i+1)
+			if s, err := secret.Resolve(v, o.Secret, o.SecretFile); err != nil {
+				return nil, fmt.Errorf("configuration: %w", err)
+			} else if s != "" {
+				own = strings.Fields(s)
+			}
+			if len(o.Types) > 0 {
+				types = o.Types
+			}
+		}
+		s, err := webhook.New(webhook.Config{Name: name, URL: u, Secrets: own, Mode: cfg.WebhookMode, Timeout: cfg.WebhookTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("configuration: WEBHOOK_URL #%d: %w", i+1, err)
 		}
-		routes = append(routes, route(s, cfg.WebhookTypes))
+		routes = append(routes, route(s, types))
 	}
 	slackURL, err := secret.Resolve("SLACK_WEBHOOK_URL", cfg.SlackWebhookURL, cfg.SlackWebhookURLFile)
 	if err != nil {
