@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/testutil"
+
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,21 +48,6 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func checkFor(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", d, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 func mkEvent(t *testing.T, user, typ string, rev uint64) events.Event {
@@ -118,7 +105,7 @@ func deadLetterAll(t *testing.T, js jetstream.JetStream, want map[string]int, si
 			t.Errorf("notifier did not stop")
 		}
 	}()
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		for sink, n := range want {
 			got, err := deadletter.List(ctxT(t), js, sink)
 			if err != nil {

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/testutil"
+
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -143,7 +145,7 @@ func (rc *receiver) triesFor(id string) int {
 
 func (rc *receiver) waitAccepted(t *testing.T, n int, within time.Duration) {
 	t.Helper()
-	checkFor(t, within, func() error {
+	testutil.CheckFor(t, within, "condition", func() error {
 		if got := len(rc.accepted()); got < n {
 			rc.mu.Lock()
 			defer rc.mu.Unlock()
@@ -361,7 +363,7 @@ func TestFailingUserDoesNotBlockOthers(t *testing.T) {
 	publish(t, js, evs...)
 
 	rc.waitAccepted(t, len(others), waitLong)
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		if n := rc.triesFor(stuck[0].ID()); n < 3 {
 			return fmt.Errorf("stuck event tried %d times, want retries under way", n)
 		}
@@ -494,7 +496,7 @@ func TestShutdownGraceCutsSlowDeliveries(t *testing.T) {
 	r := start(t, js, notifier.Config{ShutdownGrace: grace}, notifier.Route{Sink: rc.sink(t, "stuckhook")})
 	evs := interleaved(t, []string{"x", "y", "veeam:z"}, 3)
 	publish(t, js, evs...)
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		rc.mu.Lock()
 		defer rc.mu.Unlock()
 		if rc.inflight < 3 {
@@ -597,7 +599,7 @@ func TestHeldEventsOutliveAckWait(t *testing.T) {
 	// a[1] and a[2] wait behind a[0] for three ack waits (the duration
 	// under test, not a synchronisation).
 	held := time.Now().Add(3 * ackWait)
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		if len(rc.accepted()) < 1 || rc.triesFor(a[0].ID()) < 3 || time.Now().Before(held) {
 			return fmt.Errorf("holding: b accepted %v, a[0] tried %d times", len(rc.accepted()) == 1, rc.triesFor(a[0].ID()))
 		}
@@ -629,7 +631,7 @@ func TestAttemptsCountAcrossRuns(t *testing.T) {
 		notifier.Route{Sink: rc.sink(t, "counting")})
 	e := mkEvent(t, "veeam", "k", events.TypeRoleChanged, 1)
 	publish(t, js, e)
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		rc.mu.Lock()
 		defer rc.mu.Unlock()
 		if len(rc.failures) < 1 {
@@ -721,7 +723,7 @@ func TestCrashedRunsEventsComeFirst(t *testing.T) {
 // package (the pump, its lanes, gate watcher and keep-alive, Run itself).
 func noNotifierGoroutines(t *testing.T) {
 	t.Helper()
-	checkFor(t, 2*time.Second, func() error {
+	testutil.CheckFor(t, 2*time.Second, "condition", func() error {
 		buf := make([]byte, 4<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		for _, g := range bytes.Split(buf, []byte("\n\n")) {

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/testutil"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go"
@@ -48,22 +50,6 @@ func setup(t *testing.T) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
-}
-
-// checkFor polls cond every 25ms until it holds or d passes.
-func checkFor(t *testing.T, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", d, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }
 
 // mkEvent builds a valid event; rev makes each id unique within a test.
@@ -135,7 +121,7 @@ func start(t *testing.T, js jetstream.JetStream, cfg notifier.Config, routes ...
 	t.Cleanup(r.stop)
 	for _, rt := range routes {
 		name := rt.Sink.Name()
-		checkFor(t, waitLong, func() error {
+		testutil.CheckFor(t, waitLong, "condition", func() error {
 			r.poll()
 			if r.exited {
 				return fmt.Errorf("Run returned early: %v", r.err)
@@ -243,7 +229,7 @@ func (s *recSink) attempts(id string) int {
 
 func waitDelivered(t *testing.T, s *recSink, n int) {
 	t.Helper()
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		if got := len(s.delivered()); got < n {
 			return fmt.Errorf("sink %s: %d of %d events delivered", s.name, got, n)
 		}
@@ -270,7 +256,7 @@ func consumerInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.
 // unacknowledged.
 func waitSettled(t *testing.T, js jetstream.JetStream, name string) {
 	t.Helper()
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		info := consumerInfo(t, js, name)
 		if info.NumAckPending != 0 || info.NumPending != 0 {
 			return fmt.Errorf("consumer %s: NumAckPending %d, NumPending %d", name, info.NumAckPending, info.NumPending)
@@ -312,7 +298,7 @@ func deadLetters(t *testing.T, js jetstream.JetStream) []*jetstream.RawStreamMsg
 func waitDeadLetters(t *testing.T, js jetstream.JetStream, n int) []*jetstream.RawStreamMsg {
 	t.Helper()
 	var got []*jetstream.RawStreamMsg
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		got = deadLetters(t, js)
 		if len(got) < n {
 			return fmt.Errorf("%d of %d dead letters", len(got), n)
@@ -409,7 +395,7 @@ func TestDeliversEveryEventOnceInUserOrderToWebhook(t *testing.T) {
 	publish(t, js, evs[:5]...)
 	publish(t, js, evs[5:]...)
 
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) < len(evs) {
@@ -584,7 +570,7 @@ func TestMaxAttemptsExhausted(t *testing.T) {
 	// consumer moved on.
 	e2 := mkEvent(t, "veeam", "abc", events.TypeUpdated, 2)
 	publish(t, js, e2)
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		if sink.attempts(e2.ID()) == 0 {
 			return errors.New("next event not attempted")
 		}
@@ -647,7 +633,7 @@ func TestSinkOutageThenRecovery(t *testing.T) {
 	}
 	publish(t, js, evs...)
 
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) < len(evs) {
@@ -744,7 +730,7 @@ func TestSinksAreIndependent(t *testing.T) {
 	checkPerUser(t, "healthy sink", healthy.delivered(), evs)
 	// Meanwhile the broken sink is stuck in the first delivery of each
 	// user, and has tried nothing else.
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		if got := broken.all(); len(got) < 4 {
 			return fmt.Errorf("broken sink has %d deliveries under way, want 4", len(got))
 		}
@@ -755,7 +741,7 @@ func TestSinksAreIndependent(t *testing.T) {
 	}
 
 	releaseOnce.Do(func() { close(release) })
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		for _, e := range evs[:4] {
 			if n := broken.attempts(e.ID()); n < 3 {
 				return fmt.Errorf("broken sink attempted %s %d times; want retries under way", e.ID(), n)
@@ -1051,7 +1037,7 @@ func TestConsumerDeletedWhileRunning(t *testing.T) {
 	}
 	// The notifier recreates the consumer (new events only, as on a first
 	// start) and carries on.
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		r.poll()
 		if r.exited {
 			return fmt.Errorf("Run returned while its context was live: %v", r.err)
@@ -1093,7 +1079,7 @@ func TestConnectionClosedFailsRun(t *testing.T) {
 	defer rcancel()
 	done := make(chan error, 1)
 	go func() { done <- n.Run(rctx) }()
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		for _, name := range []string{"a", "b"} {
 			cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_, err := js.Consumer(cctx, bus.EventsStream, name)
@@ -1140,7 +1126,7 @@ func TestFiltersUpdatedOnRestart(t *testing.T) {
 	start(t, js, notifier.Config{}, notifier.Route{Sink: second, Types: []string{events.TypeRetired, events.TypeUpdated}, Sources: []string{"vpp"}})
 	want := notifier.FilterSubjects([]string{events.TypeRetired, events.TypeUpdated}, []string{"vpp"})
 	// The consumer exists already, so wait for the new run to update it.
-	checkFor(t, waitLong, func() error {
+	testutil.CheckFor(t, waitLong, "condition", func() error {
 		if got := consumerInfo(t, js, "changing").Config.FilterSubjects; !slices.Equal(got, want) {
 			return fmt.Errorf("filters %v, want %v", got, want)
 		}

@@ -59,7 +59,12 @@ func TestTwoReplicasShareOneSource(t *testing.T) {
 	ctxB, stopB := context.WithCancel(context.Background())
 	doneA, doneB := make(chan error, 1), make(chan error, 1)
 	go func() { doneA <- pa.Run(ctxA) }()
-	time.Sleep(50 * time.Millisecond) // let A take the lease first, so we know who is active
+	// Start B only once A holds the lease, so we know who is active.
+	leases := state.NewLeases(h.Sources)
+	checkFor(t, 5*time.Second, "replica A to take the lease", func() bool {
+		l, err := leases.Holder(context.Background(), "veeam")
+		return err == nil && l.Owner == "replica-a"
+	})
 	go func() { doneB <- pb.Run(ctxB) }()
 	defer func() { stopB(); <-doneB }()
 
@@ -85,7 +90,7 @@ func TestTwoReplicasShareOneSource(t *testing.T) {
 	if took := time.Since(stopped); took > 2*ttl {
 		t.Errorf("takeover took %v, more than two lease periods (%v)", took, 2*ttl)
 	}
-	lease, err := state.NewLeases(h.Sources).Holder(context.Background(), "veeam")
+	lease, err := leases.Holder(context.Background(), "veeam")
 	if err != nil || lease.Owner != "replica-b" {
 		t.Fatalf("lease holder %+v, %v", lease, err)
 	}
@@ -93,7 +98,9 @@ func TestTwoReplicasShareOneSource(t *testing.T) {
 		fake.Remove(veeamUser(i).InstanceUID)
 	}
 	checkFor(t, 5*time.Second, "three removals after the takeover", func() bool { return streamCount(t, js) == 8 })
-	time.Sleep(100 * time.Millisecond) // a few more runs by B must add nothing
+	// A few more runs by B must add nothing.
+	polled := cb.n.Load()
+	checkFor(t, 5*time.Second, "three more polls by B", func() bool { return cb.n.Load() >= polled+3 })
 	if n := streamCount(t, js); n != 8 {
 		t.Fatalf("stream holds %d events, want 8", n)
 	}

@@ -593,6 +593,3 @@ func runID() string {
 	_, _ = crand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-// ErrNoSources is returned when a poller is configured without any source.
-var ErrNoSources = errors.New("no source configured")

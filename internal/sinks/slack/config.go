@@ -3,7 +3,6 @@ package slack
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/rollcall/rollcall/internal/sinks/internal/post"
@@ -59,18 +58,9 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Name == "" {
 		cfg.Name = DefaultName
 	}
-	if cfg.WebhookURL == "" {
-		return nil, fmt.Errorf("slack %s: webhook url is empty", cfg.Name)
-	}
-	u, err := url.Parse(cfg.WebhookURL)
+	redact, err := post.Endpoint(cfg.WebhookURL)
 	if err != nil {
-		// Not wrapped: url.Parse quotes the URL in its error.
-		return nil, fmt.Errorf("slack %s: webhook url is not a valid URL", cfg.Name)
-	}
-	// http is allowed for local test servers and proxies; Slack itself only
-	// serves https.
-	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("slack %s: webhook url must be an http(s) URL with a host", cfg.Name)
+		return nil, fmt.Errorf("slack %s: webhook %w", cfg.Name, err)
 	}
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("slack %s: timeout %v is negative", cfg.Name, cfg.Timeout)
@@ -104,7 +94,7 @@ func New(cfg Config) (*Sink, error) {
 		url:       cfg.WebhookURL,
 		client:    cfg.HTTPClient,
 		timeout:   cfg.Timeout,
-		redact:    []string{cfg.WebhookURL, u.String(), u.EscapedPath(), u.Path, u.RawQuery},
+		redact:    redact,
 		threshold: cfg.DigestThreshold,
 		window:    cfg.DigestWindow,
 		users:     cfg.DigestUsers,

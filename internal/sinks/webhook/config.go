@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/rollcall/rollcall/internal/sinks/internal/post"
@@ -52,19 +51,9 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Name == "" {
 		cfg.Name = DefaultName
 	}
-	if cfg.URL == "" {
-		return nil, fmt.Errorf("webhook %s: url is empty", cfg.Name)
-	}
-	u, err := url.Parse(cfg.URL)
+	redact, err := post.Endpoint(cfg.URL)
 	if err != nil {
-		// Not wrapped: url.Parse quotes the URL in its error.
-		return nil, fmt.Errorf("webhook %s: url is not a valid URL", cfg.Name)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("webhook %s: url scheme must be http or https", cfg.Name)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("webhook %s: url has no host", cfg.Name)
+		return nil, fmt.Errorf("webhook %s: %w", cfg.Name, err)
 	}
 	switch cfg.Mode {
 	case "":
@@ -102,12 +91,7 @@ func New(cfg Config) (*Sink, error) {
 		client:  cfg.HTTPClient,
 		now:     cfg.Now,
 	}
-	// Everything of the URL that could be a credential is scrubbed from
-	// response text quoted in errors.
-	s.redact = []string{cfg.URL, u.String(), u.RawQuery, u.EscapedPath(), u.Path}
-	if p, ok := u.User.Password(); ok {
-		s.redact = append(s.redact, p)
-	}
+	s.redact = redact
 	return s, nil
 }
 

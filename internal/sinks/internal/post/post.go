@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -97,4 +98,31 @@ func Message(b []byte, redact ...string) string {
 		}
 	}
 	return s
+}
+
+// Endpoint validates a sink's endpoint (http(s) with a host) and returns
+// every part of it that could be a credential, to scrub from server text
+// quoted in errors. Its errors never quote the URL, which may carry a token
+// (Slack's always does).
+func Endpoint(raw string) (redact []string, err error) {
+	if raw == "" {
+		return nil, errors.New("url is empty")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Not wrapped: url.Parse quotes the URL in its error.
+		return nil, errors.New("url is not a valid URL")
+	}
+	// http is allowed for local test servers and proxies.
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, errors.New("url scheme must be http or https")
+	}
+	if u.Host == "" {
+		return nil, errors.New("url has no host")
+	}
+	redact = []string{raw, u.String(), u.RawQuery, u.EscapedPath(), u.Path}
+	if p, ok := u.User.Password(); ok {
+		redact = append(redact, p)
+	}
+	return redact, nil
 }
