@@ -18,6 +18,8 @@ type Poller struct {
 	RemovalsHeld     *prometheus.GaugeVec
 	EventsPublished  *prometheus.CounterVec
 	EventsDuplicated *prometheus.CounterVec
+	APIRequests      *prometheus.CounterVec
+	APIRetries       *prometheus.CounterVec
 }
 
 // NewPoller creates the poller metrics and registers them with reg.
@@ -60,7 +62,85 @@ func NewPoller(reg prometheus.Registerer) *Poller {
 			Name: "rollcall_events_duplicate_total",
 			Help: "Events the stream dropped as duplicates of an earlier publish (reruns after a crash).",
 		}, []string{"source"}),
+		APIRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_source_api_requests_total",
+			Help: "HTTP requests to the source's API by status code (\"error\" when no response arrived).",
+		}, []string{"source", "code"}),
+		APIRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_source_api_retries_total",
+			Help: "Failed API requests the source client retried within a run.",
+		}, []string{"source"}),
 	}
-	reg.MustRegister(m.SourceHealthy, m.Runs, m.RunDuration, m.UsersTracked, m.LastSuccess, m.TokenExpiry, m.RemovalsHeld, m.EventsPublished, m.EventsDuplicated)
+	reg.MustRegister(m.SourceHealthy, m.Runs, m.RunDuration, m.UsersTracked, m.LastSuccess, m.TokenExpiry, m.RemovalsHeld,
+		m.EventsPublished, m.EventsDuplicated, m.APIRequests, m.APIRetries)
+	return m
+}
+
+// API is one source's view of the API metrics; it satisfies httpx.Observer.
+type API struct {
+	requests *prometheus.CounterVec
+	retries  prometheus.Counter
+}
+
+// API returns the observer a source client reports its requests to.
+func (m *Poller) API(source string) *API {
+	return &API{requests: m.APIRequests.MustCurryWith(prometheus.Labels{"source": source}), retries: m.APIRetries.WithLabelValues(source)}
+}
+
+// Request counts one request by status code.
+func (a *API) Request(code string) { a.requests.WithLabelValues(code).Inc() }
+
+// Retry counts one retry.
+func (a *API) Retry() { a.retries.Inc() }
+
+// Notifier holds the notifier's metrics, labelled by sink name.
+type Notifier struct {
+	Deliveries      *prometheus.CounterVec
+	DeliveryLatency *prometheus.HistogramVec
+	SendDuration    *prometheus.HistogramVec
+	DeadLetters     *prometheus.CounterVec
+	Pending         *prometheus.GaugeVec
+	AckPending      *prometheus.GaugeVec
+}
+
+// Delivery outcomes, the values of rollcall_sink_deliveries_total's outcome
+// label.
+const (
+	Delivered    = "delivered"
+	Retried      = "retried"
+	DeadLettered = "dead_lettered"
+)
+
+// NewNotifier creates the notifier metrics and registers them with reg.
+func NewNotifier(reg prometheus.Registerer) *Notifier {
+	m := &Notifier{
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_sink_deliveries_total",
+			Help: "Delivery attempts per sink by outcome: delivered, retried (failed, will be tried again), dead_lettered.",
+		}, []string{"sink", "outcome"}),
+		DeliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rollcall_sink_delivery_latency_seconds",
+			Help:    "Time from an event being stored on the stream to the sink accepting it, retries included.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"sink"}),
+		SendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rollcall_sink_send_duration_seconds",
+			Help:    "Duration of one delivery attempt to the sink, whatever its outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 13),
+		}, []string{"sink"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_sink_dead_letters_total",
+			Help: "Events the sink could not deliver, stored on the dead-letter stream.",
+		}, []string{"sink"}),
+		Pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rollcall_sink_pending_messages",
+			Help: "Events on the stream the sink's consumer has not yet received.",
+		}, []string{"sink"}),
+		AckPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rollcall_sink_ack_pending_messages",
+			Help: "Events the sink's consumer has received and not yet settled.",
+		}, []string{"sink"}),
+	}
+	reg.MustRegister(m.Deliveries, m.DeliveryLatency, m.SendDuration, m.DeadLetters, m.Pending, m.AckPending)
 	return m
 }

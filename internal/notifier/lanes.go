@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -358,6 +359,10 @@ func (p *pump) deliver(h held) {
 		}
 		if err == nil {
 			p.ack(msg, log)
+			p.count(metrics.Delivered)
+			if m := p.n.cfg.Metrics; m != nil {
+				m.DeliveryLatency.WithLabelValues(p.sink.Name()).Observe(time.Since(h.meta.Timestamp).Seconds())
+			}
 			log.Debug("delivered", "attempt", attempt)
 			return
 		}
@@ -387,6 +392,7 @@ func (p *pump) deliver(h held) {
 			p.deadLetter(h, &e, fmt.Sprintf("gave up after %d attempts: %v", attempt, err), status, attempt, log)
 			return
 		}
+		p.count(metrics.Retried)
 		delay := p.n.cfg.Backoff.Delay(attempt, after)
 		log.Warn("delivery failed; will retry", "err", err, "attempt", attempt, "retry_in", delay.String())
 		if httpx.Sleep(p.stopping, delay) != nil {
@@ -449,7 +455,19 @@ func (p *pump) send(e events.Event) error {
 	}
 	ctx, cancel := context.WithTimeout(p.cut, p.n.sendTimeout(p.sink))
 	defer cancel()
-	return p.sink.Send(ctx, e)
+	start := time.Now()
+	err := p.sink.Send(ctx, e)
+	if m := p.n.cfg.Metrics; m != nil {
+		m.SendDuration.WithLabelValues(p.sink.Name()).Observe(time.Since(start).Seconds())
+	}
+	return err
+}
+
+// count records a delivery outcome.
+func (p *pump) count(outcome string) {
+	if m := p.n.cfg.Metrics; m != nil {
+		m.Deliveries.WithLabelValues(p.sink.Name(), outcome).Inc()
+	}
 }
 
 // deadLetter stores the event on the dead-letter stream and terminates the
@@ -462,6 +480,10 @@ func (p *pump) deadLetter(h held, e *events.Event, reason string, status, attemp
 		err := p.n.publishDeadLetter(p.sink.Name(), h, e, reason, status, attempts)
 		if err == nil {
 			log.Error("event dead-lettered", "reason", reason, "status", status, "attempts", attempts)
+			p.count(metrics.DeadLettered)
+			if m := p.n.cfg.Metrics; m != nil {
+				m.DeadLetters.WithLabelValues(p.sink.Name()).Inc()
+			}
 			_ = msg.Term()
 			return
 		}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -85,7 +86,13 @@ type Config struct {
 	MaxAge time.Duration
 	// Replicas of the dead-letter stream (NATS_REPLICAS); default 1.
 	Replicas int
-	Logger   *slog.Logger
+	// Metrics records deliveries, latency, dead letters and each
+	// consumer's pending counts; nil records nothing.
+	Metrics *metrics.Notifier
+	// PendingEvery is how often the consumers' pending counts are read
+	// for Metrics; default 5s.
+	PendingEvery time.Duration
+	Logger       *slog.Logger
 }
 
 // Notifier runs every route's consumer.
@@ -109,6 +116,9 @@ func New(js jetstream.JetStream, cfg Config, routes ...Route) *Notifier {
 	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 8 * time.Second
+	}
+	if cfg.PendingEvery <= 0 {
+		cfg.PendingEvery = 5 * time.Second
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = max(10*time.Second, cfg.SendTimeout+2*time.Second)
@@ -216,6 +226,13 @@ func (n *Notifier) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if n.cfg.Metrics != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.watchPending(ctx, consumers)
+		}()
+	}
 	wg.Wait()
 	close(errs)
 	var all []error
@@ -223,6 +240,32 @@ func (n *Notifier) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// watchPending keeps the pending gauges current until ctx ends. A failed
+// read leaves the last value: the gauges say how far behind a sink is, and
+// readiness already reports a lost connection.
+func (n *Notifier) watchPending(ctx context.Context, consumers []jetstream.Consumer) {
+	t := time.NewTicker(n.cfg.PendingEvery)
+	defer t.Stop()
+	for {
+		for i, c := range consumers {
+			ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			info, err := c.Info(ictx)
+			cancel()
+			if err != nil {
+				continue
+			}
+			sink := n.routes[i].Sink.Name()
+			n.cfg.Metrics.Pending.WithLabelValues(sink).Set(float64(info.NumPending))
+			n.cfg.Metrics.AckPending.WithLabelValues(sink).Set(float64(info.NumAckPending))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // consumer creates the sink's durable consumer, or resumes it: the start

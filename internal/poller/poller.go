@@ -29,6 +29,7 @@ import (
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/diff"
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/logging"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/internal/state"
@@ -402,7 +403,11 @@ var errLeaseLost = errors.New("lease lost")
 func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeeper) (Result, error) {
 	src := sc.Source
 	name := src.Name()
-	log := p.log.With("source", name, "run", runID())
+	id := runID()
+	log := p.log.With("source", name, "run", id)
+	// The source client logs with ctx, not with log: the run id reaches
+	// its lines through the context (see logging.With).
+	ctx = logging.With(ctx, "run", id)
 	start := p.cfg.Now()
 	var res Result
 

@@ -3,7 +3,12 @@
 package testutil
 
 import (
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,4 +39,43 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// Metric fetches http://addr/metrics and returns the value of one series,
+// written as the exposition format writes it (labels sorted by name), e.g.
+// `rollcall_sink_dead_letters_total{sink="webhook"}`. A series that is not
+// there is an error, so CheckFor can wait for it.
+func Metric(addr, series string) (float64, error) {
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		v, ok := strings.CutPrefix(line, series+" ")
+		if !ok {
+			continue
+		}
+		return strconv.ParseFloat(strings.TrimSpace(v), 64)
+	}
+	return 0, fmt.Errorf("no series %s on /metrics", series)
+}
+
+// MetricAtLeast waits (see CheckFor) until series reaches min.
+func MetricAtLeast(t testing.TB, timeout time.Duration, addr, series string, min float64) {
+	t.Helper()
+	CheckFor(t, timeout, series+" >= "+strconv.FormatFloat(min, 'g', -1, 64), func() error {
+		v, err := Metric(addr, series)
+		if err != nil {
+			return err
+		}
+		if v < min {
+			return fmt.Errorf("%s is %v", series, v)
+		}
+		return nil
+	})
 }

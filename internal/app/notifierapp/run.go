@@ -13,6 +13,7 @@ import (
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/logging"
 	"github.com/rollcall/rollcall/internal/natsutil"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/notifier"
 	"github.com/rollcall/rollcall/internal/ops"
 	"github.com/rollcall/rollcall/internal/secret"
@@ -46,13 +47,18 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	reg := ops.NewRegistry()
 	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, MaxAge: cfg.MaxAge, Concurrency: cfg.SinkConcurrency,
-		ShutdownGrace: cfg.ShutdownGrace, Replicas: cfg.NATSReplicas, Logger: log}, routes...)
+		ShutdownGrace: cfg.ShutdownGrace, Replicas: cfg.NATSReplicas, Metrics: metrics.NewNotifier(reg), Logger: log}, routes...)
 
-	handler := ops.Handler(ops.NewRegistry(), map[string]ops.Check{
+	handler := ops.Handler(reg, map[string]ops.Check{
 		"nats": ops.NATSConnected(nc),
 		"stream": func(ctx context.Context) error {
 			_, err := js.Stream(ctx, bus.EventsStream)
+			return err
+		},
+		"deadletter stream": func(ctx context.Context) error {
+			_, err := js.Stream(ctx, bus.DeadLetterStream)
 			return err
 		},
 	})

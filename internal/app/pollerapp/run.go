@@ -17,6 +17,7 @@ import (
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/logging"
+	"github.com/rollcall/rollcall/internal/httpx"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/ops"
@@ -44,9 +45,11 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	if len(specs) == 0 {
 		return ErrNoSource
 	}
+	reg := ops.NewRegistry()
+	pm := metrics.NewPoller(reg)
 	srcs := make([]poller.SourceConfig, 0, len(specs))
 	for _, spec := range specs {
-		sc, err := spec.sourceConfig(cfg, log)
+		sc, err := spec.sourceConfig(cfg, log, pm.API(spec.Name))
 		if err != nil {
 			return err
 		}
@@ -89,11 +92,10 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		return err
 	}
 
-	reg := ops.NewRegistry()
 	p := poller.New(js, h, poller.Config{
 		EmitInitial: cfg.EmitInitial,
 		Guard:       poller.Guard{MinRemovals: cfg.RemovalGuardMin, MaxRatio: cfg.MaxRemovalRatio, Hold: cfg.RemovalHold},
-		Metrics:     metrics.NewPoller(reg),
+		Metrics:     pm,
 		Lease:       poller.LeaseConfig{Owner: ownerID(cfg.PollerID), TTL: cfg.LeaseTTL},
 		Logger:      log,
 	}, srcs...)
@@ -133,8 +135,8 @@ func sourceReady(h poller.Health) error {
 
 // sourceConfig builds the source and what the poller needs to rebuild it
 // when its credential files change.
-func (s sourceSpec) sourceConfig(cfg Config, log *slog.Logger) (poller.SourceConfig, error) {
-	build := func() (poller.Source, error) { return s.build(cfg, log) }
+func (s sourceSpec) sourceConfig(cfg Config, log *slog.Logger, obs httpx.Observer) (poller.SourceConfig, error) {
+	build := func() (poller.Source, error) { return s.build(cfg, log, obs) }
 	src, err := build()
 	if err != nil {
 		return poller.SourceConfig{}, err
@@ -162,7 +164,7 @@ func (s sourceSpec) sourceConfig(cfg Config, log *slog.Logger) (poller.SourceCon
 }
 
 // build constructs the source client, reading its secret files afresh.
-func (s sourceSpec) build(cfg Config, log *slog.Logger) (poller.Source, error) {
+func (s sourceSpec) build(cfg Config, log *slog.Logger, obs httpx.Observer) (poller.Source, error) {
 	p := s.Prefix
 	if s.Kind == events.KindVPP {
 		stoken, err := secret.Resolve(p+"VPP_STOKEN", s.VPP.SToken, s.VPP.STokenFile)
@@ -170,7 +172,7 @@ func (s sourceSpec) build(cfg Config, log *slog.Logger) (poller.Source, error) {
 			return nil, fmt.Errorf("configuration: %w", err)
 		}
 		c, err := vpp.New(vpp.Config{Name: s.Name, BaseURL: s.VPP.BaseURL, ServiceConfigURL: s.VPP.ServiceConfigURL, SToken: stoken,
-			MaxBodyBytes: cfg.MaxResponseBytes, Logger: log})
+			MaxBodyBytes: cfg.MaxResponseBytes, Logger: log, Observer: obs})
 		if err != nil {
 			return nil, fmt.Errorf("configuration: source %s: %w", s.Name, err)
 		}
@@ -194,7 +196,7 @@ func (s sourceSpec) build(cfg Config, log *slog.Logger) (poller.Source, error) {
 	}
 	c, err := veeam.New(veeam.Config{Name: s.Name, BaseURL: s.Veeam.BaseURL, Token: token, Username: s.Veeam.Username,
 		Password: password, PageSize: s.Veeam.PageSize, CAFile: s.Veeam.CAFile, InsecureSkipVerify: s.Veeam.InsecureSkipVerify,
-		MaxBodyBytes: cfg.MaxResponseBytes, Logger: log})
+		MaxBodyBytes: cfg.MaxResponseBytes, Logger: log, Observer: obs})
 	if err != nil {
 		return nil, fmt.Errorf("configuration: source %s: %w", s.Name, err)
 	}

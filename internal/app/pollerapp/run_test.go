@@ -19,6 +19,7 @@ import (
 
 	"github.com/rollcall/rollcall/internal/app/pollerapp"
 	"github.com/rollcall/rollcall/internal/simulator"
+	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/syncbuf"
 )
 
@@ -171,4 +172,70 @@ func readyz(t *testing.T, addr string) map[string]any {
 	var body map[string]any
 	_ = json.NewDecoder(res.Body).Decode(&body)
 	return body
+}
+
+// TestAPIMetrics makes the Veeam API fail once and checks /metrics counts the
+// failed request by status, the retry, and the successful run after it; and
+// that the client's retry line in the JSON log carries the source and the
+// run's id, the same id as the run's own lines.
+func TestAPIMetrics(t *testing.T) {
+	sim := simulator.New(simulator.Config{})
+	sim.Veeam.InjectFault(veeamtest.Fault{Status: http.StatusServiceUnavailable})
+	api := httptest.NewServer(sim.Handler())
+	defer api.Close()
+	httpAddr := testutil.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	logs := &syncbuf.Buffer{}
+	go func() {
+		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
+			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "HTTP_ADDR": httpAddr, "LOG_FORMAT": "json",
+			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "1h",
+		}), logs)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	testutil.MetricAtLeast(t, 30*time.Second, httpAddr, `rollcall_source_runs_total{outcome="success",source="veeam"}`, 1)
+	for series, want := range map[string]float64{
+		`rollcall_source_api_requests_total{code="503",source="veeam"}`: 1,
+		`rollcall_source_api_retries_total{source="veeam"}`:             1,
+		`rollcall_source_healthy{kind="veeam",source="veeam"}`:          1,
+	} {
+		got, err := testutil.Metric(httpAddr, series)
+		if err != nil || got != want {
+			t.Errorf("%s = %v (%v), want %v", series, got, err, want)
+		}
+	}
+	if ok, err := testutil.Metric(httpAddr, `rollcall_source_api_requests_total{code="200",source="veeam"}`); err != nil || ok < 1 {
+		t.Errorf("successful requests not counted: %v %v", ok, err)
+	}
+	if users, _ := testutil.Metric(httpAddr, `rollcall_source_users{source="veeam"}`); users != float64(len(sim.Veeam.Users())) {
+		t.Errorf("rollcall_source_users = %v, want %d", users, len(sim.Veeam.Users()))
+	}
+
+	runs := map[string]map[string]bool{} // message → run ids
+	for line := range strings.Lines(logs.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %v\n%s", err, line)
+		}
+		msg, _ := rec["msg"].(string)
+		if msg != "veeam request failed; retrying" && msg != "run complete" {
+			continue
+		}
+		if rec["source"] != "veeam" || rec["run"] == nil {
+			t.Errorf("a run's log line lacks source or run id: %s", line)
+		}
+		if runs[msg] == nil {
+			runs[msg] = map[string]bool{}
+		}
+		runs[msg][fmt.Sprint(rec["run"])] = true
+	}
+	if len(runs) != 2 || len(runs["run complete"]) != 1 || fmt.Sprint(runs["run complete"]) != fmt.Sprint(runs["veeam request failed; retrying"]) {
+		t.Errorf("want the retry and the run's completion logged with one run id, got %v\n%s", runs, logs)
+	}
 }

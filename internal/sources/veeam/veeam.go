@@ -87,6 +87,7 @@ type Config struct {
 	MaxSweeps          int   // default 3 (paging-drift re-sweeps)
 	Backoff            httpx.Backoff
 	Logger             *slog.Logger
+	Observer           httpx.Observer // nil: none; sees every request and retry
 }
 
 // APIError is a failure the API explained in its errors envelope (or, for
@@ -222,7 +223,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:      cfg,
 		log:      log.With("source", cfg.Name, "kind", events.KindVeeam),
-		hc:       hc,
+		hc:       httpx.Observe(hc, cfg.Observer),
 		usersURL: base + usersPath,
 		tokenURL: base + tokenPath,
 	}
@@ -414,6 +415,9 @@ func (c *Client) fetchPage(ctx context.Context, offset, page int) ([]byte, error
 		}
 		delay := c.cfg.Backoff.Delay(attempt, floor)
 		c.log.WarnContext(ctx, "veeam request failed; retrying", "page", page, "attempt", attempt, "delay", delay, "error", err)
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.Retry()
+		}
 		if err := httpx.Sleep(ctx, delay); err != nil {
 			return nil, fmt.Errorf("source %s: page %d: %w", c.cfg.Name, page, err)
 		}

@@ -101,15 +101,15 @@ func (c *Client) usersEndpoint(ctx context.Context, batch int) (string, time.Dur
 			return "", floor, err
 		}
 		d.readAt = d.now()
-		c.log.Warn("vpp service configuration could not be re-read, keeping the getVPPUsersSrv URL read before", "error", err)
+		c.log.WarnContext(ctx, "vpp service configuration could not be re-read, keeping the getVPPUsersSrv URL read before", "error", err)
 		return cached, 0, nil
 	}
 	switch {
 	case d.usersURL == "" && !d.readAt.IsZero():
-		c.log.Info("vpp service configuration re-read after a moved URL", "changed", cached != u)
+		c.log.InfoContext(ctx, "vpp service configuration re-read after a moved URL", "changed", cached != u)
 	case d.usersURL != "" && d.usersURL != u:
 		// The URL itself is not logged: it comes from the server.
-		c.log.Info("vpp getVPPUsersSrv URL changed in the service configuration")
+		c.log.InfoContext(ctx, "vpp getVPPUsersSrv URL changed in the service configuration")
 	}
 	d.usersURL, d.readAt = u, d.now()
 	return u, 0, nil

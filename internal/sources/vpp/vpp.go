@@ -141,7 +141,8 @@ type Config struct {
 	InternalErrorPause time.Duration // default DefaultInternalErrorPause
 	InternalErrorWaits int           // default DefaultInternalErrorWaits; negative: none
 	Backoff            httpx.Backoff
-	Logger             *slog.Logger // nil: discard
+	Logger             *slog.Logger   // nil: discard
+	Observer           httpx.Observer // nil: none; sees every request and retry
 }
 
 // Client lists the users of one VPP location. It is safe for concurrent
@@ -159,6 +160,7 @@ type Client struct {
 	waits    int
 	backoff  httpx.Backoff
 	log      *slog.Logger
+	obs      httpx.Observer
 
 	disc *discovery // nil: no service discovery
 }
@@ -205,13 +207,14 @@ func New(cfg Config) (*Client, error) {
 		sToken:   tok,
 		token:    info,
 		tokenOK:  terr == nil,
-		hc:       &hc,
+		hc:       httpx.Observe(&hc, cfg.Observer),
 		maxBody:  cfg.MaxBodyBytes,
 		attempts: cfg.MaxAttempts,
 		pause:    cfg.InternalErrorPause,
 		waits:    cfg.InternalErrorWaits,
 		backoff:  cfg.Backoff,
 		log:      cfg.Logger,
+		obs:      cfg.Observer,
 		disc:     disc,
 	}
 	if !c.tokenOK {
@@ -265,7 +268,7 @@ func (c *Client) Snapshot(ctx context.Context, req sources.Request) (sources.Sna
 	snap, err := c.list(ctx, full, req.Cursor)
 	var ae *APIError
 	if err != nil && !full && errors.As(err, &ae) && ae.RestartsFull() {
-		c.log.Warn("vpp sinceModifiedToken not accepted, restarting as a full sync", "error_number", ae.Number)
+		c.log.WarnContext(ctx, "vpp sinceModifiedToken not accepted, restarting as a full sync", "error_number", ae.Number)
 		return c.list(ctx, true, "")
 	}
 	return snap, err
@@ -306,7 +309,7 @@ func (c *Client) list(ctx context.Context, full bool, cursor string) (sources.Sn
 			seen[u.UserID] = batch
 			snap.Users = append(snap.Users, c.normalise(u))
 		}
-		c.log.Debug("vpp batch fetched", "batch", batch, "users", len(resp.Users), "total_batches", total)
+		c.log.DebugContext(ctx, "vpp batch fetched", "batch", batch, "users", len(resp.Users), "total_batches", total)
 		if resp.SinceModifiedToken != "" {
 			// Only the final batch carries it, even when that batch is empty.
 			snap.Cursor = resp.SinceModifiedToken
@@ -377,7 +380,7 @@ func (c *Client) fetch(ctx context.Context, batch int, body requestBody) (*respo
 				return nil, fmt.Errorf("%w (again after re-reading the service configuration)", err)
 			}
 			moved = true
-			c.log.Warn("vpp getVPPUsersSrv URL moved (9617), re-reading the service configuration", "batch", batch, "attempt", attempt)
+			c.log.WarnContext(ctx, "vpp getVPPUsersSrv URL moved (9617), re-reading the service configuration", "batch", batch, "attempt", attempt)
 			c.disc.invalidate(endpoint)
 			if err := httpx.Sleep(ctx, floor); err != nil {
 				return nil, fmt.Errorf("source %s: batch %d: %w", c.name, batch, err)
@@ -402,7 +405,7 @@ func (c *Client) fetch(ctx context.Context, batch int, body requestBody) (*respo
 			case internal-InternalErrorBackoffs < c.waits:
 				// Apple: after five failures, retry minutes apart.
 				delay = max(c.pause, floor)
-				c.log.Warn("vpp internal error (9603) keeps coming back, pausing before the next attempt as Apple asks",
+				c.log.WarnContext(ctx, "vpp internal error (9603) keeps coming back, pausing before the next attempt as Apple asks",
 					"batch", batch, "internal_errors", internal, "pause", delay,
 					"pauses_left", c.waits-(internal-InternalErrorBackoffs)-1)
 			default:
@@ -420,6 +423,9 @@ func (c *Client) fetch(ctx context.Context, batch int, body requestBody) (*respo
 			}
 		}
 		c.log.Log(ctx, level, "vpp request failed, retrying", "batch", batch, "attempt", attempt, "delay", delay, "error", lastErr)
+		if c.obs != nil {
+			c.obs.Retry()
+		}
 		if err := httpx.Sleep(ctx, delay); err != nil {
 			return nil, fmt.Errorf("source %s: batch %d: %w", c.name, batch, err)
 		}
