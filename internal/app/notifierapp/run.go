@@ -12,8 +12,8 @@ import (
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/logging"
-	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/metrics"
+	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/notifier"
 	"github.com/rollcall/rollcall/internal/ops"
 	"github.com/rollcall/rollcall/internal/secret"

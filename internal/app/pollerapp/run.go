@@ -16,8 +16,8 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/bus"
-	"github.com/rollcall/rollcall/internal/logging"
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/logging"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/ops"
