@@ -100,7 +100,14 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		Logger:      log,
 	}, srcs...)
 
-	checks := map[string]ops.Check{"nats": ops.NATSConnected(nc)}
+	checks := map[string]ops.Check{
+		"nats": ops.NATSConnected(nc),
+		// A stream deleted under a running poller would swallow events.
+		"stream": func(ctx context.Context) error {
+			_, err := js.Stream(ctx, bus.EventsStream)
+			return err
+		},
+	}
 	for _, sc := range srcs {
 		name := sc.Source.Name()
 		checks["source "+name] = func(context.Context) error { return sourceReady(p.Health()[name]) }

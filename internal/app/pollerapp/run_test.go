@@ -15,6 +15,8 @@ import (
 
 	"github.com/rollcall/rollcall/internal/testutil"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/app/pollerapp"
@@ -183,13 +185,13 @@ func TestAPIMetrics(t *testing.T) {
 	sim.Veeam.InjectFault(veeamtest.Fault{Status: http.StatusServiceUnavailable})
 	api := httptest.NewServer(sim.Handler())
 	defer api.Close()
-	httpAddr := testutil.FreeAddr(t)
+	httpAddr, natsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &syncbuf.Buffer{}
 	go func() {
 		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
-			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "HTTP_ADDR": httpAddr, "LOG_FORMAT": "json",
+			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": httpAddr, "LOG_FORMAT": "json",
 			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "1h",
 		}), logs)
 	}()
@@ -237,5 +239,24 @@ func TestAPIMetrics(t *testing.T) {
 	}
 	if len(runs) != 2 || len(runs["run complete"]) != 1 || fmt.Sprint(runs["run complete"]) != fmt.Sprint(runs["veeam request failed; retrying"]) {
 		t.Errorf("want the retry and the run's completion logged with one run id, got %v\n%s", runs, logs)
+	}
+
+	// Readiness names a missing stream.
+	if r := readyz(t, httpAddr); r["status"] != "ready" {
+		t.Fatalf("not ready after a successful run: %v", r)
+	}
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := js.DeleteStream(ctx, "ROLLCALL_EVENTS"); err != nil {
+		t.Fatal(err)
+	}
+	r := readyz(t, httpAddr)
+	checks, _ := r["checks"].(map[string]any)
+	if r["status"] != "not ready" || !strings.Contains(fmt.Sprint(checks["stream"]), "not found") {
+		t.Errorf("readyz with the stream deleted: %v", r)
 	}
 }
