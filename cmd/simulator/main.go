@@ -4,6 +4,8 @@
 //	simulator [serve]   serve the APIs (flags or SIM_* environment)
 //	simulator demo      the whole pipeline in one process: simulator, poller
 //	                    with embedded NATS, notifier printing events
+//	simulator bench     benchmarks of the pipeline against floors measured in
+//	                    the same run (docs/BENCHMARKS.md)
 package main
 
 import (
@@ -71,12 +73,14 @@ func parse(name string, args []string, stderr io.Writer, defAddr string) (option
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "demo") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "demo" || args[0] == "bench") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "demo":
 		return demo(ctx, args, stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args, stdout, stderr)
 	default:
 		return serve(ctx, args, stderr)
 	}

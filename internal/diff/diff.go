@@ -18,11 +18,73 @@ type Prev struct {
 	Revision uint64
 }
 
+// Gone says whether a previous user can still be removed: a VPP user
+// already retired or a tombstone left by an earlier removal cannot.
+type Gone uint8
+
+// Gone states.
+const (
+	Present Gone = iota
+	Retired      // status retired: not retired a second time when it drops out
+	Removed      // a tombstone (status removed): seen again, it is a new arrival
+)
+
+// GoneOf classifies a stored status.
+func GoneOf(status string) Gone {
+	switch strings.ToLower(status) {
+	case events.StatusRemoved:
+		return Removed
+	case events.StatusRetired:
+		return Retired
+	}
+	return Present
+}
+
+// Entry is what a run must know of a previous user to tell, without its
+// record, that it did not change.
+type Entry struct {
+	Revision uint64
+	Digest   events.Digest // the fingerprint of its tracked fields
+	Gone     Gone
+}
+
+// Known is every previous user of a source in compact form. A poller keeps
+// one per source between runs (state.Index) and reads the records of only
+// the users Scan says changed.
+type Known interface {
+	Len() int
+	Lookup(id string) (Entry, bool)
+	// Range calls yield for every user until it returns false.
+	Range(yield func(id string, gone Gone) bool)
+}
+
+// Marker is a Known that can remember which users a snapshot lists, so
+// that Scan needs no set of its own beside it (at a million users, that set
+// cost as much as the rest of the scan).
+type Marker interface {
+	Known
+	// StartMarks begins a scan.
+	StartMarks()
+	// Mark looks id up and marks it, reporting whether it was already
+	// marked since StartMarks.
+	Mark(id string) (e Entry, known, again bool)
+	// RangeMarks calls yield for every user, with whether it is marked,
+	// until yield returns false.
+	RangeMarks(yield func(id string, gone Gone, marked bool) bool)
+}
+
 // Input is one run's worth of observations.
 type Input struct {
-	Source   string
-	Kind     string
-	Previous map[string]Prev // by source user id
+	Source string
+	Kind   string
+	// Previous holds previous records by source user id: every one, or,
+	// with Known set, at least those Plan.Need and (unless removals are
+	// held) Plan.Missing list. A user Known lists but Previous lacks is
+	// treated as unknown (its key is gone from the KV).
+	Previous map[string]Prev
+	// Known is every previous user in compact form; nil derives it from
+	// Previous.
+	Known    Known
 	Snapshot []events.User
 	// Complete is true when Snapshot is the whole directory; only then is a
 	// missing user retired.
@@ -32,6 +94,13 @@ type Input struct {
 	// Result.Removed but yield no event and no write.
 	HoldRemovals bool
 	Observed     time.Time
+	// Plan is Scan's result for this input, to be spared the second pass;
+	// nil scans again.
+	Plan *Plan
+	// SilentNew computes the writes but no events for users that are not
+	// known: a source's first snapshot seeds the state silently, and
+	// building a million events only to drop them cost seconds.
+	SilentNew bool
 }
 
 // Write is one state change to commit: the user's new state, compare-and-set
@@ -53,23 +122,129 @@ type Result struct {
 	Known int
 }
 
+// Plan is the first pass over a snapshot, with only the compact Known: what
+// changed, and which previous records Compute needs.
+type Plan struct {
+	// Need lists the known users in the snapshot whose tracked fields
+	// moved (or who return after a removal): their records must be read.
+	Need []string
+	// Missing lists, sorted, the known users absent from a complete
+	// snapshot that are not already gone: the removals, whose records are
+	// needed unless they are held.
+	Missing []string
+	// Known counts the previous users that could be removed.
+	Known int
+	// touched are the indexes in Snapshot of users new or changed.
+	touched []int
+}
+
+// Scan is Compute's first pass: it checks the snapshot for duplicate ids
+// and compares each user's fingerprint with Known, without any previous
+// record.
+func Scan(in Input) (Plan, error) {
+	k := in.Known
+	if k == nil {
+		k = prevKnown(in.Previous)
+	}
+	m, ok := k.(Marker)
+	if !ok {
+		m = &setMarker{Known: k}
+	}
+	var p Plan
+	m.StartMarks()
+	var fresh map[string]struct{} // users not known, for the duplicate check
+	for i := range in.Snapshot {
+		u := &in.Snapshot[i]
+		e, known, again := m.Mark(u.ID)
+		if !known {
+			if fresh == nil {
+				fresh = map[string]struct{}{}
+			}
+			_, again = fresh[u.ID]
+			fresh[u.ID] = struct{}{}
+		}
+		if again {
+			return Plan{}, fmt.Errorf("diff: source %s: user %q appears twice in one snapshot", in.Source, u.ID)
+		}
+		if known && e.Gone != Removed && e.Digest == u.Digest() {
+			continue // nothing tracked moved; no event and no write
+		}
+		p.touched = append(p.touched, i)
+		if known {
+			p.Need = append(p.Need, u.ID)
+		}
+	}
+	if !in.Complete {
+		return p, nil
+	}
+	m.RangeMarks(func(id string, gone Gone, marked bool) bool {
+		if gone != Present {
+			// Already gone: they cannot be removed, so they must not
+			// dilute the mass-removal guard's ratio either, and a retired
+			// VPP user that drops out of the listing is not retired a
+			// second time.
+			return true
+		}
+		p.Known++
+		if !marked {
+			p.Missing = append(p.Missing, id)
+		}
+		return true
+	})
+	slices.Sort(p.Missing)
+	return p, nil
+}
+
+// setMarker marks in a set of its own, for a Known that cannot.
+type setMarker struct {
+	Known
+	marked map[string]struct{}
+}
+
+func (s *setMarker) StartMarks() { s.marked = make(map[string]struct{}, s.Len()) }
+
+func (s *setMarker) Mark(id string) (Entry, bool, bool) {
+	e, ok := s.Lookup(id)
+	if !ok {
+		return Entry{}, false, false
+	}
+	_, again := s.marked[id]
+	s.marked[id] = struct{}{}
+	return e, true, again
+}
+
+func (s *setMarker) RangeMarks(yield func(string, Gone, bool) bool) {
+	s.Range(func(id string, g Gone) bool {
+		_, ok := s.marked[id]
+		return yield(id, g, ok)
+	})
+}
+
 // Compute applies SPEC §2.1 to in.
 func Compute(in Input) (Result, error) {
-	var res Result
-	seen := make(map[string]struct{}, len(in.Snapshot))
-	for _, u := range in.Snapshot {
-		if _, dup := seen[u.ID]; dup {
-			return Result{}, fmt.Errorf("diff: source %s: user %q appears twice in one snapshot", in.Source, u.ID)
+	plan := in.Plan
+	if plan == nil {
+		p, err := Scan(in)
+		if err != nil {
+			return Result{}, err
 		}
-		seen[u.ID] = struct{}{}
+		plan = &p
+	}
+	var res Result
+	for _, i := range plan.touched {
+		u := in.Snapshot[i]
 		u.Source, u.SourceKind = in.Source, in.Kind
 		prev, known := in.Previous[u.ID]
+		if !known && in.SilentNew {
+			res.Writes = append(res.Writes, Write{User: u})
+			continue
+		}
 		var specs []events.Spec
 		switch {
 		case !known || strings.EqualFold(prev.User.Status, events.StatusRemoved):
 			specs = arrival(u, prev, known)
-		case prev.User.Fingerprint() == u.Fingerprint():
-			continue // nothing tracked moved; no event and no write
+		case prev.User.Digest() == u.Digest():
+			continue // the record agrees with the snapshot after all
 		default:
 			specs = changes(prev, u)
 		}
@@ -81,29 +256,11 @@ func Compute(in Input) (Result, error) {
 	if !in.Complete {
 		return res, nil
 	}
-	for _, p := range in.Previous {
-		switch strings.ToLower(p.User.Status) {
-		case events.StatusRemoved, events.StatusRetired:
-			// Already gone: they cannot be removed, so they must not
-			// dilute the mass-removal guard's ratio either.
-		default:
-			res.Known++
-		}
-	}
-	ids := make([]string, 0, len(in.Previous))
-	for id := range in.Previous {
-		if _, ok := seen[id]; !ok {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
-		prev := in.Previous[id]
-		switch strings.ToLower(prev.User.Status) {
-		case events.StatusRemoved, events.StatusRetired:
-			// Already gone: a retired VPP user that drops out of the listing
-			// is not retired a second time.
-			continue
+	res.Known = plan.Known
+	for _, id := range plan.Missing {
+		prev, ok := in.Previous[id]
+		if !ok && !in.HoldRemovals {
+			continue // its key is gone from the KV: nothing to retire
 		}
 		res.Removed = append(res.Removed, id)
 		if in.HoldRemovals {
@@ -122,6 +279,27 @@ func Compute(in Input) (Result, error) {
 		res.Writes = append(res.Writes, Write{User: gone, Revision: prev.Revision})
 	}
 	return res, nil
+}
+
+// prevKnown is Known over full previous records.
+type prevKnown map[string]Prev
+
+func (m prevKnown) Len() int { return len(m) }
+
+func (m prevKnown) Lookup(id string) (Entry, bool) {
+	p, ok := m[id]
+	if !ok {
+		return Entry{}, false
+	}
+	return Entry{Revision: p.Revision, Digest: p.User.Digest(), Gone: GoneOf(p.User.Status)}, true
+}
+
+func (m prevKnown) Range(yield func(string, Gone) bool) {
+	for id, p := range m {
+		if !yield(id, GoneOf(p.User.Status)) {
+			return
+		}
+	}
 }
 
 func (r *Result) add(specs []events.Spec, rev uint64, observed time.Time) error {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -60,27 +61,46 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*server.Server, error)
 
 // ClientConfig is how a service reaches NATS.
 type ClientConfig struct {
-	URL      string
-	Name     string // connection name shown by the server
-	Creds    string // credentials file
+	URL   string
+	Name  string // connection name shown by the server
+	Creds string // credentials file
+	// User and Password authenticate with a user of the server's
+	// configuration (NATS_USER, NATS_PASSWORD); Password is a secret and
+	// appears in no log line or error.
+	User     string
+	Password string
 	CAFile   string
 	CertFile string
 	KeyFile  string
 }
 
-// Connect opens a connection that reconnects for ever: the services report
-// not-ready while disconnected rather than exiting.
-func Connect(cfg ClientConfig, log *slog.Logger) (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.Name(cfg.Name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		// A service may start before its server (compose, the demo): keep
-		// trying and report not-ready meanwhile instead of exiting.
-		nats.RetryOnFailedConnect(true),
+// InboxPrefix is where replies to a user come: _INBOX.<user>, so that each
+// user may be allowed to subscribe to its own replies only and cannot read
+// another's (deployments/nats/accounts.conf). Without a user, or with one
+// that is not a valid subject, it is nats.go's default _INBOX.
+func (cfg ClientConfig) InboxPrefix() string {
+	if cfg.User == "" || strings.ContainsAny(cfg.User, "*>. \t\r\n") {
+		return nats.InboxPrefix[:len(nats.InboxPrefix)-1]
 	}
+	return nats.InboxPrefix + cfg.User
+}
+
+// Options are the connection name, authentication, TLS and inbox options of
+// cfg, shared by the services (Connect), one-shot commands (ConnectOnce)
+// and tests that need options of their own on top.
+func (cfg ClientConfig) Options() ([]nats.Option, error) {
+	if cfg.Password != "" && cfg.User == "" {
+		return nil, errors.New("nats: a password is set without a user")
+	}
+	if cfg.User != "" && cfg.Creds != "" {
+		return nil, errors.New("nats: both a user and a credentials file are set; use one")
+	}
+	opts := []nats.Option{nats.Name(cfg.Name)}
 	if cfg.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.Creds))
+	}
+	if cfg.User != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password), nats.CustomInboxPrefix(cfg.InboxPrefix()))
 	}
 	if cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(cfg.CAFile))
@@ -88,12 +108,49 @@ func Connect(cfg ClientConfig, log *slog.Logger) (*nats.Conn, error) {
 	if cfg.CertFile != "" || cfg.KeyFile != "" {
 		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
 	}
+	return opts, nil
+}
+
+// Connect opens a connection that reconnects for ever: the services report
+// not-ready while disconnected rather than exiting.
+func Connect(cfg ClientConfig, log *slog.Logger) (*nats.Conn, error) {
+	opts, err := cfg.Options()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		// A service may start before its server (compose, the demo): keep
+		// trying and report not-ready meanwhile instead of exiting.
+		nats.RetryOnFailedConnect(true),
+		// A refused password or certificate is retried too, so that a
+		// service recovers once the server's side is fixed, as it does from
+		// an outage; the refusal is logged (below) and readiness fails.
+		nats.IgnoreAuthErrorAbort(),
+	)
+	r := newRedactor(cfg)
 	if log != nil {
+		failed := &throttle{every: 30 * time.Second}
 		opts = append(opts,
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 				if err != nil { // nil on a deliberate Close
-					log.Warn("nats disconnected; reconnecting", "err", err)
+					log.Warn("nats disconnected; reconnecting", "err", r.err(err))
 				}
+			}),
+			// Without this a wrong password or certificate would only show
+			// as not-ready: say why, but not once a second.
+			nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+				if failed.allow(err.Error()) {
+					log.Warn("nats connect failed; retrying", "servers", r.str(cfg.URL), "err", r.err(err))
+				}
+			}),
+			nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+				subject := ""
+				if sub != nil {
+					subject = sub.Subject
+				}
+				log.Warn("nats error", "subject", subject, "err", r.err(err))
 			}),
 			nats.ConnectHandler(func(c *nats.Conn) {
 				log.Info("nats connected", "url", c.ConnectedUrlRedacted())
@@ -101,11 +158,30 @@ func Connect(cfg ClientConfig, log *slog.Logger) (*nats.Conn, error) {
 			nats.ReconnectHandler(func(c *nats.Conn) {
 				log.Info("nats reconnected", "url", c.ConnectedUrlRedacted())
 			}),
+			nats.ClosedHandler(func(c *nats.Conn) {
+				if err := c.LastError(); err != nil {
+					log.Error("nats connection closed; not reconnecting", "err", r.err(err))
+				}
+			}),
 		)
 	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats: %w (check NATS_URL and that the server is running)", err)
+		return nil, r.err(fmt.Errorf("connect to nats: %w (check NATS_URL and that the server is running)", err))
+	}
+	return nc, nil
+}
+
+// ConnectOnce opens a connection for a one-shot command: no reconnect loop,
+// since a command that cannot reach NATS should say so and exit.
+func ConnectOnce(cfg ClientConfig, timeout time.Duration) (*nats.Conn, error) {
+	opts, err := cfg.Options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.URL, append(opts, nats.Timeout(timeout))...)
+	if err != nil {
+		return nil, newRedactor(cfg).err(err)
 	}
 	return nc, nil
 }

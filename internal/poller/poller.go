@@ -10,7 +10,7 @@
 package poller
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	crand "crypto/rand"
 	"crypto/sha256"
@@ -18,9 +18,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +35,7 @@ import (
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/internal/state"
+	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // Source is what the poller needs of a directory.
@@ -112,6 +115,15 @@ type Poller struct {
 
 	mu     sync.Mutex
 	health map[string]Health
+	known  map[string]*known
+}
+
+// known is a source's state as the poller keeps it between runs: the
+// compact index of its users (nil until loaded, and again after a commit
+// failed half-way). mu serialises the source's runs.
+type known struct {
+	mu  sync.Mutex
+	idx *state.Index
 }
 
 // Health is a source's condition, for readiness and the operator.
@@ -166,7 +178,7 @@ func New(pub jetstream.Publisher, h *bus.Handles, cfg Config, srcs ...SourceConf
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Poller{pub: pub, h: h, cfg: cfg, sources: srcs, srcs: state.NewSources(h.Sources), leases: state.NewLeases(h.Sources), log: log, health: map[string]Health{}}
+	p := &Poller{pub: pub, h: h, cfg: cfg, sources: srcs, srcs: state.NewSources(h.Sources), leases: state.NewLeases(h.Sources), log: log, health: map[string]Health{}, known: map[string]*known{}}
 	for _, sc := range srcs {
 		p.health[sc.Source.Name()] = Health{State: StateStarting}
 		if m := cfg.Metrics; m != nil {
@@ -385,6 +397,23 @@ type Result struct {
 	Duplicates int  // events the stream already had
 	Writes     int  // users written
 	Held       int  // removals the guard held back
+	// Phases is where the run's time went.
+	Phases Phases
+}
+
+// Phases times the steps of a run (wall clock).
+type Phases struct {
+	State    time.Duration // the source's bookkeeping and the users' index: read, checked or loaded
+	Snapshot time.Duration // fetching and decoding the directory
+	Diff     time.Duration // comparing it with the index and building the events
+	Read     time.Duration // reading the previous records of the users that changed
+	Publish  time.Duration // publishing the events and waiting for their acks
+	Write    time.Duration // writing the users and the source's bookkeeping
+}
+
+func (ph Phases) logAttrs() []any {
+	return []any{"t_state", ph.State.String(), "t_snapshot", ph.Snapshot.String(), "t_diff", ph.Diff.String(),
+		"t_read", ph.Read.String(), "t_publish", ph.Publish.String(), "t_write", ph.Write.String()}
 }
 
 // RunOnce runs one source once, now.
@@ -395,6 +424,77 @@ func (p *Poller) RunOnce(ctx context.Context, name string) (Result, error) {
 		}
 	}
 	return Result{}, fmt.Errorf("poller: no source named %q", name)
+}
+
+// LoadState loads what the poller keeps in memory of every source's users
+// (their compact index), as the first run of each would: after it, the
+// first runs start at once. Run does not need it.
+func (p *Poller) LoadState(ctx context.Context) error {
+	for _, sc := range p.sources {
+		k := p.knownOf(sc.Source.Name())
+		k.mu.Lock()
+		_, err := p.index(ctx, k, state.NewUsers(p.h.Users, sc.Source.Name()), p.log.With("source", sc.Source.Name()))
+		k.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// KnownUsers is how many users (tombstones included) the poller keeps in
+// its memory, over every source whose state is loaded.
+func (p *Poller) KnownUsers() int {
+	p.mu.Lock()
+	ks := make([]*known, 0, len(p.known))
+	for _, k := range p.known {
+		ks = append(ks, k)
+	}
+	p.mu.Unlock()
+	n := 0
+	for _, k := range ks {
+		k.mu.Lock()
+		if k.idx != nil {
+			n += k.idx.Len()
+		}
+		k.mu.Unlock()
+	}
+	return n
+}
+
+func (p *Poller) knownOf(name string) *known {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := p.known[name]
+	if k == nil {
+		k = &known{}
+		p.known[name] = k
+	}
+	return k
+}
+
+// index returns the source's index, loading it when there is none yet or
+// when the KV no longer matches it. k.mu must be held.
+func (p *Poller) index(ctx context.Context, k *known, users *state.Users, log *slog.Logger) (*state.Index, error) {
+	if k.idx != nil {
+		ok, err := users.Valid(ctx, k.idx)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return k.idx, nil
+		}
+		log.Warn("the source's users were changed in the KV by another writer; loading them again")
+		k.idx = nil
+	}
+	start := time.Now()
+	idx, err := users.LoadIndex(ctx)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("loaded the source's users from the KV", "users", idx.Len(), "duration", time.Since(start).String())
+	k.idx = idx
+	return idx, nil
 }
 
 // errLeaseLost ends a run whose replica no longer holds the source's lease.
@@ -409,6 +509,7 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 	// its lines through the context (see logging.With).
 	ctx = logging.With(ctx, "run", id)
 	start := p.cfg.Now()
+	phaseStart := time.Now()
 	var res Result
 
 	st, stRev, err := p.srcs.Get(ctx, name)
@@ -420,43 +521,54 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 		// after a restart, until a complete snapshot settles them.
 		p.setHealth(src, func(h *Health) { h.RemovalsHeld = st.Held.Count })
 	}
+	// What the poller knows of the source's users is a compact index kept
+	// between runs; only the records of the users that changed are read.
 	users := state.NewUsers(p.h.Users, name)
-	prev, err := users.Load(ctx)
+	k := p.knownOf(name)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	idx, err := p.index(ctx, k, users, log)
 	if err != nil {
 		return res, err
 	}
+	mark := time.Now()
+	lap := func(d *time.Duration) {
+		now := time.Now()
+		*d += now.Sub(mark)
+		mark = now
+	}
+	res.Phases.State = mark.Sub(phaseStart)
 	req := sources.Request{Cursor: st.Cursor}
 	if !st.Seeded || st.Cursor == "" || sc.FullSyncInterval <= 0 || start.Sub(st.LastFullSync) >= sc.FullSyncInterval {
 		req.Full = true
 	}
-	log.Debug("run started", "full", req.Full, "known_users", len(prev))
+	log.Debug("run started", "full", req.Full, "known_users", idx.Len())
 	snap, err := src.Snapshot(ctx, req)
 	if err != nil {
 		return res, fmt.Errorf("source %s: snapshot: %w", name, err)
 	}
+	lap(&res.Phases.Snapshot)
 	res.Users, res.Complete = len(snap.Users), snap.Complete
 	if !st.Seeded && !snap.Complete {
 		return res, fmt.Errorf("source %s: first snapshot is incomplete; refusing to seed from it", name)
 	}
 	observed := p.cfg.Now().UTC()
-	in := diff.Input{Source: name, Kind: src.Kind(), Previous: prev, Snapshot: snap.Users, Complete: snap.Complete, Observed: observed}
-	d, err := diff.Compute(in)
+	in := diff.Input{Source: name, Kind: src.Kind(), Known: idx, Snapshot: snap.Users, Complete: snap.Complete, Observed: observed}
+	plan, err := diff.Scan(in)
 	if err != nil {
 		return res, err
 	}
+	in.Plan = &plan
 	next := st
 	if snap.Complete {
-		held := p.guard(d, len(snap.Users), st.Held, observed)
+		held := p.guard(plan.Missing, plan.Known, len(snap.Users), st.Held, observed)
 		next.Held = held
 		heldCount := 0
 		if held != nil && observed.Sub(held.Since) < p.cfg.Guard.Hold {
 			in.HoldRemovals = true
-			if d, err = diff.Compute(in); err != nil {
-				return res, err
-			}
 			heldCount = held.Count
 			log.Error("mass removal held: users missing from the directory are not retired yet",
-				"missing", held.Count, "known", d.Known, "max_ratio", p.cfg.Guard.MaxRatio,
+				"missing", held.Count, "known", plan.Known, "max_ratio", p.cfg.Guard.MaxRatio,
 				"apply_after", held.Since.Add(p.cfg.Guard.Hold).Format(time.RFC3339),
 				"what_to_do", "if the removal is real, wait for REMOVAL_HOLD or raise MAX_REMOVAL_RATIO; otherwise check the source")
 		} else if held != nil {
@@ -465,6 +577,23 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 		}
 		res.Held = heldCount
 		p.setHealth(src, func(h *Health) { h.RemovalsHeld = heldCount })
+	}
+	need := slices.Clone(plan.Need)
+	if !in.HoldRemovals {
+		need = append(need, plan.Missing...)
+	}
+	lap(&res.Phases.Diff)
+	idx.SortByRevision(need)
+	if in.Previous, err = users.Records(ctx, need); err != nil {
+		return res, err
+	}
+	lap(&res.Phases.Read)
+	// The first snapshot seeds silently (unless EMIT_INITIAL): no events
+	// for the users it brings.
+	in.SilentNew = !st.Seeded && !p.cfg.EmitInitial
+	d, err := diff.Compute(in)
+	if err != nil {
+		return res, err
 	}
 	evs := d.Events
 	if !st.Seeded {
@@ -476,13 +605,34 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 			// not reached yet stay silent.
 			evs = evs[:0:0]
 			for _, e := range d.Events {
-				if _, seeded := prev[e.Subject()]; seeded {
+				if _, seeded := idx.Lookup(e.Subject()); seeded {
 					evs = append(evs, e)
 				}
 			}
 		}
 	}
 	res.Events = len(evs)
+	lap(&res.Phases.Diff)
+	next.Seeded = true
+	next.Cursor = snap.Cursor
+	if snap.Complete {
+		next.LastFullSync = observed
+		next.LastCompleteSize = len(snap.Users)
+	}
+	// A run that changed nothing writes nothing: steady state costs NATS no
+	// writes. The full-sync time matters only to sources that alternate.
+	fullSyncDue := snap.Complete && sc.FullSyncInterval > 0
+	putSource := len(d.Writes) > 0 || next.Cursor != st.Cursor || !st.Seeded || next.LastCompleteSize != st.LastCompleteSize || fullSyncDue || !sameHeld(next.Held, st.Held)
+	if len(evs) == 0 && !putSource {
+		// Nothing to commit, so no lease to confirm either: confirming
+		// renews it, a write on every run.
+		if m := p.cfg.Metrics; m != nil && snap.Complete {
+			m.UsersTracked.WithLabelValues(name).Set(float64(len(snap.Users)))
+		}
+		log.Info("run complete", append([]any{"users", res.Users, "complete", res.Complete, "seeded", res.Seeded,
+			"events", 0, "duplicates", 0, "writes", 0, "duration", p.cfg.Now().Sub(start).String()}, res.Phases.logAttrs()...)...)
+		return res, nil
+	}
 
 	// From here on the run commits or fails as a whole, even if a stop was
 	// requested meanwhile: abandoning between publish and write would only
@@ -508,7 +658,9 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 			return res, err
 		}
 	}
+	lap(&res.Phases.Write) // the lease and the baseline
 	pr, err := bus.Publish(cctx, p.pub, evs)
+	lap(&res.Phases.Publish)
 	res.Stored, res.Duplicates = pr.Stored, pr.Duplicates
 	if m := p.cfg.Metrics; m != nil {
 		for typ, n := range pr.StoredByType {
@@ -519,29 +671,23 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 	if err != nil {
 		return res, fmt.Errorf("source %s: %w", name, err)
 	}
-	if err := users.Apply(cctx, d.Writes); err != nil {
+	if err := users.Commit(cctx, d.Writes, idx); err != nil {
+		// Some writes may have been made: the index no longer tells.
+		k.idx = nil
 		return res, fmt.Errorf("source %s: %w", name, err)
 	}
 	res.Writes = len(d.Writes)
 	if m := p.cfg.Metrics; m != nil && snap.Complete {
 		m.UsersTracked.WithLabelValues(name).Set(float64(len(snap.Users)))
 	}
-	next.Seeded = true
-	next.Cursor = snap.Cursor
-	if snap.Complete {
-		next.LastFullSync = observed
-		next.LastCompleteSize = len(snap.Users)
-	}
-	// A run that changed nothing writes nothing: steady state costs NATS no
-	// writes. The full-sync time matters only to sources that alternate.
-	fullSyncDue := snap.Complete && sc.FullSyncInterval > 0
-	if len(d.Writes) > 0 || next.Cursor != st.Cursor || !st.Seeded || next.LastCompleteSize != st.LastCompleteSize || fullSyncDue || !sameHeld(next.Held, st.Held) {
+	if putSource {
 		if err := p.srcs.Put(cctx, name, next, stRev); err != nil {
 			return res, fmt.Errorf("source %s: %w", name, err)
 		}
 	}
-	log.Info("run complete", "users", res.Users, "complete", res.Complete, "seeded", res.Seeded,
-		"events", res.Events, "duplicates", res.Duplicates, "writes", res.Writes, "duration", p.cfg.Now().Sub(start).String())
+	lap(&res.Phases.Write)
+	log.Info("run complete", append([]any{"users", res.Users, "complete", res.Complete, "seeded", res.Seeded,
+		"events", res.Events, "duplicates", res.Duplicates, "writes", res.Writes, "duration", p.cfg.Now().Sub(start).String()}, res.Phases.logAttrs()...)...)
 	return res, nil
 }
 
@@ -549,17 +695,17 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 // least MinRemovals users and more than MaxRatio of the known ones, or a drop
 // to an empty directory. It returns the held set (keeping its start time if
 // the same users were already missing) or nil when nothing is held.
-func (p *Poller) guard(d diff.Result, snapshotSize int, prev *state.HeldRemovals, now time.Time) *state.HeldRemovals {
-	n := len(d.Removed)
+func (p *Poller) guard(removed []string, known, snapshotSize int, prev *state.HeldRemovals, now time.Time) *state.HeldRemovals {
+	n := len(removed)
 	if n == 0 || n < p.cfg.Guard.MinRemovals {
 		return nil
 	}
 	toEmpty := snapshotSize == 0
-	if !toEmpty && float64(n) <= p.cfg.Guard.MaxRatio*float64(d.Known) {
+	if !toEmpty && float64(n) <= p.cfg.Guard.MaxRatio*float64(known) {
 		return nil
 	}
 	h := sha256.New()
-	for _, id := range d.Removed { // sorted by diff
+	for _, id := range removed { // sorted by diff
 		h.Write([]byte(id))
 		h.Write([]byte{0})
 	}
@@ -577,20 +723,65 @@ func sameHeld(a, b *state.HeldRemovals) bool {
 	return *a == *b
 }
 
+// baselineChunkSize is the object store chunk of a baseline. The object
+// store publishes chunks asynchronously, at most 4000 unacknowledged
+// (nats.go's default), and fails the Put when none is acknowledged within
+// 200 ms of reaching that: with the default 128 KiB chunks, the 700 MB
+// baseline of a million Veeam users failed the first run whenever the
+// server (embedded, sharing the poller's two cores and its garbage
+// collection) fell behind. 512 KiB chunks keep baselines up to 2 GB under
+// the limit, and stay below NATS's default 1 MB max_payload.
+const baselineChunkSize = 512 << 10
+
 // putBaseline keeps the first complete snapshot, which publishes no events,
 // so that the directory at any time can be rebuilt from it and the trail.
+// The JSON (the same bytes json.Marshal(snap.Users) gives) is encoded user
+// by user as the object store reads it, not held whole in memory.
 func (p *Poller) putBaseline(ctx context.Context, name string, snap sources.Snapshot) error {
 	if p.h.Baselines == nil {
 		return nil
 	}
-	b, err := json.Marshal(snap.Users)
-	if err != nil {
-		return fmt.Errorf("source %s: encode baseline: %w", name, err)
-	}
-	if _, err := p.h.Baselines.Put(ctx, jetstream.ObjectMeta{Name: name, Description: "first complete snapshot of " + name}, bytes.NewReader(b)); err != nil {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(encodeUsers(pw, snap.Users)) }()
+	defer pr.Close()
+	meta := jetstream.ObjectMeta{Name: name, Description: "first complete snapshot of " + name,
+		Opts: &jetstream.ObjectMetaOptions{ChunkSize: baselineChunkSize}}
+	if _, err := p.h.Baselines.Put(ctx, meta, pr); err != nil {
 		return fmt.Errorf("source %s: store baseline: %w", name, err)
 	}
 	return nil
+}
+
+// encodeUsers writes json.Marshal(users) to w, one user at a time.
+func encodeUsers(w io.Writer, users []events.User) error {
+	if users == nil {
+		_, err := io.WriteString(w, "null")
+		return err
+	}
+	bw := bufio.NewWriterSize(w, 256<<10)
+	sep := byte('[')
+	for _, u := range users {
+		b, err := json.Marshal(u)
+		if err != nil {
+			return fmt.Errorf("encode baseline: %w", err)
+		}
+		if err := bw.WriteByte(sep); err != nil {
+			return err
+		}
+		sep = ','
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+	}
+	if sep == '[' {
+		if err := bw.WriteByte('['); err != nil {
+			return err
+		}
+	}
+	if err := bw.WriteByte(']'); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 func runID() string {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,9 +69,9 @@ func (u *Users) Load(ctx context.Context) (map[string]diff.Prev, error) {
 	}
 }
 
-// applyConcurrency bounds the compare-and-set writes in flight: one round
-// trip per user one after the other is too slow for a large first snapshot
-// on a replicated bucket.
+// applyConcurrency bounds the KV requests in flight: one round trip per
+// user one after the other is too slow for a large first snapshot on a
+// replicated bucket.
 const applyConcurrency = 64
 
 // Apply commits writes with compare-and-set, several at a time. It stops at
@@ -78,24 +79,34 @@ const applyConcurrency = 64
 // already made stay, which is safe because the events for every write were
 // published before Apply was called and a rerun recomputes the rest.
 func (u *Users) Apply(ctx context.Context, writes []diff.Write) error {
+	return u.each(ctx, len(writes), func(ctx context.Context, i int) error {
+		_, err := u.write(ctx, writes[i], writes[i].User.Digest())
+		return err
+	})
+}
+
+// each calls f for 0..n-1 on applyConcurrency goroutines (fewer for a
+// short list) and stops at the first error.
+func (u *Users) each(ctx context.Context, n int, f func(context.Context, int) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	sem := make(chan struct{}, applyConcurrency)
-	var wg sync.WaitGroup
-	for _, w := range writes {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(n, applyConcurrency) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			if err := u.write(ctx, w); err != nil {
-				cancel(err)
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(ctx, i); err != nil {
+					cancel(err)
+					return
+				}
 			}
 		}()
 	}
@@ -106,24 +117,26 @@ func (u *Users) Apply(ctx context.Context, writes []diff.Write) error {
 	return ctx.Err()
 }
 
-func (u *Users) write(ctx context.Context, w diff.Write) error {
-	b, err := json.Marshal(Record{User: w.User, Fingerprint: w.User.Fingerprint()})
+// write stores w (whose fingerprint is d) and returns its new revision.
+func (u *Users) write(ctx context.Context, w diff.Write, d events.Digest) (uint64, error) {
+	b, err := json.Marshal(Record{User: w.User, Fingerprint: d.String()})
 	if err != nil {
-		return fmt.Errorf("encode state of %s: %w", w.User.ID, err)
+		return 0, fmt.Errorf("encode state of %s: %w", w.User.ID, err)
 	}
 	key := events.StateKey(u.source, w.User.ID)
+	var rev uint64
 	if w.Revision == 0 {
-		_, err = u.kv.Create(ctx, key, b)
+		rev, err = u.kv.Create(ctx, key, b)
 	} else {
-		_, err = u.kv.Update(ctx, key, b, w.Revision)
+		rev, err = u.kv.Update(ctx, key, b, w.Revision)
 	}
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-		return fmt.Errorf("write %s: %w", key, ErrConflict)
+		return 0, fmt.Errorf("write %s: %w", key, ErrConflict)
 	case err != nil:
-		return fmt.Errorf("write %s: %w", key, err)
+		return 0, fmt.Errorf("write %s: %w", key, err)
 	}
-	return nil
+	return rev, nil
 }
 
 // Source is a source's bookkeeping in rollcall_sources.

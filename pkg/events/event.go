@@ -59,13 +59,16 @@ type Spec struct {
 // ID is the deterministic event id: the same change observed twice (a crash
 // and a rerun) gets the same id, so JetStream drops the second publish.
 func ID(source, userID, typ string, prevRevision uint64, fingerprint string) string {
-	h := sha256.New()
-	for _, s := range []string{source, userID, typ, strconv.FormatUint(prevRevision, 10), fingerprint} {
-		h.Write([]byte(strconv.Itoa(len(s))))
-		h.Write([]byte{':'})
-		h.Write([]byte(s))
+	var stack [256]byte
+	b := stack[:0]
+	var rev [20]byte
+	for _, s := range [...]string{source, userID, typ, string(strconv.AppendUint(rev[:0], prevRevision, 10)), fingerprint} {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // New builds the CloudEvent for s, filling the whole envelope.

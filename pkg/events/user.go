@@ -70,17 +70,66 @@ func (u User) Field(name string) string {
 	return ""
 }
 
-// Fingerprint is a stable digest of the tracked fields. Two users with the
-// same fingerprint are, for rollcall, the same state.
-func (u User) Fingerprint() string {
-	h := sha256.New()
-	for _, f := range TrackedFields {
-		v := u.Field(f)
-		// Length-prefix each field so that no two field lists collide.
-		h.Write([]byte{byte(len(v) >> 24), byte(len(v) >> 16), byte(len(v) >> 8), byte(len(v))})
-		h.Write([]byte(v))
+// Fingerprint is a stable digest of the tracked fields, as 32 hex digits.
+// Two users with the same fingerprint are, for rollcall, the same state.
+func (u User) Fingerprint() string { return u.Digest().String() }
+
+// Digest is a fingerprint in binary form: the first 16 bytes of a SHA-256
+// over the tracked fields. A poller keeps one per user in memory.
+type Digest [16]byte
+
+// String is the fingerprint's usual form, 32 lower-case hex digits.
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// ParseDigest reads a fingerprint written by String.
+func ParseDigest(s string) (Digest, bool) {
+	var d Digest
+	if len(s) != 2*len(d) {
+		return Digest{}, false
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
+		return Digest{}, false
+	}
+	return d, true
+}
+
+// Digest computes u's fingerprint: each tracked field in TrackedFields
+// order, length-prefixed (4 bytes, big endian) so that no two field lists
+// collide, enum fields lower-cased.
+func (u User) Digest() Digest {
+	var stack [512]byte
+	b := stack[:0]
+	for i, v := range [...]string{u.Status, u.Role, u.Email, u.UserName, u.FirstName, u.LastName, u.OrganizationID, u.ClientUserID} {
+		if i < 2 { // status and role compare case-insensitively
+			b = appendLower(b, v)
+			continue
+		}
+		b = append(b, byte(len(v)>>24), byte(len(v)>>16), byte(len(v)>>8), byte(len(v)))
+		b = append(b, v...)
+	}
+	sum := sha256.Sum256(b)
+	return Digest(sum[:16])
+}
+
+// appendLower appends the length-prefixed strings.ToLower(v), without
+// allocating for ASCII.
+func appendLower(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		if v[i] >= 0x80 {
+			v = strings.ToLower(v)
+			b = append(b, byte(len(v)>>24), byte(len(v)>>16), byte(len(v)>>8), byte(len(v)))
+			return append(b, v...)
+		}
+	}
+	b = append(b, byte(len(v)>>24), byte(len(v)>>16), byte(len(v)>>8), byte(len(v)))
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // Change is one field's move from one value to another.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rollcall/rollcall/internal/deadletter"
 	"github.com/rollcall/rollcall/internal/logging"
+	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/notifier"
 	"github.com/rollcall/rollcall/internal/replay"
 	"github.com/rollcall/rollcall/internal/sinks/console"
@@ -28,7 +29,11 @@ var ErrUsage = errors.New("usage")
 // connect opens NATS for a one-shot command (no reconnect loop: a command
 // that cannot reach NATS should say so and exit).
 func connect(ctx context.Context, cfg Config) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(cfg.NATSURL, natsOptions(cfg)...)
+	cc, err := cfg.natsClient(cfg.NATSURL, "rollcall-notifier-cli")
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := natsutil.ConnectOnce(cc, 5*time.Second)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to nats at NATS_URL: %w (is the poller or your NATS server running?)", err)
 	}
@@ -38,20 +43,6 @@ func connect(ctx context.Context, cfg Config) (*nats.Conn, jetstream.JetStream, 
 		return nil, nil, err
 	}
 	return nc, js, nil
-}
-
-func natsOptions(cfg Config) []nats.Option {
-	opts := []nats.Option{nats.Name("rollcall-notifier-cli"), nats.Timeout(5 * time.Second)}
-	if cfg.NATSCreds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
-	}
-	if cfg.NATSCAFile != "" {
-		opts = append(opts, nats.RootCAs(cfg.NATSCAFile))
-	}
-	if cfg.NATSCertFile != "" || cfg.NATSKeyFile != "" {
-		opts = append(opts, nats.ClientCert(cfg.NATSCertFile, cfg.NATSKeyFile))
-	}
-	return opts
 }
 
 func parseTime(name, v string) (time.Time, error) {

@@ -11,16 +11,23 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/envx"
+	"github.com/rollcall/rollcall/internal/natsutil"
+	"github.com/rollcall/rollcall/internal/secret"
 )
 
 // Config is the notifier's environment (SPEC §3.4).
 type Config struct {
-	NATSURL      string `env:"NATS_URL, default=nats://127.0.0.1:4222"`
-	NATSCreds    string `env:"NATS_CREDS"`
-	NATSCAFile   string `env:"NATS_CA_FILE"`
-	NATSCertFile string `env:"NATS_CERT_FILE"`
-	NATSKeyFile  string `env:"NATS_KEY_FILE"`
-	NATSReplicas int    `env:"NATS_REPLICAS, default=1"`
+	NATSURL   string `env:"NATS_URL, default=nats://127.0.0.1:4222"`
+	NATSCreds string `env:"NATS_CREDS"`
+	// NATSUser and NATSPassword (or the file holding it) authenticate as a
+	// user of the server's configuration (deployments/nats/accounts.conf).
+	NATSUser         string `env:"NATS_USER"`
+	NATSPassword     string `env:"NATS_PASSWORD"`
+	NATSPasswordFile string `env:"NATS_PASSWORD_FILE"`
+	NATSCAFile       string `env:"NATS_CA_FILE"`
+	NATSCertFile     string `env:"NATS_CERT_FILE"`
+	NATSKeyFile      string `env:"NATS_KEY_FILE"`
+	NATSReplicas     int    `env:"NATS_REPLICAS, default=1"`
 
 	// Console is "true", "false" or empty (= on when no other sink is set).
 	Console string `env:"CONSOLE"`
@@ -77,6 +84,9 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	if err := envx.Process(ctx, &c, l); err != nil {
 		return Config{}, fmt.Errorf("configuration: %w", err)
 	}
+	if err := c.natsAuthError(); err != nil {
+		return Config{}, err
+	}
 	c.WebhookOverrides = map[int]WebhookOverride{}
 	for n := 1; n <= maxWebhooks; n++ {
 		var o WebhookOverride
@@ -118,4 +128,26 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// natsClient is how the service reaches NATS at url, with the password read
+// from NATS_PASSWORD_FILE when that is set.
+func (c Config) natsClient(url, name string) (natsutil.ClientConfig, error) {
+	pw, err := secret.Resolve("NATS_PASSWORD", c.NATSPassword, c.NATSPasswordFile)
+	if err != nil {
+		return natsutil.ClientConfig{}, fmt.Errorf("configuration: %w", err)
+	}
+	return natsutil.ClientConfig{URL: url, Name: name, Creds: c.NATSCreds, User: c.NATSUser, Password: pw,
+		CAFile: c.NATSCAFile, CertFile: c.NATSCertFile, KeyFile: c.NATSKeyFile}, nil
+}
+
+// natsAuthError checks the NATS credentials variables against each other.
+func (c Config) natsAuthError() error {
+	switch {
+	case (c.NATSPassword != "" || c.NATSPasswordFile != "") && c.NATSUser == "":
+		return fmt.Errorf("configuration: NATS_PASSWORD or NATS_PASSWORD_FILE is set but NATS_USER is not")
+	case c.NATSUser != "" && c.NATSCreds != "":
+		return fmt.Errorf("configuration: NATS_USER and NATS_CREDS are both set; use one")
+	}
+	return nil
 }

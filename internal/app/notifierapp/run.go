@@ -37,8 +37,11 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	nc, err := natsutil.Connect(natsutil.ClientConfig{URL: cfg.NATSURL, Name: "rollcall-notifier", Creds: cfg.NATSCreds,
-		CAFile: cfg.NATSCAFile, CertFile: cfg.NATSCertFile, KeyFile: cfg.NATSKeyFile}, log)
+	cc, err := cfg.natsClient(cfg.NATSURL, "rollcall-notifier")
+	if err != nil {
+		return err
+	}
+	nc, err := natsutil.Connect(cc, log)
 	if err != nil {
 		return err
 	}

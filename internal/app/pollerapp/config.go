@@ -12,17 +12,24 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/envx"
+	"github.com/rollcall/rollcall/internal/natsutil"
+	"github.com/rollcall/rollcall/internal/secret"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // Config is the poller's environment (SPEC §3.4).
 type Config struct {
-	NATSURL      string `env:"NATS_URL"`
-	NATSCreds    string `env:"NATS_CREDS"`
-	NATSCAFile   string `env:"NATS_CA_FILE"`
-	NATSCertFile string `env:"NATS_CERT_FILE"`
-	NATSKeyFile  string `env:"NATS_KEY_FILE"`
-	NATSReplicas int    `env:"NATS_REPLICAS, default=1"`
+	NATSURL   string `env:"NATS_URL"`
+	NATSCreds string `env:"NATS_CREDS"`
+	// NATSUser and NATSPassword (or the file holding it) authenticate as a
+	// user of the server's configuration (deployments/nats/accounts.conf).
+	NATSUser         string `env:"NATS_USER"`
+	NATSPassword     string `env:"NATS_PASSWORD"`
+	NATSPasswordFile string `env:"NATS_PASSWORD_FILE"`
+	NATSCAFile       string `env:"NATS_CA_FILE"`
+	NATSCertFile     string `env:"NATS_CERT_FILE"`
+	NATSKeyFile      string `env:"NATS_KEY_FILE"`
+	NATSReplicas     int    `env:"NATS_REPLICAS, default=1"`
 
 	DataDir        string `env:"DATA_DIR, default=./data"`
 	EmbeddedListen string `env:"EMBEDDED_NATS_LISTEN, default=127.0.0.1:4222"`
@@ -102,6 +109,9 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 	if err := envx.Process(ctx, &c, l); err != nil {
 		return Config{}, nil, fmt.Errorf("configuration: %w", err)
 	}
+	if err := c.natsAuthError(); err != nil {
+		return Config{}, nil, err
+	}
 	switch {
 	case c.NATSReplicas < 1 || c.NATSReplicas > 5:
 		return Config{}, nil, fmt.Errorf("configuration: NATS_REPLICAS %d must be between 1 and 5", c.NATSReplicas)
@@ -168,4 +178,26 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 		}
 	}
 	return c, specs, nil
+}
+
+// natsClient is how the service reaches NATS at url, with the password read
+// from NATS_PASSWORD_FILE when that is set.
+func (c Config) natsClient(url, name string) (natsutil.ClientConfig, error) {
+	pw, err := secret.Resolve("NATS_PASSWORD", c.NATSPassword, c.NATSPasswordFile)
+	if err != nil {
+		return natsutil.ClientConfig{}, fmt.Errorf("configuration: %w", err)
+	}
+	return natsutil.ClientConfig{URL: url, Name: name, Creds: c.NATSCreds, User: c.NATSUser, Password: pw,
+		CAFile: c.NATSCAFile, CertFile: c.NATSCertFile, KeyFile: c.NATSKeyFile}, nil
+}
+
+// natsAuthError checks the NATS credentials variables against each other.
+func (c Config) natsAuthError() error {
+	switch {
+	case (c.NATSPassword != "" || c.NATSPasswordFile != "") && c.NATSUser == "":
+		return fmt.Errorf("configuration: NATS_PASSWORD or NATS_PASSWORD_FILE is set but NATS_USER is not")
+	case c.NATSUser != "" && c.NATSCreds != "":
+		return fmt.Errorf("configuration: NATS_USER and NATS_CREDS are both set; use one")
+	}
+	return nil
 }

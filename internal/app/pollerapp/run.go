@@ -73,8 +73,11 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		}()
 		url = ns.ClientURL()
 	}
-	nc, err := natsutil.Connect(natsutil.ClientConfig{URL: url, Name: "rollcall-poller", Creds: cfg.NATSCreds,
-		CAFile: cfg.NATSCAFile, CertFile: cfg.NATSCertFile, KeyFile: cfg.NATSKeyFile}, log)
+	cc, err := cfg.natsClient(url, "rollcall-poller")
+	if err != nil {
+		return err
+	}
+	nc, err := natsutil.Connect(cc, log)
 	if err != nil {
 		return err
 	}

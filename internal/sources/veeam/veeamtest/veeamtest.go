@@ -16,7 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,9 +85,13 @@ type Fault struct {
 
 // Server is the fake. It is safe for concurrent use.
 type Server struct {
-	mu       sync.Mutex
-	token    string
-	users    map[string]User
+	mu    sync.Mutex
+	token string
+	users map[string]User
+	// sorted caches the users in ascending instanceUid order until the
+	// next change, so that paging through a large directory does not sort
+	// it again for every page.
+	sorted   []User
 	maxLimit int
 	requests int
 	faults   []*Fault
@@ -121,6 +125,7 @@ func (s *Server) Put(u User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.users[u.InstanceUID] = u
+	s.sorted = nil
 }
 
 // Remove deletes a user; removing an unknown user is not an error.
@@ -128,6 +133,7 @@ func (s *Server) Remove(instanceUID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.users, instanceUID)
+	s.sorted = nil
 }
 
 // Get returns one user.
@@ -142,7 +148,7 @@ func (s *Server) Get(instanceUID string) (User, bool) {
 func (s *Server) Users() []User {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sortedLocked(false)
+	return slices.Clone(s.sortedLocked(false))
 }
 
 // SetMaxLimit sets the server's cap on limit (default 500): a request for
@@ -343,17 +349,22 @@ func (s *Server) authorisedLocked(header string) bool {
 	return ok && time.Now().Before(exp)
 }
 
+// sortedLocked returns the users sorted by instanceUid. The slice is
+// shared: callers must not modify it.
 func (s *Server) sortedLocked(desc bool) []User {
-	out := make([]User, 0, len(s.users))
-	for _, u := range s.users {
-		out = append(out, u)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if desc {
-			return out[i].InstanceUID > out[j].InstanceUID
+	if s.sorted == nil {
+		out := make([]User, 0, len(s.users))
+		for _, u := range s.users {
+			out = append(out, u)
 		}
-		return out[i].InstanceUID < out[j].InstanceUID
-	})
+		slices.SortFunc(out, func(a, b User) int { return strings.Compare(a.InstanceUID, b.InstanceUID) })
+		s.sorted = out
+	}
+	if !desc {
+		return s.sorted
+	}
+	out := slices.Clone(s.sorted)
+	slices.Reverse(out)
 	return out
 }
 

@@ -1,0 +1,272 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rollcall/rollcall/internal/bus"
+	"github.com/rollcall/rollcall/internal/natsutil"
+	"github.com/rollcall/rollcall/internal/simulator"
+)
+
+// Sim is a running simulator: both directory APIs and the admin API under URL.
+type Sim struct {
+	URL        string
+	VPPToken   string
+	VeeamToken string
+	// Where says where it runs ("in process" or "child process pid N").
+	Where string
+	stop  func()
+}
+
+// Stop ends the simulator.
+func (s *Sim) Stop() {
+	if s.stop != nil {
+		s.stop()
+	}
+}
+
+// Starter starts a simulator holding users generated users per API.
+type Starter func(ctx context.Context, users int) (*Sim, error)
+
+// InProcess runs the simulator in this process. Its CPU time and memory
+// then count in every figure and floor alike; ChildProcess keeps them out.
+func InProcess(ctx context.Context, users int) (*Sim, error) {
+	sim := simulator.New(simulator.Config{Users: users, Seed: 1})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return &Sim{
+		URL: "http://" + ln.Addr().String(), VPPToken: simulator.DefaultVPPToken, VeeamToken: simulator.DefaultVeeamToken,
+		Where: "in process",
+		stop: func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		},
+	}, nil
+}
+
+// ChildProcess starts the simulator as "<path> serve" in a process of its
+// own, so that serving the pages costs the measured process nothing: the
+// CPU time and memory figures are then the poller's (and the embedded NATS
+// server's) alone, as they would be against the real APIs.
+func ChildProcess(path string) Starter {
+	return func(ctx context.Context, users int) (*Sim, error) {
+		cmd := exec.Command(path, "serve", "-addr", "127.0.0.1:0", "-users", strconv.Itoa(users), "-churn", "0", "-seed", "1")
+		cmd.Env = append(os.Environ(), "SIM_VPP_STOKEN="+simulator.DefaultVPPToken, "SIM_VEEAM_TOKEN="+simulator.DefaultVeeamToken)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start simulator: %w", err)
+		}
+		done := make(chan struct{})
+		stop := func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}
+		urlc := make(chan string, 1)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				if rest, ok := strings.CutPrefix(sc.Text(), "simulator listening on "); ok {
+					select {
+					case urlc <- strings.TrimSpace(rest):
+					default:
+					}
+				}
+			}
+			_ = cmd.Wait()
+			close(done)
+		}()
+		select {
+		case u := <-urlc:
+			return &Sim{URL: u, VPPToken: simulator.DefaultVPPToken, VeeamToken: simulator.DefaultVeeamToken,
+				Where: fmt.Sprintf("child process (pid %d)", cmd.Process.Pid), stop: stop}, nil
+		case <-done:
+			return nil, errors.New("simulator exited before listening")
+		case <-time.After(10 * time.Minute):
+			stop()
+			return nil, errors.New("simulator did not start within 10 minutes")
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// natsEnv is an embedded NATS server with a temporary store, and the
+// poller's stream and buckets on it.
+type natsEnv struct {
+	dir string
+	ns  *server.Server
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	h   *bus.Handles
+	// attempted counts, from a subscription of its own, every message
+	// published to the subjects a poller writes (KV buckets, object store,
+	// event stream), stored or not.
+	attempted atomic.Uint64
+	mon       *nats.Conn
+}
+
+func startNATS(ctx context.Context, tmp string) (*natsEnv, error) {
+	dir, err := os.MkdirTemp(tmp, "rollcall-bench-")
+	if err != nil {
+		return nil, err
+	}
+	ns, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}, nil)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	e := &natsEnv{dir: dir, ns: ns}
+	if e.nc, err = nats.Connect(ns.ClientURL(), nats.Name("rollcall-bench")); err != nil {
+		e.close()
+		return nil, err
+	}
+	// As the poller connects (internal/app/pollerapp).
+	if e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncTimeout(3*time.Second)); err != nil {
+		e.close()
+		return nil, err
+	}
+	if e.h, err = bus.Ensure(ctx, e.js, bus.Config{}); err != nil {
+		e.close()
+		return nil, err
+	}
+	if e.mon, err = nats.Connect(ns.ClientURL(), nats.Name("rollcall-bench-monitor")); err != nil {
+		e.close()
+		return nil, err
+	}
+	for _, subj := range []string{"$KV.>", "$O.>", bus.EventsSubjects} {
+		if _, err := e.mon.Subscribe(subj, func(*nats.Msg) { e.attempted.Add(1) }); err != nil {
+			e.close()
+			return nil, err
+		}
+	}
+	if err := e.mon.Flush(); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *natsEnv) close() {
+	if e.mon != nil {
+		e.mon.Close()
+	}
+	if e.nc != nil {
+		e.nc.Close()
+	}
+	if e.ns != nil {
+		e.ns.Shutdown()
+		e.ns.WaitForShutdown()
+	}
+	os.RemoveAll(e.dir)
+}
+
+// writeCount is what the server stored: the last sequence of every stream
+// of the account, summed (a KV put, delete or purge and an object chunk
+// each take one), with the per-stream figures.
+type writeCount struct {
+	stored    uint64
+	perStream map[string]uint64
+	attempted uint64
+}
+
+func (e *natsEnv) writes() (writeCount, error) {
+	// Let the monitor subscription see everything published so far.
+	if err := e.nc.Flush(); err != nil {
+		return writeCount{}, err
+	}
+	if err := e.mon.Flush(); err != nil {
+		return writeCount{}, err
+	}
+	info, err := e.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+	if err != nil {
+		return writeCount{}, err
+	}
+	w := writeCount{perStream: map[string]uint64{}, attempted: e.attempted.Load()}
+	for _, a := range info.AccountDetails {
+		for _, s := range a.Streams {
+			w.stored += s.State.LastSeq
+			w.perStream[s.Name] = s.State.LastSeq
+		}
+	}
+	return w, nil
+}
+
+// since is w minus an earlier count.
+func (w writeCount) since(before writeCount) writeCount {
+	d := writeCount{stored: w.stored - before.stored, attempted: w.attempted - before.attempted, perStream: map[string]uint64{}}
+	for k, v := range w.perStream {
+		if n := v - before.perStream[k]; n > 0 {
+			d.perStream[k] = n
+		}
+	}
+	return d
+}
+
+func (w writeCount) String() string {
+	if w.stored == 0 && w.attempted == 0 {
+		return "none"
+	}
+	var parts []string
+	for k, v := range w.perStream {
+		parts = append(parts, fmt.Sprintf("%s +%d", k, v))
+	}
+	return fmt.Sprintf("stored %d (%s), published %d", w.stored, strings.Join(parts, ", "), w.attempted)
+}
+
+// admin talks to the simulator's admin API.
+type admin struct {
+	base string
+	hc   *http.Client
+}
+
+func newAdmin(base string) *admin {
+	return &admin{base: base, hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
+}
+
+func (a *admin) do(ctx context.Context, method, path, body string) error {
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("simulator admin %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return nil
+}

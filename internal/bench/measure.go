@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// cpuTime is the user plus system CPU time of this process so far
+// (getrusage RUSAGE_SELF): every goroutine, the embedded NATS server's
+// included, and the simulator's too when it runs in process.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// maxRSS is the process's peak resident set size so far, in bytes.
+func maxRSS() uint64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return uint64(ru.Maxrss) * 1024
+}
+
+var heapSamples = []metrics.Sample{
+	{Name: "/memory/classes/heap/objects:bytes"},
+	{Name: "/memory/classes/heap/unused:bytes"},
+}
+
+var heapMu sync.Mutex
+
+// heapInUse is runtime.MemStats.HeapInuse (bytes in in-use heap spans:
+// live and not yet swept objects plus the spans' free slots), read through
+// runtime/metrics, which does not stop the world.
+func heapInUse() uint64 {
+	heapMu.Lock()
+	defer heapMu.Unlock()
+	metrics.Read(heapSamples)
+	var n uint64
+	for _, s := range heapSamples {
+		if s.Value.Kind() == metrics.KindUint64 {
+			n += s.Value.Uint64()
+		}
+	}
+	return n
+}
+
+// settledHeap collects garbage until the heap in use stops shrinking and
+// returns it: the memory actually held.
+func settledHeap() uint64 {
+	runtime.GC()
+	h := heapInUse()
+	for range 3 {
+		runtime.GC()
+		n := heapInUse()
+		if n >= h {
+			return n
+		}
+		h = n
+	}
+	return h
+}
+
+// sample is one measured piece of work.
+type sample struct {
+	wall time.Duration
+	cpu  time.Duration
+	// peak is the highest heap in use seen while the work ran (sampled
+	// every 5 ms) minus the settled heap before it started.
+	peak uint64
+}
+
+// measure runs f after a full collection and reports its wall time, CPU
+// time and peak heap.
+func measure(f func() error) (sample, error) {
+	base := settledHeap()
+	stop := make(chan struct{})
+	peakc := make(chan uint64, 1)
+	go func() {
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		var peak uint64
+		for {
+			if h := heapInUse(); h > peak {
+				peak = h
+			}
+			select {
+			case <-stop:
+				if h := heapInUse(); h > peak {
+					peak = h
+				}
+				peakc <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	c0, t0 := cpuTime(), time.Now()
+	err := f()
+	s := sample{wall: time.Since(t0), cpu: cpuTime() - c0}
+	close(stop)
+	if p := <-peakc; p > base {
+		s.peak = p - base
+	}
+	return s, err
+}
+
+// median of the samples, field by field.
+func median(ss []sample) sample {
+	if len(ss) == 0 {
+		return sample{}
+	}
+	pick := func(get func(sample) float64) []float64 {
+		v := make([]float64, len(ss))
+		for i, s := range ss {
+			v[i] = get(s)
+		}
+		slices.Sort(v)
+		return v
+	}
+	mid := len(ss) / 2
+	return sample{
+		wall: time.Duration(pick(func(s sample) float64 { return float64(s.wall) })[mid]),
+		cpu:  time.Duration(pick(func(s sample) float64 { return float64(s.cpu) })[mid]),
+		peak: uint64(pick(func(s sample) float64 { return float64(s.peak) })[mid]),
+	}
+}
