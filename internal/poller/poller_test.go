@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/diff"
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/poller"
 	"github.com/rollcall/rollcall/internal/sources"
@@ -253,7 +256,8 @@ func changeVPP(e *env, n int) {
 }
 
 func TestRerunAfterCrashPublishesNoDuplicates(t *testing.T) {
-	e := setup(t, poller.Config{})
+	m := metrics.NewPoller(prometheus.NewRegistry())
+	e := setup(t, poller.Config{Metrics: m})
 	ctx := context.Background()
 	e.run(t, "veeam")
 	u := veeamtest.FixtureUsers()[0]
@@ -287,6 +291,9 @@ func TestRerunAfterCrashPublishesNoDuplicates(t *testing.T) {
 	res := e.run(t, "veeam")
 	if res.Events != 2 || res.Duplicates != 2 || res.Stored != 0 {
 		t.Fatalf("rerun %+v, want the same 2 events dropped as duplicates", res)
+	}
+	if dup, pub := promtest.ToFloat64(m.EventsDuplicated.WithLabelValues("veeam")), promtest.CollectAndCount(m.EventsPublished); dup != 2 || pub != 0 {
+		t.Fatalf("metrics: %v duplicates, %d published series; want 2 and none", dup, pub)
 	}
 	if n := e.streamMsgs(t); n != 2 {
 		t.Fatalf("stream holds %d events, want 2", n)
