@@ -73,30 +73,10 @@ func TestMetrics(t *testing.T) {
 		return nil
 	})
 	// Latency is observed per delivered event, send duration per attempt.
-	if n := histCount(t, m.DeliveryLatency, "hooks"); n != 2 {
+	if n := testutil.HistogramCount(t, m.DeliveryLatency, "sink", "hooks"); n != 2 {
 		t.Errorf("delivery latency observations = %d, want 2", n)
 	}
-	if n := histCount(t, m.SendDuration, "hooks"); n != 4 {
+	if n := testutil.HistogramCount(t, m.SendDuration, "sink", "hooks"); n != 4 {
 		t.Errorf("send duration observations = %d, want 4 (one per attempt)", n)
 	}
-}
-
-func histCount(t *testing.T, h *prometheus.HistogramVec, sink string) uint64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(h)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		for _, mt := range mf.GetMetric() {
-			for _, l := range mt.GetLabel() {
-				if l.GetName() == "sink" && l.GetValue() == sink {
-					return mt.GetHistogram().GetSampleCount()
-				}
-			}
-		}
-	}
-	return 0
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rollcall/rollcall/internal/poller"
 	"github.com/rollcall/rollcall/internal/sources/veeam"
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
+	rtestutil "github.com/rollcall/rollcall/internal/testutil"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -79,7 +80,7 @@ func TestRunMetrics(t *testing.T) {
 	if n := testutil.CollectAndCount(m.EventsPublished); n != 0 {
 		t.Errorf("the silent seed published %d event series", n)
 	}
-	if n := histCount(t, m.RunDuration, "source", "big"); n < 1 {
+	if n := rtestutil.HistogramCount(t, m.RunDuration, "source", "big"); n < 1 {
 		t.Errorf("run duration observations = %d", n)
 	}
 
@@ -125,25 +126,4 @@ func TestRunMetrics(t *testing.T) {
 	if got := val(m.LastSuccess.WithLabelValues("big")); got != last {
 		t.Errorf("last success moved during failures: %v → %v", last, got)
 	}
-}
-
-// histCount is the number of observations of one labelled histogram.
-func histCount(t *testing.T, h *prometheus.HistogramVec, label, value string) uint64 {
-	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(h)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		for _, mt := range mf.GetMetric() {
-			for _, l := range mt.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return mt.GetHistogram().GetSampleCount()
-				}
-			}
-		}
-	}
-	return 0
 }
