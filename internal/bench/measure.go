@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -132,3 +133,34 @@ func median(ss []sample) sample {
 		peak: uint64(pick(func(s sample) float64 { return float64(s.peak) })[mid]),
 	}
 }
+
+// spread lists the ratio of each repetition's figure to the floor measured
+// just before it, so that a reader sees how much the machine moved them:
+// the table's ratio is of the medians. of picks the quantity; for rates
+// (events per second over the same count) the ratio is floor time over
+// figure time.
+func spread(floors, figs []sample, of func(sample) time.Duration, rate bool) string {
+	if len(floors) < 2 || len(floors) != len(figs) {
+		return ""
+	}
+	parts := make([]string, len(figs))
+	for i := range figs {
+		f, m := of(floors[i]).Seconds(), of(figs[i]).Seconds()
+		if rate {
+			f, m = m, f
+		}
+		_, parts[i] = ratio(m, f)
+	}
+	return "per repetition " + strings.Join(parts, ", ")
+}
+
+// andSpread is "; " and the spread of wall times, or "" for one repetition.
+func andSpread(floors, figs []sample, rate bool) string {
+	if sp := spread(floors, figs, wallOf, rate); sp != "" {
+		return "; " + sp
+	}
+	return ""
+}
+
+func wallOf(s sample) time.Duration { return s.wall }
+func cpuOf(s sample) time.Duration  { return s.cpu }

@@ -221,9 +221,9 @@ func (r *runner) steady(ctx context.Context, e *sizeEnv) error {
 		r.add(row)
 		f, m := median(floors), median(runs)
 		q, qs := ratio(m.cpu.Seconds(), f.cpu.Seconds())
-		r.add(Row{Scenario: "2 steady " + s.name + ": CPU", Size: size, Figure: secs(m.cpu), Floor: secs(f.cpu), Ratio: qs, Target: "≤1.30×", Result: verdict(q <= 1.3)})
+		r.add(Row{Scenario: "2 steady " + s.name + ": CPU", Size: size, Figure: secs(m.cpu), Floor: secs(f.cpu), Ratio: qs, Target: "≤1.30×", Result: verdict(q <= 1.3), Note: spread(floors, runs, cpuOf, false)})
 		q, qs = ratio(m.wall.Seconds(), f.wall.Seconds())
-		r.add(Row{Scenario: "2 steady " + s.name + ": wall", Size: size, Figure: secs(m.wall), Floor: secs(f.wall), Ratio: qs, Target: "≤1.30×", Result: verdict(q <= 1.3)})
+		r.add(Row{Scenario: "2 steady " + s.name + ": wall", Size: size, Figure: secs(m.wall), Floor: secs(f.wall), Ratio: qs, Target: "≤1.30×", Result: verdict(q <= 1.3), Note: spread(floors, runs, wallOf, false)})
 	}
 	return r.steadyWithLease(ctx, e)
 }
@@ -329,9 +329,10 @@ func (r *runner) churnRuns(ctx context.Context, e *sizeEnv) error {
 		size := count(e.n)
 		note := fmt.Sprintf("median of %d; the last run published %d events and wrote %d users; its phases: %s", len(runs), events, writes, phases(last))
 		q, qs := ratio(m.wall.Seconds(), f.wall.Seconds())
+		note += andSpread(floors, runs, false)
 		r.add(Row{Scenario: "1 full run " + s.name + ": wall", Size: size, Figure: secs(m.wall), Floor: secs(f.wall), Ratio: qs, Target: "≤1.30×", Result: verdict(q <= 1.3), Note: note})
 		q, qs = ratio(m.cpu.Seconds(), f.cpu.Seconds())
-		r.add(Row{Scenario: "1 full run " + s.name + ": CPU", Size: size, Figure: secs(m.cpu), Floor: secs(f.cpu), Ratio: qs, Target: "≤1.30×", Result: verdict(q <= 1.3)})
+		r.add(Row{Scenario: "1 full run " + s.name + ": CPU", Size: size, Figure: secs(m.cpu), Floor: secs(f.cpu), Ratio: qs, Target: "≤1.30×", Result: verdict(q <= 1.3), Note: spread(floors, runs, cpuOf, false)})
 		_, qs = ratio(float64(m.peak), float64(f.peak))
 		r.add(Row{Scenario: "1 full run " + s.name + ": peak heap", Size: size, Figure: mib(m.peak), Floor: mib(f.peak), Ratio: qs, Result: "info"})
 	}
