@@ -70,49 +70,90 @@ func StreamConfig(c Config) jetstream.StreamConfig {
 }
 
 // Ensure creates or updates the stream, buckets and object store.
+//
+// Each request is retried, within ctx, when it gets no answer in
+// EnsureAttemptTimeout: on a new cluster the server may answer neither of
+// two replicas racing to create the same stream (nats-server #3677), and a
+// second try, by then an update, is answered at once. Creating or updating
+// to the same configuration is idempotent, so a request that did land is
+// harmless to repeat.
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Handles, error) {
 	c = c.withDefaults()
-	if _, err := js.CreateOrUpdateStream(ctx, StreamConfig(c)); err != nil {
-		return nil, fmt.Errorf("create stream %s: %w", EventsStream, err)
+	if _, err := retryEnsure(ctx, "create stream "+EventsStream, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, StreamConfig(c))
+	}); err != nil {
+		return nil, err
 	}
-	users, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: UsersBucket, Description: "rollcall: last known state of every user",
-		Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 1,
+	users, err := retryEnsure(ctx, "create bucket "+UsersBucket, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: UsersBucket, Description: "rollcall: last known state of every user",
+			Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 1,
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create bucket %s: %w", UsersBucket, err)
+		return nil, err
 	}
-	srcs, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: SourcesBucket, Description: "rollcall: per-source cursors, health and leases",
-		Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 5,
+	srcs, err := retryEnsure(ctx, "create bucket "+SourcesBucket, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: SourcesBucket, Description: "rollcall: per-source cursors, health and leases",
+			Storage: jetstream.FileStorage, Replicas: c.Replicas, History: 5,
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create bucket %s: %w", SourcesBucket, err)
+		return nil, err
 	}
-	base, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: BaselinesBucket, Description: "rollcall: each source's first complete snapshot",
-		Storage: jetstream.FileStorage, Replicas: c.Replicas,
+	base, err := retryEnsure(ctx, "create object store "+BaselinesBucket, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: BaselinesBucket, Description: "rollcall: each source's first complete snapshot",
+			Storage: jetstream.FileStorage, Replicas: c.Replicas,
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create object store %s: %w", BaselinesBucket, err)
+		return nil, err
 	}
 	return &Handles{Users: users, Sources: srcs, Baselines: base}, nil
 }
 
-// EnsureDeadLetter creates the dead-letter stream the notifier writes.
+// EnsureDeadLetter creates the dead-letter stream the notifier writes,
+// retrying as Ensure does.
 func EnsureDeadLetter(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if replicas <= 0 {
 		replicas = 1
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: DeadLetterStream, Description: "rollcall events a sink could not deliver",
-		Subjects: []string{DeadLetterPrefix + ">"}, Storage: jetstream.FileStorage,
-		Retention: jetstream.LimitsPolicy, Replicas: replicas,
+	_, err := retryEnsure(ctx, "create stream "+DeadLetterStream, func(ctx context.Context) (jetstream.Stream, error) {
+		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name: DeadLetterStream, Description: "rollcall events a sink could not deliver",
+			Subjects: []string{DeadLetterPrefix + ">"}, Storage: jetstream.FileStorage,
+			Retention: jetstream.LimitsPolicy, Replicas: replicas,
+		})
 	})
-	if err != nil {
-		return fmt.Errorf("create stream %s: %w", DeadLetterStream, err)
+	return err
+}
+
+// EnsureAttemptTimeout bounds one create or update request of Ensure and
+// EnsureDeadLetter before it is sent again.
+var EnsureAttemptTimeout = 2 * time.Second
+
+// retryEnsure runs one idempotent create-or-update until it is answered,
+// sending it again when an attempt times out or finds no responder (a
+// cluster still electing its leaders), until ctx ends. Any other error is
+// the server's answer and is returned at once.
+func retryEnsure[T any](ctx context.Context, what string, do func(context.Context) (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, EnsureAttemptTimeout)
+		v, err := do(actx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
+		if !unanswered || ctx.Err() != nil {
+			return v, fmt.Errorf("%s: %w", what, err)
+		}
+		if httpx.Sleep(ctx, min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)) != nil {
+			return v, fmt.Errorf("%s: %w (after %d attempts)", what, err, attempt)
+		}
 	}
-	return nil
 }
 
 // Msg encodes an event as a NATS message on its subject, in binary content
