@@ -59,9 +59,18 @@ func parse(name string, args []string, stderr io.Writer, defAddr string) (option
 	var o options
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	users, _ := strconv.Atoi(envOr("SIM_USERS", "20"))
-	churn, _ := time.ParseDuration(envOr("SIM_CHURN", "3s"))
-	seed, _ := strconv.ParseInt(envOr("SIM_SEED", "1"), 10, 64)
+	users, err := strconv.Atoi(envOr("SIM_USERS", "20"))
+	if err != nil || users < 0 {
+		return o, fmt.Errorf("SIM_USERS=%q: want a number of users, such as 40", os.Getenv("SIM_USERS"))
+	}
+	churn, err := time.ParseDuration(envOr("SIM_CHURN", "3s"))
+	if err != nil {
+		return o, fmt.Errorf("SIM_CHURN=%q: want a duration, such as 3s (0 = never)", os.Getenv("SIM_CHURN"))
+	}
+	seed, err := strconv.ParseInt(envOr("SIM_SEED", "1"), 10, 64)
+	if err != nil {
+		return o, fmt.Errorf("SIM_SEED=%q: want an integer", os.Getenv("SIM_SEED"))
+	}
 	fs.StringVar(&o.addr, "addr", envOr("SIM_ADDR", defAddr), "listen address (SIM_ADDR)")
 	fs.IntVar(&o.users, "users", users, "generated users per API besides the fixtures' (SIM_USERS)")
 	fs.DurationVar(&o.churn, "churn", churn, "interval between changes; 0 = never (SIM_CHURN)")
@@ -97,8 +106,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen on %s: %w (use -addr or SIM_ADDR)", o.addr, err)
 	}
 	base := "http://" + ln.Addr().String()
+	// The demo tokens are printed to copy; tokens the operator chose are
+	// not repeated into logs.
+	vppTok, veeamTok := o.vppTok, o.veeamTk
+	if vppTok != simulator.DefaultVPPToken {
+		vppTok = "<as set by -vpp-stoken or SIM_VPP_STOKEN>"
+	}
+	if veeamTok != simulator.DefaultVeeamToken {
+		veeamTok = "<as set by -veeam-token or SIM_VEEAM_TOKEN>"
+	}
 	fmt.Fprintf(stderr, "simulator listening on %s\n  VPP_BASE_URL=%s/mdm VPP_STOKEN=%s\n  VEEAM_BASE_URL=%s VEEAM_TOKEN=%s\n",
-		base, base, o.vppTok, base, o.veeamTk)
+		base, base, vppTok, base, veeamTok)
 	return serveUntil(ctx, ln, sim, o.churn, func(c string) { fmt.Fprintln(stderr, "change:", c) })
 }
 

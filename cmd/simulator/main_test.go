@@ -1,47 +1,64 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rollcall/rollcall/internal/syncbuf"
-	"github.com/rollcall/rollcall/pkg/events"
 )
 
-// The README's first command: the demo prints CloudEvents within 10 seconds
-// and stops cleanly when interrupted.
-func TestDemoPrintsEventsWithinTenSeconds(t *testing.T) {
-	out, errOut := &syncbuf.Buffer{}, &syncbuf.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { done <- run(ctx, []string{"demo", "-churn", "500ms", "-users", "5"}, out, errOut) }()
-	for !strings.Contains(out.String(), "\n") {
-		if time.Since(start) > 10*time.Second {
-			cancel()
-			t.Fatalf("no event printed within 10s; stderr:\n%s", errOut)
-		}
-		time.Sleep(50 * time.Millisecond)
+// A malformed SIM_* variable stops the simulator with an error naming it,
+// instead of quietly serving 0 users or never changing anything.
+func TestBadEnvironmentNamed(t *testing.T) {
+	tests := []struct{ name, key, value string }{
+		{"users", "SIM_USERS", "4O"},
+		{"negative users", "SIM_USERS", "-3"},
+		{"churn", "SIM_CHURN", "3"},
+		{"seed", "SIM_SEED", "x"},
 	}
-	line, _, _ := strings.Cut(out.String(), "\n")
-	var e events.Event
-	if err := json.Unmarshal([]byte(line), &e); err != nil {
-		t.Fatalf("first line is not a CloudEvent: %v\n%s", err, line)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.key, tt.value)
+			err := run(context.Background(), []string{"serve", "-addr", "127.0.0.1:0"}, &bytes.Buffer{}, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), tt.key) || !strings.Contains(err.Error(), tt.value) {
+				t.Fatalf("%s=%s: %v", tt.key, tt.value, err)
+			}
+		})
 	}
-	if err := events.Validate(e); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("first event after %v: %s %s", time.Since(start).Round(time.Millisecond), e.Type(), e.Subject())
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("demo did not stop within 10s of Ctrl-C")
+}
+
+// Tokens the operator set are not echoed into the simulator's log; the
+// built-in demo tokens are, to be copied.
+func TestChosenTokensNotPrinted(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		shown bool
+	}{
+		{"demo tokens", nil, true},
+		{"chosen tokens", []string{"-vpp-stoken", "c2VjcmV0LXN0b2tlbg==", "-veeam-token", "chosen-veeam-token"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			args := append([]string{"serve", "-addr", "127.0.0.1:0", "-churn", "0"}, tt.args...)
+			if err := run(ctx, args, &bytes.Buffer{}, &stderr); err != nil {
+				t.Fatal(err)
+			}
+			out := stderr.String()
+			if !strings.Contains(out, "VPP_STOKEN=") {
+				t.Fatalf("no connection hint printed:\n%s", out)
+			}
+			for _, secret := range []string{"c2VjcmV0LXN0b2tlbg==", "chosen-veeam-token"} {
+				if strings.Contains(out, secret) {
+					t.Errorf("chosen token %q printed:\n%s", secret, out)
+				}
+			}
+			if tt.shown && strings.Contains(out, "<as set by") {
+				t.Errorf("demo tokens hidden:\n%s", out)
+			}
+		})
 	}
 }
