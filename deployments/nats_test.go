@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -458,7 +459,19 @@ func testPermissions(t *testing.T, ackV2 bool) {
 	n = notifier.New(not.js, notifier.Config{MaxAttempts: 1, Concurrency: 4, ShutdownGrace: time.Second},
 		notifier.Route{Sink: ok}, notifier.Route{Sink: refusing})
 	go func() { done <- n.Run(nctx) }()
-	time.Sleep(300 * time.Millisecond)
+	// The slack route lost its type filter: the notifier updates its consumer.
+	want := notifier.FilterSubjects(nil, nil)
+	waitFor(t, "the notifier updating the slack consumer", func() error {
+		ci, err := not.js.Consumer(ctx, bus.EventsStream, "slack")
+		if err != nil {
+			return err
+		}
+		cfg := ci.CachedInfo().Config
+		if !slices.Equal(cfg.FilterSubjects, want) && !(len(want) == 1 && cfg.FilterSubject == want[0]) {
+			return fmt.Errorf("filters %q %q, want %q", cfg.FilterSubject, cfg.FilterSubjects, want)
+		}
+		return nil
+	})
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("notifier, second start: %v", err)
