@@ -30,6 +30,7 @@ import (
 
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
 	"github.com/rollcall/rollcall/internal/app/pollerapp"
+	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/simulator"
 	"github.com/rollcall/rollcall/internal/syncbuf"
 	"github.com/rollcall/rollcall/internal/testutil"
@@ -162,7 +163,7 @@ func TestComposeStackRuns(t *testing.T) {
 			if cur[src] != survivor.name {
 				return fmt.Errorf("lease of %s held by %q", src, cur[src])
 			}
-			m, err := scrapeMetrics(survivor.httpAddr)
+			m, err := testutil.Metrics(survivor.httpAddr)
 			if err != nil {
 				return err
 			}
@@ -348,7 +349,7 @@ func startComposeNATS(t *testing.T, doc map[string]any, services map[string]comp
 	// of the routes the first nodes dial) fails that node's route
 	// listener: the cluster is then started again on other ports.
 	for attempt := 1; ; attempt++ {
-		c, err := tryComposeNATS(t, doc, services, names, freePorts(t, len(names)))
+		c, err := tryComposeNATS(t, doc, services, names, natstest.FreePorts(t, len(names)))
 		if err == nil {
 			for k, v := range c.clients {
 				hosts[k] = v
@@ -798,31 +799,6 @@ func httpGet(u string, code int) ([]byte, error) {
 	return b, nil
 }
 
-// scrapeMetrics reads /metrics into series → value (series as the
-// exposition format writes them, labels sorted by name).
-func scrapeMetrics(addr string) (map[string]float64, error) {
-	b, err := httpGet("http://"+addr+"/metrics", http.StatusOK)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			return nil, fmt.Errorf("/metrics line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out, nil
-}
-
 // pollerSources are the sources a poller's environment configures (the
 // single-source form compose uses).
 func pollerSources(t *testing.T, env map[string]string) []string {
@@ -862,7 +838,7 @@ func waitLeases(t *testing.T, tl *timeline, pollers []*composeProc, sources []st
 				if err := p.alive(); err != nil {
 					return err
 				}
-				m, err := scrapeMetrics(p.httpAddr)
+				m, err := testutil.Metrics(p.httpAddr)
 				if err != nil {
 					return err
 				}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -30,6 +29,7 @@ import (
 	"github.com/rollcall/rollcall/internal/deadletter"
 	"github.com/rollcall/rollcall/internal/diff"
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/notifier"
 	"github.com/rollcall/rollcall/internal/poller"
@@ -38,7 +38,6 @@ import (
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/state"
 	"github.com/rollcall/rollcall/internal/syncbuf"
-	"github.com/rollcall/rollcall/internal/testutil"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -794,7 +793,7 @@ func checkClusterConfig(t *testing.T, path string) {
 	pw := setPasswords(t)
 	clusterPW := "c" + randomHex(t, 16)
 	t.Setenv("NATS_CLUSTER_PASSWORD", clusterPW)
-	ports := freePorts(t, 3)
+	ports := natstest.FreePorts(t, 3)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats://route:%s@127.0.0.1:%d", clusterPW, p))
@@ -824,26 +823,16 @@ func checkClusterConfig(t *testing.T, path string) {
 	t.Setenv("NATS_SERVER_NAME", "intruder")
 	t.Setenv("NATS_CLUSTER_ROUTES", "["+strings.Replace(routes[0], clusterPW, "wrong", 1)+"]")
 	t.Setenv("NATS_CLUSTER_PASSWORD", "wrong")
-	in, _ := startServer(t, path, func(o *server.Options) { o.Cluster.Host, o.Cluster.Port, o.LameDuckDuration = "127.0.0.1", -1, 0 })
-	time.Sleep(time.Second)
+	in, inLog := startServer(t, path, func(o *server.Options) { o.Cluster.Host, o.Cluster.Port, o.LameDuckDuration = "127.0.0.1", -1, 0 })
+	var refusals strings.Builder
+	waitFor(t, "the intruder's route refused", func() error {
+		refusals.WriteString(inLog.String())
+		if !strings.Contains(strings.ToLower(refusals.String()), "authorization") {
+			return fmt.Errorf("no authorization error in the intruder's log yet")
+		}
+		return nil
+	})
 	if n := in.NumRoutes(); n != 0 {
 		t.Fatalf("a node with the wrong cluster password has %d routes", n)
 	}
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	for range n {
-		_, port, err := net.SplitHostPort(testutil.FreeAddr(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
 }

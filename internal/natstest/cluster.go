@@ -39,7 +39,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	if n < 1 {
 		t.Fatalf("natstest: cluster of %d nodes", n)
 	}
-	clientPorts, clusterPorts := freePorts(t, n), freePorts(t, n)
+	clientPorts, clusterPorts := FreePorts(t, n), FreePorts(t, n)
 	routes := make([]string, n)
 	for i, p := range clusterPorts {
 		routes[i] = "nats://127.0.0.1:" + strconv.Itoa(p)
@@ -70,9 +70,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
-// freePorts picks n distinct free loopback ports. They are released before
+// FreePorts picks n distinct free loopback ports. They are released before
 // the servers bind them; on loopback the window for a clash is tiny.
-func freePorts(t testing.TB, n int) []int {
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	ls := make([]net.Listener, n)

@@ -46,23 +46,49 @@ func FreeAddr(t testing.TB) string {
 // `rollcall_sink_dead_letters_total{sink="webhook"}`. A series that is not
 // there is an error, so CheckFor can wait for it.
 func Metric(addr, series string) (float64, error) {
-	res, err := http.Get("http://" + addr + "/metrics")
+	m, err := Metrics(addr)
 	if err != nil {
 		return 0, err
+	}
+	v, ok := m[series]
+	if !ok {
+		return 0, fmt.Errorf("no series %s on /metrics", series)
+	}
+	return v, nil
+}
+
+// Metrics fetches http://addr/metrics as series → value, each series
+// written as the exposition format writes it (labels sorted by name).
+func Metrics(addr string) (map[string]float64, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	res, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
 	}
 	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: %s", res.Status)
+	}
 	body, err := io.ReadAll(res.Body)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	out := map[string]float64{}
 	for line := range strings.SplitSeq(string(body), "\n") {
-		v, ok := strings.CutPrefix(line, series+" ")
-		if !ok {
+		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("/metrics line %q: %w", line, err)
+		}
+		out[line[:i]] = v
 	}
-	return 0, fmt.Errorf("no series %s on /metrics", series)
+	return out, nil
 }
 
 // MetricAtLeast waits (see CheckFor) until series reaches min.
