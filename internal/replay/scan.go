@@ -62,6 +62,11 @@ func scan(ctx context.Context, js jetstream.JetStream, spec scanSpec, visit func
 	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects:    spec.filters,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		// The consumer is not deleted when the scan ends: the least
+		// privileged replay user may not delete consumers (subject
+		// permissions cannot tell this one from the notifier's), so the
+		// delete would be refused, logged by the server as a violation and
+		// waited for. The server removes it once it has been idle this long.
 		InactiveThreshold: time.Minute,
 		NamePrefix:        "replay-" + consumerSuffix(),
 	}
@@ -76,15 +81,6 @@ func scan(ctx context.Context, js jetstream.JetStream, spec scanSpec, visit func
 	if ci := cons.CachedInfo(); ci != nil {
 		st.Matched, st.Consumer = ci.NumPending, ci.Name
 	}
-	defer func() {
-		// An ordered consumer is ephemeral and would go away by itself
-		// after a minute; a replay leaves nothing behind.
-		if ci := cons.CachedInfo(); ci != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_ = js.DeleteConsumer(dctx, bus.EventsStream, ci.Name)
-			cancel()
-		}
-	}()
 	if st.Matched == 0 {
 		return st, nil
 	}
