@@ -60,8 +60,8 @@ func scan(ctx context.Context, js jetstream.JetStream, spec scanSpec, visit func
 		return st, nil
 	}
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects:    spec.filters,
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		FilterSubjects: spec.filters,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		// The consumer is not deleted when the scan ends: the least
 		// privileged replay user may not delete consumers (subject
 		// permissions cannot tell this one from the notifier's), so the
