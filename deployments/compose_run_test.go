@@ -334,6 +334,13 @@ func (l natsLogger) Fatalf(format string, v ...any) {
 // JetStream meta leader, and records each node's client address in hosts.
 func startComposeNATS(t *testing.T, doc map[string]any, services map[string]composeService, hosts map[string]string) *composeCluster {
 	t.Helper()
+	return startComposeNATSOn(t, doc, services, hosts, "127.0.0.1")
+}
+
+// startComposeNATSOn is startComposeNATS with every listener on the
+// address ip (one that pods of a local Kubernetes node can reach).
+func startComposeNATSOn(t *testing.T, doc map[string]any, services map[string]composeService, hosts map[string]string, ip string) *composeCluster {
+	t.Helper()
 	var names []string
 	for _, name := range sortedKeys(services) {
 		if strings.HasPrefix(ystr(services[name].raw["image"]), "nats:") {
@@ -349,7 +356,7 @@ func startComposeNATS(t *testing.T, doc map[string]any, services map[string]comp
 	// of the routes the first nodes dial) fails that node's route
 	// listener: the cluster is then started again on other ports.
 	for attempt := 1; ; attempt++ {
-		c, err := tryComposeNATS(t, doc, services, names, natstest.FreePorts(t, len(names)))
+		c, err := tryComposeNATS(t, doc, services, names, natstest.FreePorts(t, len(names)), ip)
 		if err == nil {
 			for k, v := range c.clients {
 				hosts[k] = v
@@ -363,7 +370,7 @@ func startComposeNATS(t *testing.T, doc map[string]any, services map[string]comp
 	}
 }
 
-func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]composeService, names []string, ports []int) (*composeCluster, error) {
+func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]composeService, names []string, ports []int, ip string) (*composeCluster, error) {
 	t.Helper()
 	c := &composeCluster{names: names, clients: map[string]string{}}
 	t.Cleanup(func() {
@@ -401,7 +408,7 @@ func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]compos
 		// Route addresses: service:6222 → that node's loopback cluster port.
 		routeHosts := map[string]string{}
 		for j, n := range names {
-			routeHosts[fmt.Sprintf("%s:%d", n, opts.Cluster.Port)] = fmt.Sprintf("127.0.0.1:%d", ports[j])
+			routeHosts[fmt.Sprintf("%s:%d", n, opts.Cluster.Port)] = net.JoinHostPort(ip, strconv.Itoa(ports[j]))
 		}
 		for j, u := range opts.Routes {
 			addr, ok := routeHosts[u.Host]
@@ -427,9 +434,9 @@ func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]compos
 		}
 		opts.StoreDir = filepath.Join(t.TempDir(), strings.TrimPrefix(opts.StoreDir, dataTarget))
 		clientPort, httpPort := opts.Port, opts.HTTPPort
-		opts.Host, opts.Port = "127.0.0.1", -1
-		opts.HTTPHost, opts.HTTPPort = "127.0.0.1", -1
-		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", ports[i]
+		opts.Host, opts.Port = ip, -1
+		opts.HTTPHost, opts.HTTPPort = ip, -1
+		opts.Cluster.Host, opts.Cluster.Port = ip, ports[i]
 		opts.NoSigs = true
 
 		// The compose healthcheck asks the monitoring port of the file.
@@ -468,7 +475,7 @@ func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]compos
 			return fail("%s: not ready for connections", name)
 		}
 		_, cp, _ := net.SplitHostPort(strings.TrimPrefix(s.ClientURL(), "nats://"))
-		c.clients[fmt.Sprintf("%s:%d", name, clientPort)] = "127.0.0.1:" + cp
+		c.clients[fmt.Sprintf("%s:%d", name, clientPort)] = net.JoinHostPort(ip, cp)
 		h, p := hostPort(check)
 		healthURLs = append(healthURLs, strings.Replace(check, "//"+h+":"+p, "//"+s.MonitorAddr().String(), 1))
 	}
