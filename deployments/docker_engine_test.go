@@ -38,6 +38,11 @@ const dockerImage = "rollcall:test"
 // volumes of a stack a developer runs.
 const composeProject = "rollcall-test"
 
+// pollEvery spaces the polls of the Docker and Kubernetes tests, each of
+// which runs a command or fetches /metrics, on a machine with two cores
+// that also runs the containers under test.
+const pollEvery = 500 * time.Millisecond
+
 func requireDocker(t *testing.T) {
 	t.Helper()
 	mode := os.Getenv("ROLLCALL_DOCKER")
@@ -96,7 +101,7 @@ func lastLines(s string, n int) string {
 func TestDockerEngine(t *testing.T) {
 	requireDocker(t)
 	for _, ref := range standins(t) {
-		t.Logf("NOTE: %s is a stand-in built by .ci/docker (no registry reachable), not the published image", ref)
+		t.Logf("NOTE: %s is a stand-in built by .ci/docker or .ci/kube (no registry reachable), not the published image", ref)
 	}
 	if !t.Run("image", testDockerImage) {
 		return
@@ -152,8 +157,8 @@ func testDockerImage(t *testing.T) {
 	if img[0].Size > maxSize {
 		t.Errorf("image is %d MB, want at most %d MB", img[0].Size>>20, maxSize>>20)
 	}
-	if out, err := docker(time.Minute, "run", "--rm", "--entrypoint", "/bin/sh", dockerImage, "-c", "true"); err == nil {
-		t.Errorf("the image has a shell: %s", out)
+	if out, err := dockerRunAllWith([]string{"--entrypoint", "/bin/sh"}, "-c", "true"); err == nil || !strings.Contains(out, "no such file or directory") {
+		t.Errorf("the image has a shell, or running one failed otherwise: %v %s", err, out)
 	}
 	for bin, want := range map[string]string{"notifier": "notifier replay", "simulator": "simulator", "poller": "no source configured"} {
 		out, err := dockerRunAll(bin, "--help")
@@ -166,10 +171,16 @@ func testDockerImage(t *testing.T) {
 // dockerRunAll runs a binary of the image, read-only and without
 // capabilities, and returns its stdout and stderr together.
 func dockerRunAll(bin string, args ...string) (string, error) {
+	return dockerRunAllWith(nil, append([]string{bin}, args...)...)
+}
+
+// dockerRunAllWith is dockerRunAll with docker run options before the
+// image.
+func dockerRunAllWith(opts []string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	args = append([]string{"run", "--rm", "--read-only", "--cap-drop", "ALL", dockerImage, bin}, args...)
-	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	all := append(append([]string{"run", "--rm", "--read-only", "--cap-drop", "ALL"}, opts...), dockerImage)
+	out, err := exec.CommandContext(ctx, "docker", append(all, args...)...).CombinedOutput()
 	return string(out), err
 }
 
@@ -207,7 +218,7 @@ func testDockerContainer(t *testing.T) {
 	}
 	users := func(addr string) float64 {
 		var n float64
-		testutil.CheckFor(t, 60*time.Second, "the poller in its container ready, with a successful run", func() error {
+		testutil.CheckEvery(t, 60*time.Second, pollEvery, "the poller in its container ready, with a successful run", func() error {
 			if _, err := httpGet("http://"+addr+"/readyz", http.StatusOK); err != nil {
 				return err
 			}
@@ -294,6 +305,8 @@ func testDockerCompose(t *testing.T) {
 		}
 		run = append(run, name)
 	}
+	// What an interrupted earlier run left (a timeout skips cleanups).
+	_, _ = docker(2*time.Minute, append(compose, "down", "-v", "--remove-orphans", "--timeout", "10")...)
 	// Every published port must be free: compose publishes fixed ones.
 	published := map[string]map[string]string{} // service → container port → host address
 	for _, name := range run {
@@ -318,7 +331,6 @@ func testDockerCompose(t *testing.T) {
 		return a
 	}
 
-	_, _ = docker(2*time.Minute, append(compose, "down", "-v", "--remove-orphans", "--timeout", "10")...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := docker(time.Minute, append(compose, "logs", "--no-color", "--timestamps")...)
@@ -370,7 +382,7 @@ func testDockerCompose(t *testing.T) {
 			fallthrough
 		case "notifier":
 			addr := httpAddr(name)
-			testutil.CheckFor(t, 60*time.Second, name+" ready on "+addr, func() error {
+			testutil.CheckEvery(t, 60*time.Second, pollEvery, name+" ready on "+addr, func() error {
 				for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready"} {
 					b, err := httpGet("http://"+addr+path, http.StatusOK)
 					if err != nil {
@@ -405,7 +417,7 @@ func testDockerCompose(t *testing.T) {
 	checkDockerPrometheus(t, "http://"+published["prometheus"]["9090"])
 	if slices.Contains(run, "grafana") {
 		base := "http://" + published["grafana"]["3000"]
-		testutil.CheckFor(t, 90*time.Second, "grafana: the rollcall dashboard provisioned", func() error {
+		testutil.CheckEvery(t, 90*time.Second, pollEvery, "grafana: the rollcall dashboard provisioned", func() error {
 			b, err := httpGet(base+"/api/search?query=rollcall", http.StatusOK)
 			if err != nil {
 				return err
@@ -470,7 +482,7 @@ func testDockerCompose(t *testing.T) {
 func dockerLeases(t *testing.T, pollers []string, httpAddr func(string) string, sources []string, fresh bool) map[string]string {
 	t.Helper()
 	var holders map[string]string
-	testutil.CheckFor(t, 90*time.Second, fmt.Sprintf("one of %v polling each of %v", pollers, sources), func() error {
+	testutil.CheckEvery(t, 90*time.Second, pollEvery, fmt.Sprintf("one of %v polling each of %v", pollers, sources), func() error {
 		cur := map[string]string{}
 		for _, src := range sources {
 			for _, p := range pollers {
@@ -509,7 +521,7 @@ func dockerLeases(t *testing.T, pollers []string, httpAddr func(string) string, 
 // console lines (one CloudEvent JSON per line).
 func waitDockerEvent(t *testing.T, logs func() (string, error), source, id string) {
 	t.Helper()
-	testutil.CheckFor(t, 60*time.Second, "the notifier printing an event for "+source+" user "+id, func() error {
+	testutil.CheckEvery(t, 60*time.Second, pollEvery, "the notifier printing an event for "+source+" user "+id, func() error {
 		out, err := logs()
 		if err != nil {
 			return err
@@ -552,7 +564,7 @@ func checkDockerPrometheus(t *testing.T, base string) {
 	for _, g := range ylist(rdocs[0]["groups"]) {
 		alerts += len(ylist(ydig(g, "rules")))
 	}
-	testutil.CheckFor(t, 90*time.Second, "prometheus: every target up", func() error {
+	testutil.CheckEvery(t, 90*time.Second, pollEvery, "prometheus: every target up", func() error {
 		b, err := httpGet(base+"/api/v1/targets", http.StatusOK)
 		if err != nil {
 			return err
@@ -581,7 +593,7 @@ func checkDockerPrometheus(t *testing.T, base string) {
 		}
 		return nil
 	})
-	testutil.CheckFor(t, 60*time.Second, "prometheus: rollcall samples and every rule loaded", func() error {
+	testutil.CheckEvery(t, 60*time.Second, pollEvery, "prometheus: rollcall samples and every rule loaded", func() error {
 		for _, q := range []string{`rollcall_source_runs_total{outcome="success"}`, `rollcall_sink_deliveries_total`} {
 			b, err := httpGet(base+"/api/v1/query?query="+url.QueryEscape(q), http.StatusOK)
 			if err != nil {

@@ -17,6 +17,13 @@ import (
 // with cond's last error when timeout passes.
 func CheckFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
+	CheckEvery(t, timeout, 25*time.Millisecond, what, cond)
+}
+
+// CheckEvery is CheckFor polling every interval, for conditions that are
+// costly to ask (a command per poll) and change slowly.
+func CheckEvery(t testing.TB, timeout, interval time.Duration, what string, cond func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
@@ -26,7 +33,7 @@ func CheckFor(t testing.TB, timeout time.Duration, what string, cond func() erro
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 
