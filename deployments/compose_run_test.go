@@ -773,18 +773,27 @@ func (p *composeProc) waitReady(t *testing.T, timeout time.Duration) {
 		if err := p.alive(); err != nil {
 			return err
 		}
-		for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready"} {
-			b, err := httpGet("http://"+p.httpAddr+path, http.StatusOK)
-			if err != nil {
-				return err
-			}
-			var body struct{ Status string }
-			if err := json.Unmarshal(b, &body); err != nil || body.Status != want {
-				return fmt.Errorf("%s %s: %s", p.name, path, b)
-			}
+		if err := healthyAndReady(p.httpAddr); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		return nil
 	})
+}
+
+// healthyAndReady asks a service's /healthz and /readyz, as its probes do:
+// both 200, with {"status":"ok"} and {"status":"ready"}.
+func healthyAndReady(addr string) error {
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready"} {
+		b, err := httpGet("http://"+addr+path, http.StatusOK)
+		if err != nil {
+			return err
+		}
+		var body struct{ Status string }
+		if err := json.Unmarshal(b, &body); err != nil || body.Status != want {
+			return fmt.Errorf("%s: %s", path, b)
+		}
+	}
+	return nil
 }
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
@@ -849,16 +858,10 @@ func waitLeases(t *testing.T, tl *timeline, pollers []*composeProc, sources []st
 				if err != nil {
 					return err
 				}
-				healthy := m[fmt.Sprintf(`rollcall_source_healthy{kind=%q,source=%q}`, src, src)]
-				ran := 0.0
-				for series, v := range m {
-					if strings.HasPrefix(series, "rollcall_source_runs_total{") && strings.Contains(series, fmt.Sprintf("source=%q", src)) {
-						ran += v
-					}
-				}
+				ran, succeeded, healthy := sourceState(m, src)
 				if p.name == cur[src] {
-					if m[runsSeries(src, "success")] < 1 || healthy != 1 {
-						return fmt.Errorf("%s holds %s but has %v successful runs, healthy %v", p.name, src, m[runsSeries(src, "success")], healthy)
+					if succeeded < 1 || healthy != 1 {
+						return fmt.Errorf("%s holds %s but has %v successful runs, healthy %v", p.name, src, succeeded, healthy)
 					}
 				} else if ran != 0 || healthy != 0 {
 					return fmt.Errorf("%s does not hold %s but ran it %v times, healthy %v", p.name, src, ran, healthy)
@@ -871,6 +874,18 @@ func waitLeases(t *testing.T, tl *timeline, pollers []*composeProc, sources []st
 	return holders
 }
 
+// sourceState reads a poller's metrics for one source: its runs of every
+// outcome, its successful runs, and whether it reports the source healthy
+// (only the replica holding the lease does).
+func sourceState(m map[string]float64, src string) (ran, succeeded, healthy float64) {
+	for series, v := range m {
+		if strings.HasPrefix(series, "rollcall_source_runs_total{") && strings.Contains(series, fmt.Sprintf("source=%q", src)) {
+			ran += v
+		}
+	}
+	return ran, m[runsSeries(src, "success")], m[fmt.Sprintf(`rollcall_source_healthy{kind=%q,source=%q}`, src, src)]
+}
+
 // waitEvent waits for an event about the user at the notifier's console
 // (one CloudEvent JSON per line).
 func waitEvent(t *testing.T, n *composeProc, source, id string, timeout time.Duration) {
@@ -879,17 +894,23 @@ func waitEvent(t *testing.T, n *composeProc, source, id string, timeout time.Dur
 		if err := n.alive(); err != nil {
 			return err
 		}
-		for line := range strings.SplitSeq(n.out.String(), "\n") {
-			var e struct {
-				Type string
-				Data struct{ User struct{ Source, ID string } }
-			}
-			if json.Unmarshal([]byte(line), &e) == nil && e.Data.User.Source == source && e.Data.User.ID == id && e.Type != "" {
-				return nil
-			}
-		}
-		return fmt.Errorf("not among %d lines", strings.Count(n.out.String(), "\n"))
+		return consoleHasEvent(n.out.String(), source, id)
 	})
+}
+
+// consoleHasEvent looks for an event about the user among console lines
+// (one CloudEvent JSON per line; other lines are skipped).
+func consoleHasEvent(out, source, id string) error {
+	for line := range strings.SplitSeq(out, "\n") {
+		var e struct {
+			Type string
+			Data struct{ User struct{ Source, ID string } }
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type != "" && e.Data.User.Source == source && e.Data.User.ID == id {
+			return nil
+		}
+	}
+	return fmt.Errorf("not among %d lines", strings.Count(out, "\n"))
 }
 
 // composePrometheus is the prometheus binary running with the compose

@@ -139,7 +139,6 @@ func testDockerImage(t *testing.T) {
 			User       string
 			Cmd        []string
 			Entrypoint []string
-			Env        []string
 		}
 	}
 	if err := json.Unmarshal([]byte(mustDocker(t, time.Minute, "image", "inspect", dockerImage)), &img); err != nil || len(img) != 1 {
@@ -382,19 +381,7 @@ func testDockerCompose(t *testing.T) {
 			fallthrough
 		case "notifier":
 			addr := httpAddr(name)
-			testutil.CheckEvery(t, 60*time.Second, pollEvery, name+" ready on "+addr, func() error {
-				for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready"} {
-					b, err := httpGet("http://"+addr+path, http.StatusOK)
-					if err != nil {
-						return err
-					}
-					var body struct{ Status string }
-					if json.Unmarshal(b, &body) != nil || body.Status != want {
-						return fmt.Errorf("%s: %s", path, b)
-					}
-				}
-				return nil
-			})
+			testutil.CheckEvery(t, 60*time.Second, pollEvery, name+" ready on "+addr, func() error { return healthyAndReady(addr) })
 		}
 	}
 	sources := pollerSources(t, services[pollers[0]].env)
@@ -483,22 +470,20 @@ func dockerLeases(t *testing.T, pollers []string, httpAddr func(string) string, 
 	t.Helper()
 	var holders map[string]string
 	testutil.CheckEvery(t, 90*time.Second, pollEvery, fmt.Sprintf("one of %v polling each of %v", pollers, sources), func() error {
+		metrics := map[string]map[string]float64{} // each poller's, fetched once per poll
+		for _, p := range pollers {
+			m, err := testutil.Metrics(httpAddr(p))
+			if err != nil {
+				return err
+			}
+			metrics[p] = m
+		}
 		cur := map[string]string{}
 		for _, src := range sources {
 			for _, p := range pollers {
-				m, err := testutil.Metrics(httpAddr(p))
-				if err != nil {
-					return err
-				}
-				ran := 0.0
-				for series, v := range m {
-					if strings.HasPrefix(series, "rollcall_source_runs_total{") && strings.Contains(series, fmt.Sprintf("source=%q", src)) {
-						ran += v
-					}
-				}
-				healthy := m[fmt.Sprintf(`rollcall_source_healthy{kind=%q,source=%q}`, src, src)]
+				ran, succeeded, healthy := sourceState(metrics[p], src)
 				switch {
-				case healthy == 1 && m[runsSeries(src, "success")] >= 1:
+				case healthy == 1 && succeeded >= 1:
 					if cur[src] != "" {
 						return fmt.Errorf("%s and %s both poll %s", cur[src], p, src)
 					}
@@ -526,16 +511,7 @@ func waitDockerEvent(t *testing.T, logs func() (string, error), source, id strin
 		if err != nil {
 			return err
 		}
-		for line := range strings.SplitSeq(out, "\n") {
-			var e struct {
-				Type string
-				Data struct{ User struct{ Source, ID string } }
-			}
-			if json.Unmarshal([]byte(line), &e) == nil && e.Type != "" && e.Data.User.Source == source && e.Data.User.ID == id {
-				return nil
-			}
-		}
-		return fmt.Errorf("not among %d lines", strings.Count(out, "\n"))
+		return consoleHasEvent(out, source, id)
 	})
 }
 
