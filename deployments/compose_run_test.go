@@ -983,17 +983,7 @@ func startComposePrometheus(t *testing.T, services map[string]composeService, ho
 			t.Fatal(err)
 		}
 		rules = append(rules, abs)
-		rdocs, err := readYAMLDocs(abs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, g := range ylist(rdocs[0]["groups"]) {
-			for _, r := range ylist(ydig(g, "rules")) {
-				if a := ystr(ydig(r, "alert")); a != "" {
-					p.rules = append(p.rules, a)
-				}
-			}
-		}
+		p.rules = append(p.rules, alertNames(t, abs)...)
 	}
 	cfg["rule_files"] = rules
 	for _, sc := range ylist(cfg["scrape_configs"]) {
@@ -1045,32 +1035,91 @@ func startComposePrometheus(t *testing.T, services map[string]composeService, ho
 }
 
 // query runs an instant PromQL query.
-func (p *composePrometheus) query(q string) ([]struct {
-	Metric map[string]string
-	Value  []any
-}, error) {
+func (p *composePrometheus) query(q string) ([]promSample, error) {
 	select {
 	case <-p.exited:
 		return nil, fmt.Errorf("prometheus exited:\n%s", p.log.String())
 	default:
 	}
-	b, err := httpGet("http://"+p.addr+"/api/v1/query?query="+url.QueryEscape(q), http.StatusOK)
+	return promQuery("http://"+p.addr, q)
+}
+
+// promSample is one series of an instant query's result.
+type promSample struct {
+	Metric map[string]string
+	Value  []any
+}
+
+// promQuery runs an instant PromQL query on the Prometheus at base.
+func promQuery(base, q string) ([]promSample, error) {
+	b, err := httpGet(base+"/api/v1/query?query="+url.QueryEscape(q), http.StatusOK)
 	if err != nil {
 		return nil, err
 	}
 	var res struct {
 		Status string
-		Data   struct {
-			Result []struct {
-				Metric map[string]string
-				Value  []any
-			}
-		}
+		Data   struct{ Result []promSample }
 	}
 	if err := json.Unmarshal(b, &res); err != nil || res.Status != "success" {
 		return nil, fmt.Errorf("query %s: %v %s", q, err, b)
 	}
 	return res.Data.Result, nil
+}
+
+// alertNames lists the alerting rules of a Prometheus rule file.
+func alertNames(t *testing.T, path string) []string {
+	t.Helper()
+	docs, err := readYAMLDocs(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, g := range ylist(docs[0]["groups"]) {
+		for _, r := range ylist(ydig(g, "rules")) {
+			if a := ystr(ydig(r, "alert")); a != "" {
+				names = append(names, a)
+			}
+		}
+	}
+	return names
+}
+
+// promRulesLoaded asks the Prometheus at base for its rules: every rule
+// evaluated without error, and its alerting rules exactly want.
+func promRulesLoaded(base string, want []string) error {
+	b, err := httpGet(base+"/api/v1/rules", http.StatusOK)
+	if err != nil {
+		return err
+	}
+	var res struct {
+		Data struct {
+			Groups []struct {
+				Name  string
+				Rules []struct{ Name, Type, Health, LastError string }
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return err
+	}
+	var alerts []string
+	for _, g := range res.Data.Groups {
+		for _, r := range g.Rules {
+			if r.Health != "ok" {
+				return fmt.Errorf("rule %s/%s: health %q %s", g.Name, r.Name, r.Health, r.LastError)
+			}
+			if r.Type == "alerting" {
+				alerts = append(alerts, r.Name)
+			}
+		}
+	}
+	want = slices.Clone(want)
+	sort.Strings(alerts)
+	sort.Strings(want)
+	if len(want) == 0 || !slices.Equal(alerts, want) {
+		return fmt.Errorf("alerting rules %v, want %v", alerts, want)
+	}
+	return nil
 }
 
 // waitUp waits until `up` of the target at addr is want ("1" or "0").
@@ -1137,38 +1186,6 @@ func (p *composePrometheus) check(t *testing.T, services []*composeProc, timeout
 		})
 	}
 	testutil.CheckFor(t, timeout, "prometheus: the alerting rules loaded and evaluated", func() error {
-		b, err := httpGet("http://"+p.addr+"/api/v1/rules", http.StatusOK)
-		if err != nil {
-			return err
-		}
-		var res struct {
-			Data struct {
-				Groups []struct {
-					Name  string
-					Rules []struct{ Name, Type, Health, LastError string }
-				}
-			}
-		}
-		if err := json.Unmarshal(b, &res); err != nil {
-			return err
-		}
-		var alerts []string
-		for _, g := range res.Data.Groups {
-			for _, r := range g.Rules {
-				if r.Health != "ok" {
-					return fmt.Errorf("rule %s/%s: health %q %s", g.Name, r.Name, r.Health, r.LastError)
-				}
-				if r.Type == "alerting" {
-					alerts = append(alerts, r.Name)
-				}
-			}
-		}
-		want := slices.Clone(p.rules)
-		sort.Strings(alerts)
-		sort.Strings(want)
-		if len(want) == 0 || !slices.Equal(alerts, want) {
-			return fmt.Errorf("alerting rules %v, want %v", alerts, want)
-		}
-		return nil
+		return promRulesLoaded("http://"+p.addr, p.rules)
 	})
 }

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -532,14 +532,7 @@ func checkDockerPrometheus(t *testing.T, base string) {
 			}
 		}
 	}
-	rdocs, err := readYAMLDocs("prometheus/alerts.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	alerts := 0
-	for _, g := range ylist(rdocs[0]["groups"]) {
-		alerts += len(ylist(ydig(g, "rules")))
-	}
+	alerts := alertNames(t, "prometheus/alerts.yaml")
 	testutil.CheckEvery(t, 90*time.Second, pollEvery, "prometheus: every target up", func() error {
 		b, err := httpGet(base+"/api/v1/targets", http.StatusOK)
 		if err != nil {
@@ -564,47 +557,21 @@ func checkDockerPrometheus(t *testing.T, base string) {
 			}
 			got[tg.Labels["instance"]] = tg.Labels["job"]
 		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
+		if !maps.Equal(got, want) {
 			return fmt.Errorf("targets %v, want %v", got, want)
 		}
 		return nil
 	})
 	testutil.CheckEvery(t, 60*time.Second, pollEvery, "prometheus: rollcall samples and every rule loaded", func() error {
 		for _, q := range []string{`rollcall_source_runs_total{outcome="success"}`, `rollcall_sink_deliveries_total`} {
-			b, err := httpGet(base+"/api/v1/query?query="+url.QueryEscape(q), http.StatusOK)
+			res, err := promQuery(base, q)
 			if err != nil {
 				return err
 			}
-			if !bytes.Contains(b, []byte(`"value"`)) {
-				return fmt.Errorf("no samples of %s: %s", q, b)
+			if len(res) == 0 {
+				return fmt.Errorf("no samples of %s", q)
 			}
 		}
-		b, err := httpGet(base+"/api/v1/rules", http.StatusOK)
-		if err != nil {
-			return err
-		}
-		var res struct {
-			Data struct {
-				Groups []struct {
-					Rules []struct{ Name, Health, LastError string }
-				}
-			}
-		}
-		if err := json.Unmarshal(b, &res); err != nil {
-			return err
-		}
-		n := 0
-		for _, g := range res.Data.Groups {
-			for _, r := range g.Rules {
-				if r.Health != "ok" {
-					return fmt.Errorf("rule %s is %q: %s", r.Name, r.Health, r.LastError)
-				}
-				n++
-			}
-		}
-		if n != alerts {
-			return fmt.Errorf("%d rules evaluated, alerts.yaml has %d", n, alerts)
-		}
-		return nil
+		return promRulesLoaded(base, alerts)
 	})
 }
