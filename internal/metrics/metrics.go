@@ -20,6 +20,8 @@ type Poller struct {
 	EventsDuplicated *prometheus.CounterVec
 	APIRequests      *prometheus.CounterVec
 	APIRetries       *prometheus.CounterVec
+	AbsenceChecks    *prometheus.CounterVec
+	RecordsUncarried *prometheus.GaugeVec
 }
 
 // NewPoller creates the poller metrics and registers them with reg.
@@ -70,9 +72,17 @@ func NewPoller(reg prometheus.Registerer) *Poller {
 			Name: "rollcall_source_api_retries_total",
 			Help: "Failed API requests the source client retried within a run.",
 		}, []string{"source"}),
+		AbsenceChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rollcall_source_absence_checks_total",
+			Help: "Users missing from a complete snapshot, by how their absence was checked (lookup, snapshot) and what was found (absent: retired; present: kept; unresolved: kept until a later run tells).",
+		}, []string{"source", "method", "outcome"}),
+		RecordsUncarried: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rollcall_source_records_uncarried",
+			Help: "Users the source's last run left out because their events or record are too large to store even with the raw record cut.",
+		}, []string{"source"}),
 	}
 	reg.MustRegister(m.SourceHealthy, m.Runs, m.RunDuration, m.UsersTracked, m.LastSuccess, m.TokenExpiry, m.RemovalsHeld,
-		m.EventsPublished, m.EventsDuplicated, m.APIRequests, m.APIRetries)
+		m.EventsPublished, m.EventsDuplicated, m.APIRequests, m.APIRetries, m.AbsenceChecks, m.RecordsUncarried)
 	return m
 }
 

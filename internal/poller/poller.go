@@ -22,16 +22,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rollcall/rollcall/internal/bus"
-	"github.com/rollcall/rollcall/internal/diff"
 	"github.com/rollcall/rollcall/internal/httpx"
-	"github.com/rollcall/rollcall/internal/logging"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/internal/state"
@@ -98,9 +95,28 @@ type Config struct {
 	// starts warning; default 30 days.
 	ExpiryWarning time.Duration
 	Lease         LeaseConfig
-	Metrics       *metrics.Poller
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// MaxPayload is the largest message the NATS server accepts (its
+	// max_payload); a user whose events or KV record would be larger is
+	// left out of the run and reported. Default 1 MiB, NATS's default.
+	MaxPayload int
+	// MaxRawBytes caps each user's raw record (events.CapRaw); default
+	// events.DefaultMaxRawBytes.
+	MaxRawBytes int
+	// LookupTimeout bounds one direct lookup of a missing user; one that
+	// takes longer counts as failed, and a second listing decides. Default
+	// 30s.
+	LookupTimeout time.Duration
+	// Fault, when set, is asked at each fault point of a run (Fault*
+	// constants) and stops the run there, as a crash would, when it
+	// returns an error. Tests and the randomized simulation use it.
+	Fault func(point string) error
+	// OnRun, when set, is called after every run of a source with its
+	// result and error, from the source's goroutine. The randomized
+	// simulation checks what each run saw with it.
+	OnRun   func(source string, res Result, err error)
+	Metrics *metrics.Poller
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Poller polls sources and commits what changed.
@@ -132,7 +148,10 @@ type Health struct {
 	Error        string    `json:"error,omitempty"`
 	LastSuccess  time.Time `json:"lastSuccess,omitzero"`
 	RemovalsHeld int       `json:"removalsHeld,omitempty"`
-	TokenExpiry  time.Time `json:"tokenExpiry,omitzero"`
+	// Uncarried counts the users the last run could not carry (their
+	// events or record too large to store even cut).
+	Uncarried   int       `json:"uncarried,omitempty"`
+	TokenExpiry time.Time `json:"tokenExpiry,omitzero"`
 }
 
 // Health states.
@@ -170,6 +189,15 @@ func New(pub jetstream.Publisher, h *bus.Handles, cfg Config, srcs ...SourceConf
 	}
 	if cfg.WatchEvery <= 0 {
 		cfg.WatchEvery = 10 * time.Second
+	}
+	if cfg.LookupTimeout <= 0 {
+		cfg.LookupTimeout = 30 * time.Second
+	}
+	if cfg.MaxPayload <= 0 {
+		cfg.MaxPayload = 1 << 20
+	}
+	if cfg.MaxRawBytes <= 0 {
+		cfg.MaxRawBytes = events.DefaultMaxRawBytes
 	}
 	if cfg.ExpiryWarning <= 0 {
 		cfg.ExpiryWarning = 30 * 24 * time.Hour
@@ -259,7 +287,10 @@ func (p *Poller) loop(ctx context.Context, sc SourceConfig) {
 		if keeper != nil {
 			rctx, cancel = keeper.runContext(ctx)
 		}
-		_, err := p.runOnce(rctx, sc, keeper)
+		res, err := p.runOnce(rctx, sc, keeper)
+		if p.cfg.OnRun != nil {
+			p.cfg.OnRun(sc.Source.Name(), res, err)
+		}
 		lost := rctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if ctx.Err() != nil {
@@ -397,6 +428,13 @@ type Result struct {
 	Duplicates int  // events the stream already had
 	Writes     int  // users written
 	Held       int  // removals the guard held back
+	// SnapshotStart and SnapshotEnd bracket the listing the run diffed.
+	SnapshotStart, SnapshotEnd time.Time
+	// Unconfirmed counts the users missing from a complete snapshot whose
+	// absence was not confirmed (found by a lookup or a second listing, or
+	// neither could tell): they keep their state.
+	Unconfirmed int
+	Uncarried   int // users left out because their change is too large to store
 	// Phases is where the run's time went.
 	Phases Phases
 }
@@ -406,13 +444,14 @@ type Phases struct {
 	State    time.Duration // the source's bookkeeping and the users' index: read, checked or loaded
 	Snapshot time.Duration // fetching and decoding the directory
 	Diff     time.Duration // comparing it with the index and building the events
+	Confirm  time.Duration // confirming absences: lookups or a second listing
 	Read     time.Duration // reading the previous records of the users that changed
 	Publish  time.Duration // publishing the events and waiting for their acks
 	Write    time.Duration // writing the users and the source's bookkeeping
 }
 
 func (ph Phases) logAttrs() []any {
-	return []any{"t_state", ph.State.String(), "t_snapshot", ph.Snapshot.String(), "t_diff", ph.Diff.String(),
+	return []any{"t_state", ph.State.String(), "t_snapshot", ph.Snapshot.String(), "t_diff", ph.Diff.String(), "t_confirm", ph.Confirm.String(),
 		"t_read", ph.Read.String(), "t_publish", ph.Publish.String(), "t_write", ph.Write.String()}
 }
 
@@ -420,7 +459,11 @@ func (ph Phases) logAttrs() []any {
 func (p *Poller) RunOnce(ctx context.Context, name string) (Result, error) {
 	for _, sc := range p.sources {
 		if sc.Source.Name() == name {
-			return p.runOnce(ctx, sc, nil)
+			res, err := p.runOnce(ctx, sc, nil)
+			if p.cfg.OnRun != nil {
+				p.cfg.OnRun(name, res, err)
+			}
+			return res, err
 		}
 	}
 	return Result{}, fmt.Errorf("poller: no source named %q", name)
@@ -495,232 +538,6 @@ func (p *Poller) index(ctx context.Context, k *known, users *state.Users, log *s
 	log.Info("loaded the source's users from the KV", "users", idx.Len(), "duration", time.Since(start).String())
 	k.idx = idx
 	return idx, nil
-}
-
-// errLeaseLost ends a run whose replica no longer holds the source's lease.
-var errLeaseLost = errors.New("lease lost")
-
-func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeeper) (Result, error) {
-	src := sc.Source
-	name := src.Name()
-	id := runID()
-	log := p.log.With("source", name, "run", id)
-	// The source client logs with ctx, not with log: the run id reaches
-	// its lines through the context (see logging.With).
-	ctx = logging.With(ctx, "run", id)
-	start := p.cfg.Now()
-	phaseStart := time.Now()
-	var res Result
-
-	st, stRev, err := p.srcs.Get(ctx, name)
-	if err != nil {
-		return res, err
-	}
-	if st.Held != nil {
-		// Held removals stay reported between complete snapshots, and
-		// after a restart, until a complete snapshot settles them.
-		p.setHealth(src, func(h *Health) { h.RemovalsHeld = st.Held.Count })
-	}
-	// What the poller knows of the source's users is a compact index kept
-	// between runs; only the records of the users that changed are read.
-	users := state.NewUsers(p.h.Users, name)
-	k := p.knownOf(name)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	idx, err := p.index(ctx, k, users, log)
-	if err != nil {
-		return res, err
-	}
-	mark := time.Now()
-	lap := func(d *time.Duration) {
-		now := time.Now()
-		*d += now.Sub(mark)
-		mark = now
-	}
-	res.Phases.State = mark.Sub(phaseStart)
-	req := sources.Request{Cursor: st.Cursor}
-	if !st.Seeded || st.Cursor == "" || sc.FullSyncInterval <= 0 || start.Sub(st.LastFullSync) >= sc.FullSyncInterval {
-		req.Full = true
-	}
-	log.Debug("run started", "full", req.Full, "known_users", idx.Len())
-	snap, err := src.Snapshot(ctx, req)
-	if err != nil {
-		return res, fmt.Errorf("source %s: snapshot: %w", name, err)
-	}
-	lap(&res.Phases.Snapshot)
-	res.Users, res.Complete = len(snap.Users), snap.Complete
-	if !st.Seeded && !snap.Complete {
-		return res, fmt.Errorf("source %s: first snapshot is incomplete; refusing to seed from it", name)
-	}
-	observed := p.cfg.Now().UTC()
-	in := diff.Input{Source: name, Kind: src.Kind(), Known: idx, Snapshot: snap.Users, Complete: snap.Complete, Observed: observed}
-	plan, err := diff.Scan(in)
-	if err != nil {
-		return res, err
-	}
-	in.Plan = &plan
-	next := st
-	if snap.Complete {
-		held := p.guard(plan.Missing, plan.Known, len(snap.Users), st.Held, observed)
-		next.Held = held
-		heldCount := 0
-		if held != nil && observed.Sub(held.Since) < p.cfg.Guard.Hold {
-			in.HoldRemovals = true
-			heldCount = held.Count
-			log.Error("mass removal held: users missing from the directory are not retired yet",
-				"missing", held.Count, "known", plan.Known, "max_ratio", p.cfg.Guard.MaxRatio,
-				"apply_after", held.Since.Add(p.cfg.Guard.Hold).Format(time.RFC3339),
-				"what_to_do", "if the removal is real, wait for REMOVAL_HOLD or raise MAX_REMOVAL_RATIO; otherwise check the source")
-		} else if held != nil {
-			log.Warn("mass removal persisted for the whole hold time; retiring the missing users", "missing", held.Count)
-			next.Held = nil
-		}
-		res.Held = heldCount
-		p.setHealth(src, func(h *Health) { h.RemovalsHeld = heldCount })
-	}
-	need := slices.Clone(plan.Need)
-	if !in.HoldRemovals {
-		need = append(need, plan.Missing...)
-	}
-	lap(&res.Phases.Diff)
-	idx.SortByRevision(need)
-	if in.Previous, err = users.Records(ctx, need); err != nil {
-		return res, err
-	}
-	lap(&res.Phases.Read)
-	// The first snapshot seeds silently (unless EMIT_INITIAL): no events
-	// for the users it brings.
-	in.SilentNew = !st.Seeded && !p.cfg.EmitInitial
-	d, err := diff.Compute(in)
-	if err != nil {
-		return res, err
-	}
-	evs := d.Events
-	if !st.Seeded {
-		res.Seeded = true
-		if !p.cfg.EmitInitial {
-			// The first snapshot seeds silently. A first run that crashed
-			// part-way may have written some users already: their changes
-			// since are real and are published; only users the seed has
-			// not reached yet stay silent.
-			evs = evs[:0:0]
-			for _, e := range d.Events {
-				if _, seeded := idx.Lookup(e.Subject()); seeded {
-					evs = append(evs, e)
-				}
-			}
-		}
-	}
-	res.Events = len(evs)
-	lap(&res.Phases.Diff)
-	next.Seeded = true
-	next.Cursor = snap.Cursor
-	if snap.Complete {
-		next.LastFullSync = observed
-		next.LastCompleteSize = len(snap.Users)
-	}
-	// A run that changed nothing writes nothing: steady state costs NATS no
-	// writes. The full-sync time matters only to sources that alternate.
-	fullSyncDue := snap.Complete && sc.FullSyncInterval > 0
-	putSource := len(d.Writes) > 0 || next.Cursor != st.Cursor || !st.Seeded || next.LastCompleteSize != st.LastCompleteSize || fullSyncDue || !sameHeld(next.Held, st.Held)
-	if len(evs) == 0 && !putSource {
-		// Nothing to commit, so no lease to confirm either: confirming
-		// renews it, a write on every run.
-		if m := p.cfg.Metrics; m != nil && snap.Complete {
-			m.UsersTracked.WithLabelValues(name).Set(float64(len(snap.Users)))
-		}
-		log.Info("run complete", append([]any{"users", res.Users, "complete", res.Complete, "seeded", res.Seeded,
-			"events", 0, "duplicates", 0, "writes", 0, "duration", p.cfg.Now().Sub(start).String()}, res.Phases.logAttrs()...)...)
-		return res, nil
-	}
-
-	// From here on the run commits or fails as a whole, even if a stop was
-	// requested meanwhile: abandoning between publish and write would only
-	// cost a rerun, but a bounded commit is cheaper and clearer.
-	if ctx.Err() != nil {
-		return res, fmt.Errorf("source %s: run abandoned before commit: %w", name, ctx.Err())
-	}
-	// The commit is bounded by CommitTimeout plus a millisecond per write,
-	// and a requested stop cuts it after a short grace: events are always
-	// published before state is written, so a cut commit is repaired by the
-	// next run, whose republished ids JetStream drops.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.CommitTimeout+time.Duration(len(d.Writes)+len(evs))*time.Millisecond)
-	defer cancel()
-	defer context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(p.cfg.ShutdownGrace, cancel)
-		context.AfterFunc(cctx, func() { t.Stop() })
-	})()
-	if keeper != nil && !keeper.confirm(cctx) {
-		return res, fmt.Errorf("source %s: %w before commit", name, errLeaseLost)
-	}
-	if res.Seeded {
-		if err := p.putBaseline(cctx, name, snap); err != nil {
-			return res, err
-		}
-	}
-	lap(&res.Phases.Write) // the lease and the baseline
-	pr, err := bus.Publish(cctx, p.pub, evs)
-	lap(&res.Phases.Publish)
-	res.Stored, res.Duplicates = pr.Stored, pr.Duplicates
-	if m := p.cfg.Metrics; m != nil {
-		for typ, n := range pr.StoredByType {
-			m.EventsPublished.WithLabelValues(name, typ).Add(float64(n))
-		}
-		m.EventsDuplicated.WithLabelValues(name).Add(float64(pr.Duplicates))
-	}
-	if err != nil {
-		return res, fmt.Errorf("source %s: %w", name, err)
-	}
-	if err := users.Commit(cctx, d.Writes, idx); err != nil {
-		// Some writes may have been made: the index no longer tells.
-		k.idx = nil
-		return res, fmt.Errorf("source %s: %w", name, err)
-	}
-	res.Writes = len(d.Writes)
-	if m := p.cfg.Metrics; m != nil && snap.Complete {
-		m.UsersTracked.WithLabelValues(name).Set(float64(len(snap.Users)))
-	}
-	if putSource {
-		if err := p.srcs.Put(cctx, name, next, stRev); err != nil {
-			return res, fmt.Errorf("source %s: %w", name, err)
-		}
-	}
-	lap(&res.Phases.Write)
-	log.Info("run complete", append([]any{"users", res.Users, "complete", res.Complete, "seeded", res.Seeded,
-		"events", res.Events, "duplicates", res.Duplicates, "writes", res.Writes, "duration", p.cfg.Now().Sub(start).String()}, res.Phases.logAttrs()...)...)
-	return res, nil
-}
-
-// guard decides whether a complete snapshot's removals are suspicious: at
-// least MinRemovals users and more than MaxRatio of the known ones, or a drop
-// to an empty directory. It returns the held set (keeping its start time if
-// the same users were already missing) or nil when nothing is held.
-func (p *Poller) guard(removed []string, known, snapshotSize int, prev *state.HeldRemovals, now time.Time) *state.HeldRemovals {
-	n := len(removed)
-	if n == 0 || n < p.cfg.Guard.MinRemovals {
-		return nil
-	}
-	toEmpty := snapshotSize == 0
-	if !toEmpty && float64(n) <= p.cfg.Guard.MaxRatio*float64(known) {
-		return nil
-	}
-	h := sha256.New()
-	for _, id := range removed { // sorted by diff
-		h.Write([]byte(id))
-		h.Write([]byte{0})
-	}
-	digest := hex.EncodeToString(h.Sum(nil)[:16])
-	if prev != nil && prev.Digest == digest {
-		return prev
-	}
-	return &state.HeldRemovals{Digest: digest, Count: n, Since: now}
-}
-
-func sameHeld(a, b *state.HeldRemovals) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
 }
 
 // baselineChunkSize is the object store chunk of a baseline. The object

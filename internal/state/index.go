@@ -23,10 +23,10 @@ import (
 // the users that changed (Users.Records).
 //
 // The index stays valid as long as this poller is the only writer of the
-// source's keys: Users.Valid checks that nothing was written to them after
-// the last write the index knows of, and the poller loads the index afresh
-// when something was (another replica took the source over meanwhile, an
-// operator edited the bucket) or when a commit failed half-way.
+// source's keys: Users.Valid proves that every write to them since the
+// last check was one of this index's own, and the poller loads the index
+// afresh when one was not (another replica took the source over meanwhile,
+// an operator edited the bucket) or when a commit failed half-way.
 type Index struct {
 	mu      sync.Mutex
 	slot    map[string]int32 // user id → its position in ents and ids
@@ -34,6 +34,12 @@ type Index struct {
 	ids     []string
 	marks   uint32 // the current scan's mark (see Mark)
 	lastSeq uint64 // the revision (stream sequence) of the last write to the source's keys
+	// checked is the stream sequence up to which Valid has proved the
+	// index matches the bucket; own lists the revisions of the writes the
+	// index made since (see set), which Valid expects to find after it
+	// and nothing else.
+	checked uint64
+	own     []uint64
 }
 
 // entry packs diff.Entry into 32 bytes: the revision in the low 62 bits of
@@ -142,6 +148,24 @@ func (x *Index) LastSeq() uint64 {
 	return x.lastSeq
 }
 
+// unchecked returns where Valid must start looking and, sorted, the
+// revisions of the index's own writes since the last check.
+func (x *Index) unchecked() (from uint64, own []uint64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	own = slices.Clone(x.own)
+	slices.Sort(own)
+	return x.checked + 1, own
+}
+
+// checkedThrough records that the bucket matches the index up to seq.
+func (x *Index) checkedThrough(seq uint64, own int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.checked = max(x.checked, seq)
+	x.own = x.own[own:]
+}
+
 // SortByRevision orders ids (users the index knows) by their KV revision,
 // the order their records lie in the bucket's stream. Reading them in that
 // order, a large bucket's server loads each block of the stream once
@@ -165,6 +189,7 @@ func (x *Index) set(id string, rev uint64, d events.Digest, g diff.Gone) {
 	defer x.mu.Unlock()
 	x.put(id, pack(rev, d, g))
 	x.lastSeq = max(x.lastSeq, rev)
+	x.own = append(x.own, rev)
 }
 
 // put stores e for id; x.mu must be held or x not yet shared.
@@ -213,6 +238,7 @@ func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
 				x = NewIndex(n)
 			}
 			if e == nil { // the initial values are all delivered
+				x.checked = x.lastSeq
 				return x, nil
 			}
 			if e.Operation() != jetstream.KeyValuePut {
@@ -221,7 +247,7 @@ func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
 				x.lastSeq = max(x.lastSeq, e.Revision())
 				continue
 			}
-			id, err := events.DecodeKey(e.Key()[prefix:])
+			id, err := keyID(e.Key()[prefix:], e.Value())
 			if err != nil {
 				return nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
 			}
@@ -235,25 +261,60 @@ func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
 	}
 }
 
-// Valid reports whether x still describes the source's keys: whether
-// nothing was written to them after the last write x knows of. It asks the
-// server how many such writes there are, with a watch from that revision
-// on that reads no value.
+// keyID is the user id a key stands for: decoded from the key, or, for
+// the hashed key of an over-long id, read from its record.
+func keyID(key string, value []byte) (string, error) {
+	id, err := events.DecodeKey(key)
+	if !errors.Is(err, events.ErrHashedKey) {
+		return id, err
+	}
+	var r Record
+	if err := json.Unmarshal(value, &r); err != nil {
+		return "", err
+	}
+	if events.EncodeKey(r.User.ID) != key {
+		return "", fmt.Errorf("record of user %.40q… does not belong to its key", r.User.ID)
+	}
+	return r.User.ID, nil
+}
+
+// Valid reports whether x still describes the source's keys: whether every
+// write to them since the last check was one x made itself (Commit). It
+// reads, without values, the bucket's writes to the source's keys after the
+// last check: one the index did not make (another replica, an operator, a
+// write that raced this poller's own) makes the index invalid, however its
+// revision compares with the index's own later writes.
 func (u *Users) Valid(ctx context.Context, x *Index) (bool, error) {
-	w, err := u.kv.Watch(ctx, u.source+".>", jetstream.IncludeHistory(), jetstream.MetaOnly(), jetstream.ResumeFromRevision(x.LastSeq()+1))
+	from, own := x.unchecked()
+	w, err := u.kv.Watch(ctx, u.source+".>", jetstream.IncludeHistory(), jetstream.MetaOnly(), jetstream.ResumeFromRevision(from))
 	if err != nil {
 		return false, fmt.Errorf("check state of %s: %w", u.source, err)
 	}
 	defer w.Stop()
-	select {
-	case e, ok := <-w.Updates():
-		if !ok {
-			return false, fmt.Errorf("check state of %s: watcher closed", u.source)
+	seen, last := 0, from-1
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return false, fmt.Errorf("check state of %s: watcher closed", u.source)
+			}
+			if e == nil { // everything after from is delivered
+				if seen != len(own) {
+					// One of the index's writes is gone: overwritten
+					// or purged by another writer.
+					return false, nil
+				}
+				x.checkedThrough(last, len(own))
+				return true, nil
+			}
+			if _, mine := slices.BinarySearch(own, e.Revision()); !mine {
+				return false, nil
+			}
+			seen++
+			last = e.Revision()
+		case <-ctx.Done():
+			return false, fmt.Errorf("check state of %s: %w", u.source, ctx.Err())
 		}
-		// nil: nothing pending, the initial values are all delivered.
-		return e == nil, nil
-	case <-ctx.Done():
-		return false, fmt.Errorf("check state of %s: %w", u.source, ctx.Err())
 	}
 }
 
@@ -299,6 +360,11 @@ func (u *Users) Commit(ctx context.Context, writes []diff.Write, x *Index) error
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(writes[a].Revision, writes[b].Revision) })
 	return u.each(ctx, len(writes), func(ctx context.Context, i int) error {
+		if u.BeforeWrite != nil {
+			if err := u.BeforeWrite(); err != nil {
+				return err
+			}
+		}
 		w := writes[order[i]]
 		d := w.User.Digest()
 		rev, err := u.write(ctx, w, d)

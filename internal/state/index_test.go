@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/rollcall/rollcall/internal/bus"
@@ -212,4 +213,101 @@ func TestScanWithIndexMarks(t *testing.T) {
 	if fmt.Sprint(ids) != "[u0 u2 u4]" {
 		t.Fatalf("sorted by revision: %v", ids)
 	}
+}
+
+// TestValidSeesAForeignWriteBeforeOurOwn: another writer changes a key
+// after this index was checked and before it commits writes of its own
+// (to other keys, at higher revisions). Checking only for writes after the
+// index's last one would miss it for good; Valid must not.
+func TestValidSeesAForeignWriteBeforeOurOwn(t *testing.T) {
+	ctx := context.Background()
+	_, js := natstest.Connect(t, natstest.Start(t))
+	h, err := bus.Ensure(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := NewUsers(h.Users, "veeam")
+	mk := func(id string) diff.Write {
+		return diff.Write{User: events.User{Source: "veeam", SourceKind: events.KindVeeam, ID: id, Status: "enabled"}}
+	}
+	x := NewIndex(0)
+	if err := users.Commit(ctx, []diff.Write{mk("a"), mk("b"), mk("x")}, x); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		foreign func() error
+	}{
+		{"put of another key", func() error {
+			e, _ := x.Lookup("x")
+			_, err := h.Users.Update(ctx, events.StateKey("veeam", "x"), []byte(`{"user":{"id":"x","status":"removed"},"fingerprint":"00112233445566778899aabbccddeeff"}`), e.Revision)
+			return err
+		}},
+		{"delete of another key", func() error { return h.Users.Delete(ctx, events.StateKey("veeam", "x")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			x, err := users.LoadIndex(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := users.Valid(ctx, x); err != nil || !ok {
+				t.Fatalf("fresh index: valid %v, %v", ok, err)
+			}
+			if err := tc.foreign(); err != nil {
+				t.Fatal(err)
+			}
+			// Our own commit to another key lands after the foreign write.
+			a, _ := x.Lookup("a")
+			w := mk("a")
+			w.User.Email = tc.name
+			w.Revision = a.Revision
+			if err := users.Commit(ctx, []diff.Write{w}, x); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := users.Valid(ctx, x); err != nil || ok {
+				t.Fatalf("valid %v, %v after a foreign write interleaved with our own", ok, err)
+			}
+			// Put x back for the next case.
+			if _, err := h.Users.Put(ctx, events.StateKey("veeam", "x"), mustRecord(t, mk("x").User)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// An over-long id is stored under its hashed key and loaded back by the id
+// its record holds.
+func TestIndexLoadsHashedKeys(t *testing.T) {
+	ctx := context.Background()
+	_, js := natstest.Connect(t, natstest.Start(t))
+	h, err := bus.Ensure(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := NewUsers(h.Users, "veeam")
+	long := strings.Repeat("L", 1500)
+	w := diff.Write{User: events.User{Source: "veeam", SourceKind: events.KindVeeam, ID: long, Status: "enabled"}}
+	if err := users.Commit(ctx, []diff.Write{w}, NewIndex(0)); err != nil {
+		t.Fatal(err)
+	}
+	x, err := users.LoadIndex(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := x.Lookup(long); !ok || e.Digest != w.User.Digest() {
+		t.Fatalf("over-long id not loaded by its id: %+v %v", e, ok)
+	}
+	recs, err := users.Records(ctx, []string{long})
+	if err != nil || recs[long].User.ID != long {
+		t.Fatalf("records: %v", err)
+	}
+}
+
+func mustRecord(t *testing.T, u events.User) []byte {
+	t.Helper()
+	b, err := json.Marshal(Record{User: u, Fingerprint: u.Fingerprint()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -34,6 +34,10 @@ type Record struct {
 type Users struct {
 	kv     jetstream.KeyValue
 	source string
+	// BeforeWrite, when set, is called before each write of Commit; an
+	// error stops the commit there, as a crash would. The randomized
+	// simulation stops runs half-way through their writes with it.
+	BeforeWrite func() error
 }
 
 // NewUsers scopes kv to one source's keys.

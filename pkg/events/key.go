@@ -1,10 +1,25 @@
 package events
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 )
+
+// MaxKeyLen is the longest user key token EncodeKey writes out in full. A
+// longer encoding is replaced by HashedKeyPrefix and the SHA-256 of the id,
+// so that a directory holding a 2,000-byte id still gives a subject the
+// server accepts (a subject of several kB makes it close the connection)
+// and a KV key of bounded size. The event, the KV record and the webhook
+// keep the whole id; only the token is shortened.
+const MaxKeyLen = 256
+
+// HashedKeyPrefix starts a token that stands for an over-long id. The
+// reversible encoding never writes '_' followed by a letter beyond F, so the
+// two forms cannot collide.
+const HashedKeyPrefix = "_H"
 
 // EncodeKey turns a source's user id into a token that is both a valid NATS
 // subject token (no '.', '*', '>' or whitespace) and a valid KV key.
@@ -14,12 +29,23 @@ import (
 // by two upper-case hex digits. So "1" stays "1", a UUID stays as it is and
 // "a.b@c" becomes "a_2Eb_40c". The empty id encodes to "_" (which DecodeKey
 // maps back to "").
+//
+// An id whose encoding would be longer than MaxKeyLen bytes encodes to
+// HashedKeyPrefix followed by the lower-case hex SHA-256 of the id: stable,
+// unique in practice, but not reversible (DecodeKey reports
+// ErrHashedKey; the id is in the record or event the key belongs to).
 func EncodeKey(id string) string {
 	if id == "" {
 		return "_"
 	}
 	if plainKey(id) {
+		if len(id) > MaxKeyLen {
+			return hashedKey(id)
+		}
 		return id
+	}
+	if escapedLen(id) > MaxKeyLen {
+		return hashedKey(id)
 	}
 	const hexdigits = "0123456789ABCDEF"
 	var b strings.Builder
@@ -37,16 +63,46 @@ func EncodeKey(id string) string {
 	return b.String()
 }
 
+func hashedKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return HashedKeyPrefix + hex.EncodeToString(sum[:])
+}
+
+// escapedLen is the length of the reversible encoding of id.
+func escapedLen(id string) int {
+	n := 0
+	for i := 0; i < len(id); i++ {
+		if keyByte(id[i]) {
+			n++
+		} else {
+			n += 3
+		}
+	}
+	return n
+}
+
+// IsHashedKey reports whether key is the hashed form of an over-long id.
+func IsHashedKey(key string) bool {
+	return len(key) == len(HashedKeyPrefix)+2*sha256.Size && strings.HasPrefix(key, HashedKeyPrefix) && isLowerHex(key[len(HashedKeyPrefix):])
+}
+
 // ErrBadKey is returned by DecodeKey for a token EncodeKey cannot have made.
 var ErrBadKey = errors.New("events: malformed user key")
 
-// DecodeKey reverses EncodeKey.
+// ErrHashedKey is returned by DecodeKey for the hashed form of an over-long
+// id, which cannot be reversed: read the id from the record or event.
+var ErrHashedKey = errors.New("events: user key is the hash of an over-long id")
+
+// DecodeKey reverses EncodeKey. A hashed key gives ErrHashedKey.
 func DecodeKey(key string) (string, error) {
 	if key == "_" {
 		return "", nil
 	}
 	if key == "" {
 		return "", ErrBadKey
+	}
+	if IsHashedKey(key) {
+		return "", ErrHashedKey
 	}
 	if plainKey(key) {
 		return key, nil
@@ -87,6 +143,15 @@ func keyByte(c byte) bool {
 }
 
 func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 func unhex(c byte) byte {
 	if c <= '9' {

@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -38,6 +39,46 @@ func TestEncodeKey(t *testing.T) {
 	}
 }
 
+// TestLongKeysAreHashed: an id whose encoding would exceed MaxKeyLen gets a
+// fixed-size hashed token (a 1,500-character Veeam instanceUid once became a
+// 4.5 kB subject and the server closed the connection), distinct for
+// distinct ids, stable, never equal to a reversible encoding.
+func TestLongKeysAreHashed(t *testing.T) {
+	plain := strings.Repeat("a", events.MaxKeyLen)
+	if got := events.EncodeKey(plain); got != plain {
+		t.Fatalf("an id of exactly MaxKeyLen plain bytes should stay as it is, got %q", got)
+	}
+	escaped := strings.Repeat(".", events.MaxKeyLen/3)
+	if got := events.EncodeKey(escaped); events.IsHashedKey(got) || len(got) > events.MaxKeyLen {
+		t.Fatalf("an id whose encoding fits should stay reversible, got %q", got)
+	}
+	for name, id := range map[string]string{
+		"plain":   strings.Repeat("u", 1500),
+		"escaped": strings.Repeat("ü.", 200),
+		"2000":    strings.Repeat("x", 2000) + "@example.com",
+	} {
+		t.Run(name, func(t *testing.T) {
+			key := events.EncodeKey(id)
+			if !events.IsHashedKey(key) || !validToken(key) || len(key) > events.MaxKeyLen {
+				t.Fatalf("EncodeKey(%d bytes) = %q, want a hashed token", len(id), key)
+			}
+			if events.EncodeKey(id) != key {
+				t.Fatal("hashed key is not stable")
+			}
+			if events.EncodeKey(id+"!") == key {
+				t.Fatal("two ids share a hashed key")
+			}
+			if _, err := events.DecodeKey(key); !errors.Is(err, events.ErrHashedKey) {
+				t.Fatalf("DecodeKey = %v, want ErrHashedKey", err)
+			}
+			subject := events.Subject("veeam", id, events.TypeRegistered)
+			if len(subject) > 128 {
+				t.Fatalf("subject of %d bytes", len(subject))
+			}
+		})
+	}
+}
+
 func TestSubject(t *testing.T) {
 	if got := events.Subject("vpp", "1", events.TypeAssociated); got != "rollcall.events.vpp.1.user.associated" {
 		t.Fatalf("subject = %q", got)
@@ -70,7 +111,16 @@ func FuzzEncodeKey(f *testing.F) {
 		if !validToken(key) {
 			t.Fatalf("EncodeKey(%q) = %q is not a valid subject token / KV key", id, key)
 		}
+		if len(key) > events.MaxKeyLen {
+			t.Fatalf("EncodeKey(%d bytes) is %d bytes, above MaxKeyLen", len(id), len(key))
+		}
 		back, err := events.DecodeKey(key)
+		if events.IsHashedKey(key) {
+			if !errors.Is(err, events.ErrHashedKey) {
+				t.Fatalf("DecodeKey(hashed %q) = %q, %v; want ErrHashedKey", key, back, err)
+			}
+			return
+		}
 		if err != nil || back != id {
 			t.Fatalf("round trip %q → %q → %q, %v", id, key, back, err)
 		}

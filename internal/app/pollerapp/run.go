@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -100,6 +101,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		Guard:       poller.Guard{MinRemovals: cfg.RemovalGuardMin, MaxRatio: cfg.MaxRemovalRatio, Hold: cfg.RemovalHold},
 		Metrics:     pm,
 		Lease:       poller.LeaseConfig{Owner: ownerID(cfg.PollerID), TTL: cfg.LeaseTTL},
+		MaxPayload:  int(nc.MaxPayload()),
 		Logger:      log,
 	}, srcs...)
 
@@ -137,8 +139,15 @@ func sourceReady(h poller.Health) error {
 	case poller.StateFailing:
 		return fmt.Errorf("last run failed: %s", h.Error)
 	}
+	var degraded []string
 	if h.RemovalsHeld > 0 {
-		return ops.Degraded(fmt.Sprintf("%d removals held by the mass-removal guard", h.RemovalsHeld))
+		degraded = append(degraded, fmt.Sprintf("%d removals held by the mass-removal guard", h.RemovalsHeld))
+	}
+	if h.Uncarried > 0 {
+		degraded = append(degraded, fmt.Sprintf("%d users too large to store (see the log)", h.Uncarried))
+	}
+	if len(degraded) > 0 {
+		return ops.Degraded(strings.Join(degraded, "; "))
 	}
 	return nil
 }

@@ -7,6 +7,13 @@
 // count does not match the final total, sweeps again (bounded). A run that
 // cannot settle fails rather than reporting a snapshot that would retire
 // users who merely moved between pages.
+//
+// Even a settled sweep is not a consistent snapshot: a user deleted before
+// the current offset shifts every later user down a place, so a present user
+// can be skipped while the counts still match. Client.LookupUser therefore
+// asks GET /api/v3/users/{instanceUid} about a single user, so that the
+// poller retires only users whose absence the API confirms with a 404; any
+// other failure is an error, never an absence.
 package veeam
 
 import (
@@ -109,6 +116,9 @@ type APIError struct {
 	login bool
 	// hint tells the operator what to do; appended by Error.
 	hint string
+	// enveloped: the body was Veeam's errors envelope, so the answer came
+	// from the API and not from a proxy or load balancer in front of it.
+	enveloped bool
 }
 
 func (e *APIError) Error() string {
@@ -386,22 +396,83 @@ func (c *Client) sweep(ctx context.Context, sweep int) ([]events.User, int, erro
 
 // fetchPage gets one page, retrying throttling, server and transport errors.
 func (c *Client) fetchPage(ctx context.Context, offset, page int) ([]byte, error) {
+	q := url.Values{}
+	q.Set("limit", strconv.Itoa(c.cfg.PageSize))
+	q.Set("offset", strconv.Itoa(offset))
+	q.Set("sort", sortParam)
+	u := c.usersURL + "?" + q.Encode()
+	return c.retrying(ctx, "page "+strconv.Itoa(page), slog.Int("page", page), func() ([]byte, error) {
+		return c.get(ctx, u, "users")
+	})
+}
+
+// errAbsent is a lookup's 404: the API confirms the user does not exist.
+var errAbsent = errors.New("user not found")
+
+// LookupUser asks GET /api/v3/users/{id} whether the user with instanceUid
+// id exists. A user missing from a complete snapshot may only have shifted
+// across a page boundary while the directory changed, so the poller
+// confirms an absence here before retiring anyone.
+//
+// It answers (true, nil) for a 200 carrying that user and (false, nil) only
+// for a 404 in Veeam's errors envelope. Everything else is an error and
+// never an absence: throttling, 520s and transport errors are retried like
+// list pages (bounded by MaxAttempts), a 401 of a logged-in user refreshes
+// the token once, and a 404 without the envelope (a proxy's page, a wrong
+// base URL) or a 200 for another user proves nothing.
+func (c *Client) LookupUser(ctx context.Context, id string) (present bool, err error) {
+	what := "lookup of user " + quoteID(id)
+	if id == "" || id == "." || id == ".." {
+		// As a path segment these name the collection or its parent.
+		return false, fmt.Errorf("source %s: %s: the id cannot be looked up by path", c.cfg.Name, what)
+	}
+	u := c.usersURL + "/" + url.PathEscape(id)
+	body, err := c.retrying(ctx, what, slog.String("lookup", quoteID(id)), func() ([]byte, error) {
+		bearer, err := c.bearer(ctx)
+		if err != nil {
+			return nil, err
+		}
+		body, err := c.send(ctx, u, "user", bearer)
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.enveloped {
+			return nil, errAbsent
+		}
+		return body, err
+	})
+	switch {
+	case errors.Is(err, errAbsent):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	if err := decodeLookup(c.cfg.Name, id, body); err != nil {
+		return false, fmt.Errorf("source %s: %s: %w", c.cfg.Name, what, err)
+	}
+	return true, nil
+}
+
+// retrying calls once until it succeeds, retrying throttling, server and
+// transport errors with backoff (at most MaxAttempts times) and refreshing a
+// logged-in user's access token once on a 401. what names the request in
+// errors ("page 3"); attr names it in log lines.
+func (c *Client) retrying(ctx context.Context, what string, attr slog.Attr, once func() ([]byte, error)) ([]byte, error) {
 	refreshed := false
 	for attempt := 1; ; attempt++ {
-		body, err := c.getUsers(ctx, offset)
+		body, err := once()
 		if err == nil {
 			return body, nil
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("source %s: page %d: %w", c.cfg.Name, page, ctxErr)
+			return nil, fmt.Errorf("source %s: %s: %w", c.cfg.Name, what, ctxErr)
 		}
 		var ae *APIError
 		isAPI := errors.As(err, &ae)
 		if isAPI && ae.Status == http.StatusUnauthorized && c.cfg.Token == "" && !refreshed {
 			// The access token expired early or another login revoked it:
-			// refresh once and retry the same page without spending an attempt.
+			// refresh once and retry the same request without spending an
+			// attempt.
 			refreshed = true
-			c.log.WarnContext(ctx, "veeam access token rejected; refreshing", "page", page)
+			c.log.WarnContext(ctx, "veeam access token rejected; refreshing", attr)
 			c.dropAccessToken()
 			attempt--
 			continue
@@ -409,22 +480,22 @@ func (c *Client) fetchPage(ctx context.Context, offset, page int) ([]byte, error
 		retry, floor := retryable(err)
 		if !retry || attempt >= c.cfg.MaxAttempts {
 			if retry {
-				return nil, fmt.Errorf("source %s: page %d: giving up after %d attempts: %w", c.cfg.Name, page, attempt, err)
+				return nil, fmt.Errorf("source %s: %s: giving up after %d attempts: %w", c.cfg.Name, what, attempt, err)
 			}
-			return nil, fmt.Errorf("source %s: page %d: %w", c.cfg.Name, page, err)
+			return nil, fmt.Errorf("source %s: %s: %w", c.cfg.Name, what, err)
 		}
 		delay := c.cfg.Backoff.Delay(attempt, floor)
-		c.log.WarnContext(ctx, "veeam request failed; retrying", "page", page, "attempt", attempt, "delay", delay, "error", err)
+		c.log.WarnContext(ctx, "veeam request failed; retrying", attr, "attempt", attempt, "delay", delay, "error", err)
 		if c.cfg.Observer != nil {
 			c.cfg.Observer.Retry()
 		}
 		if err := httpx.Sleep(ctx, delay); err != nil {
-			return nil, fmt.Errorf("source %s: page %d: %w", c.cfg.Name, page, err)
+			return nil, fmt.Errorf("source %s: %s: %w", c.cfg.Name, what, err)
 		}
 	}
 }
 
-// retryable classifies an error of getUsers or the token endpoint.
+// retryable classifies an error of get or the token endpoint.
 func retryable(err error) (bool, time.Duration) {
 	var ae *APIError
 	if errors.As(err, &ae) {
@@ -439,17 +510,20 @@ func retryable(err error) (bool, time.Duration) {
 	return httpx.Retryable(err)
 }
 
-// getUsers makes one request for one page and returns the body of a 200.
-func (c *Client) getUsers(ctx context.Context, offset int) ([]byte, error) {
+// get makes one GET of rawURL (below /api/v3/users) and returns the body of
+// a 200. what names the resource in transport errors ("users", "user").
+func (c *Client) get(ctx context.Context, rawURL, what string) ([]byte, error) {
 	bearer, err := c.bearer(ctx)
 	if err != nil {
 		return nil, err
 	}
-	q := url.Values{}
-	q.Set("limit", strconv.Itoa(c.cfg.PageSize))
-	q.Set("offset", strconv.Itoa(offset))
-	q.Set("sort", sortParam)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.usersURL+"?"+q.Encode(), nil)
+	return c.send(ctx, rawURL, what, bearer)
+}
+
+// send is get with the bearer token already chosen, so that a caller can
+// tell the resource's own answer from a failure at the token endpoint.
+func (c *Client) send(ctx context.Context, rawURL, what, bearer string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
@@ -458,7 +532,7 @@ func (c *Client) getUsers(ctx context.Context, offset int) ([]byte, error) {
 	// No X-Request-id: it would turn the GET into an asynchronous action.
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, httpx.StripURL("get users", err)
+		return nil, httpx.StripURL("get "+what, err)
 	}
 	defer resp.Body.Close()
 	body, err := httpx.ReadBody(resp.Body, c.cfg.MaxBodyBytes)
@@ -466,7 +540,7 @@ func (c *Client) getUsers(ctx context.Context, offset int) ([]byte, error) {
 		if errors.Is(err, httpx.ErrBodyTooLarge) {
 			return nil, err
 		}
-		return nil, &httpx.TransportError{Op: "read users response", Err: err}
+		return nil, &httpx.TransportError{Op: "read " + what + " response", Err: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		ae := parseAPIError(resp, body)
@@ -497,6 +571,7 @@ func parseAPIError(resp *http.Response, body []byte) *APIError {
 	}
 	if json.Unmarshal(body, &env) == nil && len(env.Errors) > 0 {
 		e := env.Errors[0]
+		ae.enveloped = true
 		ae.Message, ae.Type = e.Message, e.Type
 		if code := string(e.Code); code != "null" {
 			ae.Code = strings.Trim(code, `"`)
@@ -716,40 +791,9 @@ func decodePage(source string, pageNo int, body []byte) (page, error) {
 	p := page{total: *env.Meta.PagingInfo.Total, offset: *env.Meta.PagingInfo.Offset}
 	p.users = make([]events.User, 0, len(*env.Data))
 	for i, raw := range *env.Data {
-		field := "data[" + strconv.Itoa(i) + "]"
-		// encoding/json silently replaces invalid UTF-8; an id mangled that
-		// way would be a different user.
-		if !utf8.Valid(raw) {
-			return fail(field, errors.New("invalid utf-8"))
-		}
-		if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
-			return fail(field, errors.New("not an object"))
-		}
-		var w wireUser
-		if err := json.Unmarshal(raw, &w); err != nil {
-			return fail(jsonField(field, err), jsonErr(err))
-		}
-		if w.InstanceUID == nil || *w.InstanceUID == "" {
-			return fail(field+".instanceUid", errors.New("missing or empty"))
-		}
-		var compact bytes.Buffer
-		if err := json.Compact(&compact, raw); err != nil {
+		u, field, err := decodeUser(source, "data["+strconv.Itoa(i)+"]", raw)
+		if err != nil {
 			return fail(field, err)
-		}
-		u := events.User{
-			Source:         source,
-			SourceKind:     events.KindVeeam,
-			ID:             *w.InstanceUID,
-			UserName:       deref(w.UserName),
-			Status:         strings.ToLower(deref(w.Status)),
-			Role:           deref(w.Role),
-			OrganizationID: deref(w.OrganizationUID),
-			Raw:            json.RawMessage(compact.Bytes()),
-		}
-		if w.Profile != nil {
-			u.Email = deref(w.Profile.Email)
-			u.FirstName = deref(w.Profile.FirstName)
-			u.LastName = deref(w.Profile.LastName)
 		}
 		p.users = append(p.users, u)
 	}
@@ -757,6 +801,93 @@ func decodePage(source string, pageNo int, body []byte) (page, error) {
 		return fail("", errors.New("invalid utf-8"))
 	}
 	return p, nil
+}
+
+// decodeUser parses and normalises the user object raw, found at field of
+// the body. A failure comes with the field it is about.
+func decodeUser(source, field string, raw json.RawMessage) (events.User, string, error) {
+	// encoding/json silently replaces invalid UTF-8; an id mangled that way
+	// would be a different user.
+	if !utf8.Valid(raw) {
+		return events.User{}, field, errors.New("invalid utf-8")
+	}
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
+		return events.User{}, field, errors.New("not an object")
+	}
+	var w wireUser
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return events.User{}, jsonField(field, err), jsonErr(err)
+	}
+	if w.InstanceUID == nil || *w.InstanceUID == "" {
+		return events.User{}, field + ".instanceUid", errors.New("missing or empty")
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		return events.User{}, field, err
+	}
+	u := events.User{
+		Source:         source,
+		SourceKind:     events.KindVeeam,
+		ID:             *w.InstanceUID,
+		UserName:       deref(w.UserName),
+		Status:         strings.ToLower(deref(w.Status)),
+		Role:           deref(w.Role),
+		OrganizationID: deref(w.OrganizationUID),
+		Raw:            json.RawMessage(compact.Bytes()),
+	}
+	if w.Profile != nil {
+		u.Email = deref(w.Profile.Email)
+		u.FirstName = deref(w.Profile.FirstName)
+		u.LastName = deref(w.Profile.LastName)
+	}
+	return u, "", nil
+}
+
+// decodeLookup checks the body of a 200 to GET /api/v3/users/{id}: Veeam's
+// single-resource envelope, {"data":{…}}, holding a well-formed user whose
+// instanceUid is id.
+func decodeLookup(source, id string, body []byte) error {
+	fail := func(field string, err error) error {
+		if field == "" {
+			return err
+		}
+		return fmt.Errorf("field %s: %w", field, err)
+	}
+	var env struct {
+		Data *json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return fail(jsonField("", err), jsonErr(err))
+	}
+	if env.Data == nil {
+		return fail("data", errors.New("missing or null"))
+	}
+	u, field, err := decodeUser(source, "data", *env.Data)
+	if err != nil {
+		return fail(field, err)
+	}
+	if !utf8.Valid(body) {
+		return errors.New("invalid utf-8")
+	}
+	if u.ID != id {
+		// Not the user asked about (a server that routes the id elsewhere,
+		// as it would "me"): it proves nothing about the user's presence.
+		return fail("data.instanceUid", fmt.Errorf("the server answered with another user, %s", quoteID(u.ID)))
+	}
+	return nil
+}
+
+// quoteID quotes a user id for error text, shortened: ids can be kilobytes.
+func quoteID(id string) string {
+	const limit = 64
+	if len(id) <= limit {
+		return strconv.Quote(id)
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(id[cut]) {
+		cut--
+	}
+	return strconv.Quote(id[:cut]) + "…"
 }
 
 func deref(s *string) string {

@@ -44,15 +44,23 @@ type recorder struct {
 	mu      sync.Mutex
 	queries []url.Values
 	headers []http.Header
+	// lookups are the escaped paths of single-user GETs, lookupHeaders
+	// their headers.
+	lookups       []string
+	lookupHeaders []http.Header
 }
 
 func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == veeamtest.UsersPath {
-		rec.mu.Lock()
+	rec.mu.Lock()
+	switch {
+	case r.URL.Path == veeamtest.UsersPath:
 		rec.queries = append(rec.queries, r.URL.Query())
 		rec.headers = append(rec.headers, r.Header.Clone())
-		rec.mu.Unlock()
+	case strings.HasPrefix(r.URL.Path, veeamtest.UsersPath+"/"):
+		rec.lookups = append(rec.lookups, r.URL.EscapedPath())
+		rec.lookupHeaders = append(rec.lookupHeaders, r.Header.Clone())
 	}
+	rec.mu.Unlock()
 	if rec.before != nil && rec.before(w, r) {
 		return
 	}
@@ -63,6 +71,12 @@ func (rec *recorder) sent() ([]url.Values, []http.Header) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	return append([]url.Values(nil), rec.queries...), append([]http.Header(nil), rec.headers...)
+}
+
+func (rec *recorder) looked() ([]string, []http.Header) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]string(nil), rec.lookups...), append([]http.Header(nil), rec.lookupHeaders...)
 }
 
 type env struct {

@@ -72,6 +72,7 @@ type response struct {
 	BatchCount         int64
 	TotalBatchCount    int64
 	TotalCount         int64
+	HasTotalCount      bool // totalCount was sent: "0" is a count, absence is not
 	Users              []user
 }
 
@@ -131,6 +132,7 @@ func decodeResponse(body []byte) (*response, error) {
 			return nil, &fieldError{Field: f.name, Err: err}
 		}
 	}
+	r.HasTotalCount = !isNull(top["totalCount"])
 	strs := []struct {
 		name string
 		dst  *string
@@ -172,22 +174,71 @@ func decodeResponse(body []byte) (*response, error) {
 	// kept in Raw must be what rollcall stores and republishes, and
 	// encoding/json would silently replace invalid sequences elsewhere.
 	if !utf8.Valid(body) {
-		for name, raw := range top {
-			if !utf8.Valid(raw) {
-				if name == "users" {
-					for i, u := range r.Users {
-						if !utf8.Valid(u.Raw) {
-							name = fmt.Sprintf("users[%d]", i)
-							break
-						}
-					}
-				}
-				return nil, &fieldError{Field: name, Err: errors.New("invalid UTF-8")}
-			}
-		}
-		return nil, &fieldError{Err: errors.New("invalid UTF-8")}
+		return nil, invalidUTF8(top, r.Users)
 	}
 	return r, nil
+}
+
+// invalidUTF8 names the field of a response with invalid UTF-8.
+func invalidUTF8(top map[string]json.RawMessage, users []user) *fieldError {
+	for name, raw := range top {
+		if utf8.Valid(raw) {
+			continue
+		}
+		if name == "users" {
+			for i, u := range users {
+				if !utf8.Valid(u.Raw) {
+					name = fmt.Sprintf("users[%d]", i)
+					break
+				}
+			}
+		}
+		return &fieldError{Field: name, Err: errors.New("invalid UTF-8")}
+	}
+	return &fieldError{Err: errors.New("invalid UTF-8")}
+}
+
+// lookupAnswer is one decoded getVPPUserSrv answer.
+type lookupAnswer struct {
+	Status       int64
+	ErrorNumber  int64
+	ErrorMessage string
+	User         *user // nil when the answer carries none
+}
+
+// decodeLookup decodes a getVPPUserSrv body like decodeResponse does a
+// listing: field by field, unknown fields ignored, null as absent.
+func decodeLookup(body []byte) (*lookupAnswer, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, &fieldError{Err: describeJSONError(err)}
+	}
+	if top == nil {
+		return nil, &fieldError{Err: errors.New("response is null, want an object")}
+	}
+	if isNull(top["status"]) {
+		return nil, &fieldError{Field: "status", Err: errors.New("missing")}
+	}
+	a := &lookupAnswer{}
+	if err := decodeInt(top["status"], &a.Status); err != nil {
+		return nil, &fieldError{Field: "status", Err: err}
+	}
+	if err := decodeInt(top["errorNumber"], &a.ErrorNumber); err != nil {
+		return nil, &fieldError{Field: "errorNumber", Err: err}
+	}
+	if err := decodeString(top["errorMessage"], &a.ErrorMessage); err != nil {
+		return nil, &fieldError{Field: "errorMessage", Err: err}
+	}
+	if a.Status != 0 || isNull(top["user"]) {
+		return a, nil
+	}
+	u, fe := decodeUser(top["user"])
+	if fe != nil {
+		fe.Field = "user" + fe.Field
+		return nil, fe
+	}
+	a.User = &u
+	return a, nil
 }
 
 func decodeUser(raw json.RawMessage) (user, *fieldError) {

@@ -1,8 +1,12 @@
 // Package veeamtest is a hand-written fake of the Veeam Service Provider
-// Console v3 endpoints rollcall uses: GET /api/v3/users and POST
+// Console v3 endpoints rollcall uses: GET /api/v3/users (the list), GET
+// /api/v3/users/{instanceUid} (the lookup that confirms an absence) and POST
 // /api/v3/token. Tests, the simulator and benchmarks share it, so it models
 // the behaviours the client must survive (paging, throttling, 520s, paging
 // drift, wrong echoed offsets, truncated bodies) rather than the whole API.
+// Faults target either list pages or lookups (Fault.Lookup), and
+// SetBeforePage lets a test change the directory between the pages of one
+// sweep, as a live directory does.
 //
 // Simplification: the fake always sorts users by instanceUid (ascending
 // unless the sort parameter asks for descending), even when no sort is
@@ -16,6 +20,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,9 +74,14 @@ func FixtureUsers() []User {
 	}
 }
 
-// Fault is a scripted misbehaviour of GET /api/v3/users.
+// Fault is a scripted misbehaviour of GET /api/v3/users or, with Lookup, of
+// GET /api/v3/users/{instanceUid}.
 type Fault struct {
-	Page             int           // 1-based page index (offset/limit+1) it applies to; 0 = the next /users request
+	// Lookup makes the fault apply only to single-user GETs (the next one,
+	// whatever the id; Page is ignored); without it the fault applies only
+	// to list requests, so a lookup never consumes a fault meant for a page.
+	Lookup           bool
+	Page             int           // 1-based page index (offset/limit+1) it applies to; 0 = the next list request
 	Times            int           // 0 means 1
 	Status           int           // e.g. 429, 520, 401, 400; 0 serves the page normally
 	RetryAfter       int           // seconds, sent as "retryAfter" in the errors body
@@ -79,8 +89,8 @@ type Fault struct {
 	Message          string        // errors[0].message; a default per status when empty
 	Truncate         bool          // cut the JSON body in half (status 200)
 	Delay            time.Duration // wait before answering (ends early if the client goes away)
-	InsertBefore     *User         // paging drift: insert this user before serving the page
-	WrongOffset      bool          // echo a wrong pagingInfo.offset
+	InsertBefore     *User         // paging drift: insert this user before serving the page (or lookup)
+	WrongOffset      bool          // echo a wrong pagingInfo.offset (list requests only)
 }
 
 // Server is the fake. It is safe for concurrent use.
@@ -93,8 +103,11 @@ type Server struct {
 	// it again for every page.
 	sorted   []User
 	maxLimit int
-	requests int
+	requests int // list requests
+	lookups  int // single-user requests
 	faults   []*Fault
+	// beforePage runs, outside mu, before each list request is answered.
+	beforePage func(page int)
 
 	passwords map[string]string    // username → password
 	access    map[string]time.Time // issued access token → expiry
@@ -168,6 +181,25 @@ func (s *Server) Requests() int {
 	return s.requests
 }
 
+// LookupRequests is how many GET /api/v3/users/{instanceUid} requests the
+// fake has received, including the ones it refused.
+func (s *Server) LookupRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookups
+}
+
+// SetBeforePage makes the fake call f with the 1-based page index
+// (offset/limit+1) before it answers each authorised, well-formed list
+// request, retries included, so that a test can add or delete users between
+// the pages of one sweep. f runs outside the fake's lock and may call Put and
+// Remove. nil removes the hook.
+func (s *Server) SetBeforePage(f func(page int)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforePage = f
+}
+
 // SetPassword enables POST /api/v3/token for username with password.
 func (s *Server) SetPassword(username, password string) {
 	s.mu.Lock()
@@ -201,35 +233,68 @@ func (s *Server) InjectFault(f Fault) {
 	s.faults = append(s.faults, &f)
 }
 
-// ServeHTTP serves the two endpoints; anything else is a 404 errors envelope.
+// ClearFaults drops every fault not yet consumed.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+// ServeHTTP serves the three endpoints; anything else is a 404 errors
+// envelope.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, isUser := userID(r.URL)
 	switch {
 	case r.URL.Path == UsersPath && r.Method == http.MethodGet:
 		s.serveUsers(w, r)
+	case isUser && r.Method == http.MethodGet:
+		s.serveUser(w, r, id)
 	case r.URL.Path == TokenPath && r.Method == http.MethodPost:
 		s.serveToken(w, r)
-	case r.URL.Path == UsersPath || r.URL.Path == TokenPath:
+	case r.URL.Path == UsersPath || r.URL.Path == TokenPath || isUser:
 		writeError(w, http.StatusMethodNotAllowed, 0, "", "Method not allowed.")
 	default:
 		writeError(w, http.StatusNotFound, 0, "", "Resource not found.")
 	}
 }
 
+// userID returns the decoded instanceUid of a /api/v3/users/{instanceUid}
+// URL. It splits the escaped path, so that an id holding an escaped '/' is
+// one segment, as it is for the real API.
+func userID(u *url.URL) (string, bool) {
+	seg, ok := strings.CutPrefix(u.EscapedPath(), UsersPath+"/")
+	if !ok || seg == "" || strings.Contains(seg, "/") {
+		return "", false
+	}
+	id, err := url.PathUnescape(seg)
+	return id, err == nil
+}
+
+// refused answers a request the fake will not serve: a bearer token it did
+// not accept or issue (401), or X-Request-id (202, as the real API turns the
+// request into an asynchronous action).
+func (s *Server) refused(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	authorised := s.authorisedLocked(r.Header.Get("Authorization"))
+	s.mu.Unlock()
+	switch {
+	case !authorised:
+		writeError(w, http.StatusUnauthorized, 0, "", "Authorization has been denied for this request.")
+	case r.Header.Get("X-Request-id") != "":
+		w.Header().Set("Location", "/api/v3/asyncActions/00000000-0000-0000-0000-000000000000")
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		return false
+	}
+	return true
+}
+
 func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.requests++
-	authorised := s.authorisedLocked(r.Header.Get("Authorization"))
 	maxLimit := s.maxLimit
 	s.mu.Unlock()
-
-	if !authorised {
-		writeError(w, http.StatusUnauthorized, 0, "", "Authorization has been denied for this request.")
-		return
-	}
-	if r.Header.Get("X-Request-id") != "" {
-		// The real API turns the request into an asynchronous action.
-		w.Header().Set("Location", "/api/v3/asyncActions/00000000-0000-0000-0000-000000000000")
-		w.WriteHeader(http.StatusAccepted)
+	if s.refused(w, r) {
 		return
 	}
 	q := r.URL.Query()
@@ -267,24 +332,15 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	f := s.takeFault(offset/limit + 1)
-	if f != nil && f.Delay > 0 {
-		t := time.NewTimer(f.Delay)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	page := offset/limit + 1
+	s.mu.Lock()
+	before := s.beforePage
+	s.mu.Unlock()
+	if before != nil {
+		before(page)
 	}
-	if f != nil && f.InsertBefore != nil {
-		s.Put(*f.InsertBefore)
-	}
-	if f != nil && f.Status != 0 && f.Status != http.StatusOK {
-		if f.RetryAfterHeader != "" {
-			w.Header().Set("Retry-After", f.RetryAfterHeader)
-		}
-		writeError(w, f.Status, f.RetryAfter, "", f.Message)
+	f := s.takeFault(page, false)
+	if s.faulted(w, r, f) {
 		return
 	}
 
@@ -292,12 +348,12 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 	all := s.sortedLocked(desc)
 	s.mu.Unlock()
 	n := min(limit, maxLimit)
-	page := []User{}
+	served := []User{}
 	if offset < len(all) {
-		page = all[offset:min(offset+n, len(all))]
+		served = all[offset:min(offset+n, len(all))]
 	}
-	items := make([]wireUser, len(page))
-	for i, u := range page {
+	items := make([]wireUser, len(served))
+	for i, u := range served {
 		items[i] = toWire(u)
 	}
 	env := usersEnvelope{Data: items}
@@ -305,7 +361,63 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 	if f != nil && f.WrongOffset {
 		env.Meta.PagingInfo.Offset = offset + 1
 	}
-	body, err := json.Marshal(env)
+	writeJSON(w, env, f)
+}
+
+// serveUser answers GET /api/v3/users/{instanceUid} with the user in
+// Veeam's single-resource envelope, {"data":{…}}, or a 404 errors envelope.
+func (s *Server) serveUser(w http.ResponseWriter, r *http.Request, id string) {
+	s.mu.Lock()
+	s.lookups++
+	s.mu.Unlock()
+	if s.refused(w, r) {
+		return
+	}
+	f := s.takeFault(0, true)
+	if s.faulted(w, r, f) {
+		return
+	}
+	u, ok := s.Get(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, 0, "", fmt.Sprintf("User with UID %s was not found.", id))
+		return
+	}
+	writeJSON(w, struct {
+		Data wireUser `json:"data"`
+	}{toWire(u)}, f)
+}
+
+// faulted applies f's delay and insertion and, when f has an error status,
+// answers with it and reports true.
+func (s *Server) faulted(w http.ResponseWriter, r *http.Request, f *Fault) bool {
+	if f == nil {
+		return false
+	}
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return true
+		case <-t.C:
+		}
+	}
+	if f.InsertBefore != nil {
+		s.Put(*f.InsertBefore)
+	}
+	if f.Status == 0 || f.Status == http.StatusOK {
+		return false
+	}
+	if f.RetryAfterHeader != "" {
+		w.Header().Set("Retry-After", f.RetryAfterHeader)
+	}
+	writeError(w, f.Status, f.RetryAfter, "", f.Message)
+	return true
+}
+
+// writeJSON sends v as a 200, cut in half when f says so.
+func writeJSON(w http.ResponseWriter, v any, f *Fault) {
+	body, err := json.Marshal(v)
 	if err != nil {
 		writeError(w, 520, 0, "", "Internal error.")
 		return
@@ -318,13 +430,14 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// takeFault returns the first queued fault that applies to page, consuming
-// one of its times.
-func (s *Server) takeFault(page int) *Fault {
+// takeFault returns the first queued fault that applies to page of the
+// list (lookup false) or to a lookup (lookup true), consuming one of its
+// times.
+func (s *Server) takeFault(page int, lookup bool) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, f := range s.faults {
-		if f.Page != 0 && f.Page != page {
+		if f.Lookup != lookup || (!lookup && f.Page != 0 && f.Page != page) {
 			continue
 		}
 		f.Times--

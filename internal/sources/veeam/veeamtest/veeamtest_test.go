@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -355,5 +356,205 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if len(fake.Users()) != 0 || fake.Requests() != 8 {
 		t.Errorf("users %d requests %d", len(fake.Users()), fake.Requests())
+	}
+}
+
+// do sends method to the fake's path (escaped) with auth as bearer token.
+func do(t *testing.T, srv *httptest.Server, method, path, auth string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func TestUserEndpoint(t *testing.T) {
+	fixture := veeamtest.FixtureUsers()
+	slash := veeamtest.User{InstanceUID: "team/ü b", UserName: "slash", Status: "Enabled"}
+	tests := []struct {
+		name        string
+		method      string // "" = GET
+		path        string // escaped, below UsersPath
+		auth        string
+		header      []string
+		wantStatus  int
+		wantID      string // data.instanceUid of a 200
+		wantLookups int    // counted by LookupRequests
+	}{
+		{name: "present", path: "/" + fixture[1].InstanceUID, auth: token, wantStatus: 200, wantID: fixture[1].InstanceUID, wantLookups: 1},
+		{name: "escaped segment is decoded", path: "/team%2F%C3%BC%20b", auth: token, wantStatus: 200, wantID: slash.InstanceUID, wantLookups: 1},
+		{name: "unescaped slash is another resource", path: "/team/%C3%BC%20b", auth: token, wantStatus: 404},
+		{name: "absent", path: "/00000000-0000-0000-0000-000000000000", auth: token, wantStatus: 404, wantLookups: 1},
+		{name: "no token", path: "/" + fixture[1].InstanceUID, wantStatus: 401, wantLookups: 1},
+		{name: "wrong token", path: "/" + fixture[1].InstanceUID, auth: "nope", wantStatus: 401, wantLookups: 1},
+		{name: "only GET", method: http.MethodDelete, path: "/" + fixture[1].InstanceUID, auth: token, wantStatus: 405},
+		{name: "X-Request-id is async", path: "/" + fixture[1].InstanceUID, auth: token, header: []string{"X-Request-id", "1"}, wantStatus: 202, wantLookups: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := veeamtest.NewServer(token, append(veeamtest.FixtureUsers(), slash)...)
+			srv := httptest.NewServer(fake)
+			defer srv.Close()
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			resp, body := do(t, srv, method, veeamtest.UsersPath+tc.path, tc.auth, tc.header...)
+			if resp.StatusCode != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.wantStatus, body)
+			}
+			if fake.Requests() != 0 {
+				t.Errorf("list requests %d, want 0", fake.Requests())
+			}
+			switch tc.wantStatus {
+			case 200:
+				var got struct{ Data json.RawMessage }
+				if err := json.Unmarshal(body, &got); err != nil {
+					t.Fatalf("decode %s: %v", body, err)
+				}
+				if want := listItem(t, srv, tc.wantID); canon(t, got.Data) != want {
+					t.Errorf("data %s, want the list's item %s", got.Data, want)
+				}
+			case 202:
+			default:
+				e := decode(t, body)
+				if len(e.Errors) != 1 || e.Errors[0].Message == "" || e.Errors[0].Code != tc.wantStatus {
+					t.Errorf("errors envelope %s", body)
+				}
+			}
+			if fake.LookupRequests() != tc.wantLookups {
+				t.Errorf("lookup requests %d, want %d", fake.LookupRequests(), tc.wantLookups)
+			}
+		})
+	}
+}
+
+// listItem returns, canonicalised, the item of the list whose instanceUid
+// is id: a lookup must serve the user in the same wire shape.
+func listItem(t *testing.T, srv *httptest.Server, id string) string {
+	t.Helper()
+	_, body := get(t, srv, "", token)
+	var list struct{ Data []json.RawMessage }
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range list.Data {
+		var u struct{ InstanceUID string }
+		_ = json.Unmarshal(d, &u)
+		if u.InstanceUID == id {
+			return canon(t, d)
+		}
+	}
+	t.Fatalf("user %s not in the list", id)
+	return ""
+}
+
+// TestFaultTargets checks that a fault with Lookup hits only single-user
+// GETs and one without it only list requests.
+func TestFaultTargets(t *testing.T) {
+	lookupPath := veeamtest.UsersPath + "/" + veeamtest.FixtureUsers()[0].InstanceUID
+	early := veeamtest.User{InstanceUID: "0"}
+	tests := []struct {
+		name  string
+		fault veeamtest.Fault
+		order []string // "list" or "lookup", in request order
+		want  string   // statuses in that order
+	}{
+		{name: "list fault skips lookups", fault: veeamtest.Fault{Status: 520}, order: []string{"lookup", "list", "list"}, want: "[200 520 200]"},
+		{name: "list fault for a page skips lookups", fault: veeamtest.Fault{Page: 1, Status: 520}, order: []string{"lookup", "list"}, want: "[200 520]"},
+		{name: "lookup fault skips lists", fault: veeamtest.Fault{Lookup: true, Status: 520}, order: []string{"list", "lookup", "lookup"}, want: "[200 520 200]"},
+		{name: "lookup fault ignores page", fault: veeamtest.Fault{Lookup: true, Page: 7, Status: 429, Times: 2}, order: []string{"lookup", "lookup", "lookup"}, want: "[429 429 200]"},
+		{name: "lookup truncate", fault: veeamtest.Fault{Lookup: true, Truncate: true}, order: []string{"lookup"}, want: "[200 invalid]"},
+		{name: "lookup insert before", fault: veeamtest.Fault{Lookup: true, InsertBefore: &early}, order: []string{"lookup", "list"}, want: "[200 200 total 4]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := veeamtest.NewServer(token, veeamtest.FixtureUsers()...)
+			fake.InjectFault(tc.fault)
+			srv := httptest.NewServer(fake)
+			defer srv.Close()
+			var got []string
+			for _, kind := range tc.order {
+				path := veeamtest.UsersPath
+				if kind == "lookup" {
+					path = lookupPath
+				}
+				resp, body := do(t, srv, http.MethodGet, path, token)
+				got = append(got, strconv.Itoa(resp.StatusCode))
+				switch {
+				case resp.StatusCode == 200 && !json.Valid(body):
+					got = append(got, "invalid")
+				case tc.fault.InsertBefore != nil && kind == "list":
+					got = append(got, "total", strconv.Itoa(decode(t, body).Meta.PagingInfo.Total))
+				}
+			}
+			if fmt.Sprint(got) != tc.want {
+				t.Errorf("got %v, want %s", got, tc.want)
+			}
+			lists := strings.Count(strings.Join(tc.order, ","), "list")
+			if fake.Requests() != lists || fake.LookupRequests() != len(tc.order)-lists {
+				t.Errorf("requests %d lookups %d", fake.Requests(), fake.LookupRequests())
+			}
+		})
+	}
+}
+
+func TestSetBeforePage(t *testing.T) {
+	users := make([]veeamtest.User, 7)
+	for i := range users {
+		users[i] = veeamtest.User{InstanceUID: fmt.Sprintf("u%d", i)}
+	}
+	fake := veeamtest.NewServer(token, users...)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	var mu sync.Mutex
+	var pages []int
+	seen := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprint(pages)
+	}
+	fake.SetBeforePage(func(page int) {
+		mu.Lock()
+		defer mu.Unlock()
+		pages = append(pages, page)
+		if page == 2 {
+			// Runs outside the fake's lock, so it may change the directory;
+			// the page it precedes already sees the change.
+			fake.Remove("u0")
+		}
+	})
+	var totals []int
+	for _, q := range []string{"?limit=3&offset=0", "?limit=3&offset=3", "?limit=3&offset=6", "?offset=0"} {
+		_, body := get(t, srv, q, token)
+		totals = append(totals, decode(t, body).Meta.PagingInfo.Total)
+	}
+	if _, body := get(t, srv, "?limit=3&offset=3", "wrong"); decode(t, body).Errors == nil {
+		t.Fatalf("unauthorised request served: %s", body)
+	}
+	do(t, srv, http.MethodGet, veeamtest.UsersPath+"/u1", token)
+	if seen() != "[1 2 3 1]" || fmt.Sprint(totals) != "[7 6 6 6]" {
+		t.Errorf("pages %v totals %v, want [1 2 3 1] [7 6 6 6]: one call per served list request, none for refusals or lookups", seen(), totals)
+	}
+	fake.SetBeforePage(nil)
+	get(t, srv, "", token)
+	if seen() != "[1 2 3 1]" {
+		t.Errorf("hook still called after removal: pages %v", seen())
 	}
 }

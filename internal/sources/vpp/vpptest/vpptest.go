@@ -1,20 +1,31 @@
 // Package vpptest is a hand-written fake of Apple's legacy VPP
-// getVPPUsersSrv endpoint, shared by the vpp client's tests, the simulator
-// and the benchmarks.
+// getVPPUsersSrv and getVPPUserSrv endpoints, shared by the vpp client's
+// tests, the simulator and the benchmarks.
 //
 // It keeps what rollcall depends on faithful: batchToken paging over a
 // stable snapshot, a sinceModifiedToken only on the final batch,
 // totalBatchCount as a JSON string, status -1 answers with Apple's error
 // numbers on HTTP 200, and injectable faults (HTTP errors with Retry-After,
-// error numbers, truncated bodies, delays, token-less batches).
+// error numbers, truncated bodies, delays, token-less batches, listings
+// that announce no totalBatchCount or totalCount, listings that never end).
+//
+// getVPPUserSrv (POST …/getVPPUserSrv under any base path, body {"userId",
+// "sToken"}) answers one user as Apple's "Get a User" example does, or 9609
+// (Registered user not found) for a user the fake does not hold. A user
+// with status "Deleted" is left out of listings and reported as such by
+// getVPPUserSrv only, as Apple does.
 //
 // It also serves VPPServiceConfigSrv (POST …/VPPServiceConfigSrv, body {}):
 // Apple's service URLs, all pointing at the fake itself, errorCodes[] and
 // limits. SetUsersPath moves getVPPUsersSrv so that a test can watch a
 // client follow Apple's 9617 (URL moved) through the service configuration.
 //
-// It is not a complete model of Apple's service: overrideIndex is ignored
-// and removed users vanish instead of being retired.
+// SetBeforeBatch lets a test or a simulation change the directory between
+// the batches of one listing.
+//
+// It is not a complete model of Apple's service: overrideIndex is ignored,
+// removed users vanish instead of being retired, and getVPPUserSrv looks
+// users up by userId only (not by clientUserIdStr) and lists no licenses.
 package vpptest
 
 import (
@@ -34,12 +45,18 @@ const (
 	StatusRegistered = "Registered"
 	StatusAssociated = "Associated"
 	StatusRetired    = "Retired"
+	// StatusDeleted is a legacy state that Apple's getVPPUserSrv can
+	// report; the fake leaves such users out of listings, as Apple does,
+	// and reports them only when looked up.
+	StatusDeleted = "Deleted"
 )
 
 // Apple's error numbers that the fake itself produces.
 const (
+	errMissingArgument    = 9600
 	errInvalidArgument    = 9602
 	errLoginRequired      = 9601
+	errUserNotFound       = 9609
 	errURLMoved           = 9617
 	errInvalidToken       = 9622
 	errBatchUnrecoverable = 9633
@@ -47,6 +64,7 @@ const (
 
 const (
 	usersSuffix  = "/getVPPUsersSrv"
+	userSuffix   = "/getVPPUserSrv"
 	configSuffix = "/VPPServiceConfigSrv"
 )
 
@@ -64,7 +82,7 @@ type User struct {
 	UserID          int64
 	Email           string
 	ClientUserIDStr string
-	Status          string // "Registered", "Associated" or "Retired"
+	Status          string // "Registered", "Associated", "Retired" or "Deleted"
 	ItsIDHash       string
 	InviteCode      string
 	InviteURL       string
@@ -88,8 +106,13 @@ func FixtureUsers() []User {
 // Fault is a misbehaviour injected into upcoming requests.
 type Fault struct {
 	// ServiceConfig aims the fault at VPPServiceConfigSrv requests instead
-	// of getVPPUsersSrv ones; Batch and NoTokens do not apply then.
+	// of getVPPUsersSrv ones; Batch, NoTokens and the listing fields below
+	// do not apply then.
 	ServiceConfig bool
+	// Lookup aims the fault at getVPPUserSrv requests instead of
+	// getVPPUsersSrv ones, with the same exceptions as ServiceConfig. Set
+	// at most one of the two.
+	Lookup bool
 	// Batch is the 1-based batch index of a listing the fault applies to; 0
 	// means the next request, whatever it is.
 	Batch int
@@ -112,6 +135,17 @@ type Fault struct {
 	// totalBatchCount), as Apple's listings sometimes do: a client that
 	// takes an empty batch for the end loses every later user.
 	EmptyBatch int
+	// ZeroTotalBatchCount makes the listing that starts with this request
+	// send totalBatchCount "0" on every batch, as Apple's own example does.
+	ZeroTotalBatchCount bool
+	// NoTotalCount leaves totalCount out of the first batch of the listing
+	// that starts with this request.
+	NoTotalCount bool
+	// Endless makes the listing that starts with this request never end:
+	// after its users it serves empty batches, each with a fresh batchToken
+	// and all with totalBatchCount "0", and never a sinceModifiedToken. A
+	// client has to stop on its own.
+	Endless bool
 	// Delay holds the answer back (until the request's context ends).
 	Delay time.Duration
 }
@@ -124,9 +158,22 @@ type record struct {
 // listing is the frozen result of the first request of a batched listing.
 type listing struct {
 	users   []User
-	emptyAt int    // 1-based batch served empty, 0 for none
 	seq     uint64 // modification sequence at snapshot time, for the final sinceModifiedToken
 	retired bool   // includeRetired flag baked into the final sinceModifiedToken
+	shape
+}
+
+// shape is how a listing misbehaves, fixed by the fault its first request
+// took.
+type shape struct {
+	emptyAt   int  // 1-based batch served empty, 0 for none
+	zeroTotal bool // totalBatchCount "0" on every batch
+	noCount   bool // no totalCount on the first batch
+	endless   bool // never a final batch
+}
+
+func (f Fault) shape() shape {
+	return shape{emptyAt: f.EmptyBatch, zeroTotal: f.ZeroTotalBatchCount || f.Endless, noCount: f.NoTotalCount, endless: f.Endless}
 }
 
 // Server is the fake. It is safe for concurrent use.
@@ -139,7 +186,9 @@ type Server struct {
 	batchSize      int
 	requests       int
 	configRequests int
+	lookupRequests int
 	faults         []Fault
+	beforeBatch    func(batch int)
 	listings       map[uint64]*listing
 	nextList       uint64
 	usersPath      string          // "" = any path ending in /getVPPUsersSrv
@@ -171,7 +220,8 @@ func (s *Server) Put(u User) {
 }
 
 // Remove deletes a user outright. Real VPP retires users instead; deleting
-// lets tests exercise removal detection on a full sync.
+// lets tests exercise removal detection on a full sync. getVPPUserSrv then
+// answers 9609 for the user.
 func (s *Server) Remove(userID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,7 +236,7 @@ func (s *Server) Get(userID int64) (User, bool) {
 	return r.user, ok
 }
 
-// Users returns every user, sorted by UserID.
+// Users returns every user, sorted by UserID, Deleted ones included.
 func (s *Server) Users() []User {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -210,6 +260,27 @@ func (s *Server) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests
+}
+
+// LookupRequests reports how many getVPPUserSrv requests were served,
+// faulted ones included.
+func (s *Server) LookupRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookupRequests
+}
+
+// SetBeforeBatch has f called before each getVPPUsersSrv request at the
+// users path is answered (9617 answers at a moved path excepted), with the
+// 1-based index of the batch it asks for, or 0 when that is unknown (a
+// malformed body or a batchToken the fake cannot read). f runs outside the
+// server's lock, so it may change the directory or inject faults; what it
+// changes shows in listings that start afterwards, as a listing is frozen
+// by its first request. A nil f removes the hook.
+func (s *Server) SetBeforeBatch(f func(batch int)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.beforeBatch = f
 }
 
 // ConfigRequests reports how many VPPServiceConfigSrv requests were served,
@@ -262,6 +333,13 @@ func (s *Server) InjectFault(f Fault) {
 	s.faults = append(s.faults, f)
 }
 
+// ClearFaults drops every fault not yet consumed.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 func (s *Server) sortedLocked(keep func(record) bool) []User {
 	out := make([]User, 0, len(s.users))
 	for _, r := range s.users {
@@ -281,12 +359,30 @@ func (s *Server) sortedLocked(keep func(record) bool) []User {
 	return out
 }
 
-// takeFaultLocked pops the first fault matching batch (0 = unknown batch)
-// of a getVPPUsersSrv request, or, with config, the first fault aimed at
-// VPPServiceConfigSrv.
-func (s *Server) takeFaultLocked(batch int, config bool) (Fault, bool) {
+// endpoint is what a fault can be aimed at.
+type endpoint int
+
+const (
+	usersEndpoint endpoint = iota
+	configEndpoint
+	lookupEndpoint
+)
+
+func (f Fault) endpoint() endpoint {
+	switch {
+	case f.ServiceConfig:
+		return configEndpoint
+	case f.Lookup:
+		return lookupEndpoint
+	}
+	return usersEndpoint
+}
+
+// takeFaultLocked pops the first fault aimed at e; for getVPPUsersSrv, the
+// first that also matches batch (0 = unknown batch).
+func (s *Server) takeFaultLocked(batch int, e endpoint) (Fault, bool) {
 	for i, f := range s.faults {
-		if f.ServiceConfig != config || (!config && f.Batch != 0 && f.Batch != batch) {
+		if f.endpoint() != e || (e == usersEndpoint && f.Batch != 0 && f.Batch != batch) {
 			continue
 		}
 		s.faults[i].Times--
@@ -396,6 +492,7 @@ var messages = map[int]string{
 	9601: "Login required",
 	9602: "Invalid argument",
 	9603: "Internal error",
+	9609: "Registered user not found",
 	9617: "The URL has moved",
 	9621: "Token expired",
 	9622: "Invalid token",
@@ -407,14 +504,15 @@ var messages = map[int]string{
 	9646: "Too many requests",
 }
 
-// ServeHTTP answers POST …/getVPPUsersSrv (or the path SetUsersPath set)
-// and POST …/VPPServiceConfigSrv under any base path.
+// ServeHTTP answers POST …/getVPPUsersSrv (or the path SetUsersPath set),
+// POST …/getVPPUserSrv and POST …/VPPServiceConfigSrv under any base path.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	config := strings.HasSuffix(r.URL.Path, configSuffix)
+	lookup := strings.HasSuffix(r.URL.Path, userSuffix)
 	s.mu.Lock()
 	users, moved := s.routeLocked(r.URL.Path)
 	s.mu.Unlock()
-	if !config && !users && !moved {
+	if !config && !lookup && !users && !moved {
 		http.NotFound(w, r)
 		return
 	}
@@ -426,14 +524,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case config:
 		s.serveConfig(w, r)
-		return
+	case lookup:
+		s.serveLookup(w, r)
 	case moved:
 		s.mu.Lock()
 		s.requests++
 		s.mu.Unlock()
 		writeError(w, errURLMoved, messages[errURLMoved], false)
-		return
+	default:
+		s.serveUsers(w, r)
 	}
+}
+
+// serveUsers answers getVPPUsersSrv.
+func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	_, readErr := buf.ReadFrom(http.MaxBytesReader(w, r.Body, 1<<20))
 	req, parsed := parseRequest(buf.Bytes())
@@ -446,32 +550,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			batch = bt.Batch
 		}
 	}
+	s.mu.Lock()
+	hook := s.beforeBatch
+	s.mu.Unlock()
+	if hook != nil {
+		known := batch
+		if readErr != nil || !parsed {
+			known = 0
+		}
+		hook(known)
+	}
 
 	s.mu.Lock()
 	s.requests++
-	fault, faulted := s.takeFaultLocked(batch, false)
+	fault, faulted := s.takeFaultLocked(batch, usersEndpoint)
 	s.mu.Unlock()
 
 	if faulted && fault.answer(w, r) {
 		return
 	}
-	switch {
-	case readErr != nil || !parsed:
-		writeError(w, errInvalidArgument, messages[errInvalidArgument], false)
-		return
-	case !req.hasSToken:
-		writeError(w, errLoginRequired, messages[errLoginRequired], false)
-		return
-	case req.sToken != s.sToken:
-		writeError(w, errInvalidToken, messages[errInvalidToken], false)
+	if num := s.checkAuth(readErr != nil || !parsed, req); num != 0 {
+		writeError(w, num, messages[num], false)
 		return
 	}
 
-	emptyAt := 0
+	var sh shape
 	if faulted && req.batchToken == "" {
-		emptyAt = fault.EmptyBatch
+		sh = fault.shape()
 	}
-	resp, errNum := s.answer(req, bt, batch, emptyAt)
+	resp, errNum := s.answer(req, bt, batch, sh)
 	if errNum != 0 {
 		writeError(w, errNum, messages[errNum], faulted && fault.Truncate)
 		return
@@ -480,6 +587,83 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.BatchToken, resp.SinceModifiedToken = "", ""
 	}
 	writeJSON(w, resp, faulted && fault.Truncate)
+}
+
+// checkAuth returns the error number for a body that could not be read or
+// an sToken the fake does not accept, 0 when all is well.
+func (s *Server) checkAuth(malformed bool, req request) int {
+	switch {
+	case malformed:
+		return errInvalidArgument
+	case !req.hasSToken:
+		return errLoginRequired
+	case req.sToken != s.sToken:
+		return errInvalidToken
+	}
+	return 0
+}
+
+// userAnswer is a getVPPUserSrv answer, with Apple's field names.
+type userAnswer struct {
+	Status   int      `json:"status"`
+	UID      string   `json:"uId"`
+	Location location `json:"location"`
+	User     wireUser `json:"user"`
+}
+
+// serveLookup answers getVPPUserSrv: the user asked for by userId, or 9609
+// (Registered user not found) when the fake does not hold it.
+func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request) {
+	var buf bytes.Buffer
+	_, readErr := buf.ReadFrom(http.MaxBytesReader(w, r.Body, 1<<20))
+	s.mu.Lock()
+	s.lookupRequests++
+	fault, faulted := s.takeFaultLocked(0, lookupEndpoint)
+	s.mu.Unlock()
+	if faulted && fault.answer(w, r) {
+		return
+	}
+	truncate := faulted && fault.Truncate
+	req, id, hasID, parsed := parseLookup(buf.Bytes())
+	if num := s.checkAuth(readErr != nil || !parsed, req); num != 0 {
+		writeError(w, num, messages[num], truncate)
+		return
+	}
+	if !hasID {
+		// Apple also accepts clientUserIdStr; the fake does not.
+		writeError(w, errMissingArgument, messages[errMissingArgument], truncate)
+		return
+	}
+	u, ok := s.Get(id)
+	if !ok {
+		writeError(w, errUserNotFound, messages[errUserNotFound], truncate)
+		return
+	}
+	writeJSON(w, userAnswer{UID: "100978", Location: location{LocationID: 22222222222, LocationName: "LocationName"}, User: wireUser(u)}, truncate)
+}
+
+// parseLookup reads a getVPPUserSrv body leniently: userId may be a number
+// or a string holding one.
+func parseLookup(body []byte) (req request, id int64, hasID, ok bool) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return request{}, 0, false, false
+	}
+	if req.sToken, ok = str(m["sToken"]); !ok {
+		return req, 0, false, false
+	}
+	req.hasSToken = strings.TrimSpace(req.sToken) != ""
+	raw := m["userId"]
+	if len(raw) == 0 || string(raw) == "null" {
+		return req, 0, false, true
+	}
+	if s, isStr := str(raw); isStr {
+		raw = json.RawMessage(s)
+	}
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return req, 0, false, false
+	}
+	return req, id, true, true
 }
 
 // answer applies the delay and, when the fault answers the request itself
@@ -543,7 +727,7 @@ type serviceConfig struct {
 func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.configRequests++
-	fault, faulted := s.takeFaultLocked(0, true)
+	fault, faulted := s.takeFaultLocked(0, configEndpoint)
 	usersPath := s.usersPath
 	s.mu.Unlock()
 	if faulted && fault.answer(w, r) {
@@ -609,8 +793,9 @@ type response struct {
 	Users              []wireUser `json:"users"`
 }
 
-// answer serves one batch; a non-zero result is an Apple error number.
-func (s *Server) answer(req request, bt batchToken, batch, emptyAt int) (response, int) {
+// answer serves one batch; a non-zero result is an Apple error number. sh
+// shapes a listing that this request starts.
+func (s *Server) answer(req request, bt batchToken, batch int, sh shape) (response, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -622,37 +807,48 @@ func (s *Server) answer(req request, bt batchToken, batch, emptyAt int) (respons
 			return response{}, errBatchUnrecoverable
 		}
 	} else {
-		// The first request of a listing freezes what the whole listing
-		// will show, so that later Puts cannot shift users between batches.
-		l = &listing{seq: s.seq, retired: req.includeRetired, emptyAt: emptyAt}
-		var since uint64
-		if req.sinceToken != "" {
-			var st sinceToken
-			if !decodeToken(req.sinceToken, &st) || st.Seq > s.seq {
-				return response{}, errBatchUnrecoverable
-			}
-			since, l.retired = st.Seq, st.Retired
-		}
-		retiredOnly := req.retiredOnly
-		l.users = s.sortedLocked(func(r record) bool {
-			if r.seq <= since {
-				return false
-			}
-			retired := r.user.Status == StatusRetired
-			if retiredOnly {
-				return retired
-			}
-			return l.retired || !retired
-		})
-		s.nextList++
-		listID = s.nextList
-		s.listings[listID] = l
-		if len(s.listings) > maxListings {
-			delete(s.listings, listID-maxListings)
+		var errNum int
+		if listID, l, errNum = s.startListingLocked(req, sh); errNum != 0 {
+			return response{}, errNum
 		}
 	}
+	return l.batch(listID, batch, s.batchSize)
+}
 
-	size := s.batchSize
+// startListingLocked freezes what a new listing will show, so that later
+// Puts cannot shift users between its batches.
+func (s *Server) startListingLocked(req request, sh shape) (uint64, *listing, int) {
+	l := &listing{seq: s.seq, retired: req.includeRetired, shape: sh}
+	var since uint64
+	if req.sinceToken != "" {
+		var st sinceToken
+		if !decodeToken(req.sinceToken, &st) || st.Seq > s.seq {
+			return 0, nil, errBatchUnrecoverable
+		}
+		since, l.retired = st.Seq, st.Retired
+	}
+	retiredOnly := req.retiredOnly
+	l.users = s.sortedLocked(func(r record) bool {
+		// Apple reports Deleted users through getVPPUserSrv only.
+		if r.seq <= since || r.user.Status == StatusDeleted {
+			return false
+		}
+		retired := r.user.Status == StatusRetired
+		if retiredOnly {
+			return retired
+		}
+		return l.retired || !retired
+	})
+	s.nextList++
+	s.listings[s.nextList] = l
+	if len(s.listings) > maxListings {
+		delete(s.listings, s.nextList-maxListings)
+	}
+	return s.nextList, l, 0
+}
+
+// batch serves the 1-based batch of listing listID in batches of size.
+func (l *listing) batch(listID uint64, batch, size int) (response, int) {
 	total := max(1, (len(l.users)+size-1)/size)
 	slot := batch // which batch of users this request serves
 	if l.emptyAt > 0 && l.emptyAt <= total {
@@ -661,10 +857,11 @@ func (s *Server) answer(req request, bt batchToken, batch, emptyAt int) (respons
 			slot--
 		}
 	}
-	if batch > total {
+	if batch > total && !l.endless {
 		return response{}, errBatchUnrecoverable
 	}
-	lo := (slot - 1) * size
+	// An endless listing runs past its users: those batches are empty.
+	lo := min((slot-1)*size, len(l.users))
 	hi := min(lo+size, len(l.users))
 	if batch == l.emptyAt {
 		lo, hi = 0, 0
@@ -676,14 +873,17 @@ func (s *Server) answer(req request, bt batchToken, batch, emptyAt int) (respons
 		Location:        location{LocationID: 22222222222, LocationName: "LocationName"},
 		Users:           make([]wireUser, 0, hi-lo),
 	}
-	if batch == 1 {
+	if l.zeroTotal {
+		resp.TotalBatchCount = "0"
+	}
+	if batch == 1 && !l.noCount {
 		n := len(l.users)
 		resp.TotalCount = &n
 	}
 	for _, u := range l.users[lo:hi] {
 		resp.Users = append(resp.Users, wireUser(u))
 	}
-	if batch < total {
+	if batch < total || l.endless {
 		resp.BatchToken = encodeToken(batchToken{List: listID, Batch: batch + 1, Retired: l.retired})
 	} else {
 		resp.SinceModifiedToken = encodeToken(sinceToken{Seq: l.seq, Retired: l.retired})

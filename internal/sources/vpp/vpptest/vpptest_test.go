@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rollcall/rollcall/internal/sources/vpp/vpptest"
@@ -320,4 +322,177 @@ func TestServiceConfig(t *testing.T) {
 	if got, want := s.Requests(), 8; got != want {
 		t.Errorf("Requests = %d, want %d (9617 answers included)", got, want)
 	}
+}
+
+func TestLookup(t *testing.T) {
+	s := vpptest.NewServer(token, vpptest.FixtureUsers()...)
+	s.Put(vpptest.User{UserID: 9, Email: "gone@x", Status: vpptest.StatusDeleted})
+	type lookupAnswer struct {
+		Status      int            `json:"status"`
+		ErrorNumber int            `json:"errorNumber"`
+		User        map[string]any `json:"user"`
+	}
+	lookup := func(t *testing.T, path, body string) lookupAnswer {
+		t.Helper()
+		_, raw, res := post(t, s, path, body)
+		var a lookupAnswer
+		if res.StatusCode == http.StatusOK {
+			if err := json.Unmarshal(raw, &a); err != nil {
+				t.Fatalf("answer %q: %v", raw, err)
+			}
+		}
+		return a
+	}
+	for _, tc := range []struct {
+		name, path, body string
+		wantErr          int
+		wantStatus       string // user.status of a status 0 answer
+	}{
+		{"present", "/mdm/getVPPUserSrv", `{"userId":1,"sToken":"` + token + `"}`, 0, vpptest.StatusAssociated},
+		{"userId as a string", "/x/getVPPUserSrv", `{"userId":"3","sToken":"` + token + `"}`, 0, vpptest.StatusRegistered},
+		{"deleted is reported", "/getVPPUserSrv", `{"userId":9,"sToken":"` + token + `"}`, 0, vpptest.StatusDeleted},
+		{"unknown user", "/mdm/getVPPUserSrv", `{"userId":77,"sToken":"` + token + `"}`, 9609, ""},
+		{"wrong sToken", "/mdm/getVPPUserSrv", `{"userId":1,"sToken":"nope"}`, 9622, ""},
+		{"missing sToken", "/mdm/getVPPUserSrv", `{"userId":1}`, 9601, ""},
+		{"missing userId", "/mdm/getVPPUserSrv", `{"sToken":"` + token + `"}`, 9600, ""},
+		{"malformed userId", "/mdm/getVPPUserSrv", `{"userId":"one","sToken":"` + token + `"}`, 9602, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := lookup(t, tc.path, tc.body)
+			if a.ErrorNumber != tc.wantErr || (tc.wantErr != 0) != (a.Status == -1) {
+				t.Fatalf("status %d errorNumber %d, want errorNumber %d", a.Status, a.ErrorNumber, tc.wantErr)
+			}
+			if tc.wantErr == 0 && a.User["status"] != tc.wantStatus {
+				t.Errorf("user = %v, want status %s", a.User, tc.wantStatus)
+			}
+		})
+	}
+	// The user carries every field of Apple's "Get a User" example that the
+	// fake knows.
+	u := lookup(t, "/getVPPUserSrv", `{"userId":3,"sToken":"`+token+`"}`).User
+	for _, f := range []string{"userId", "email", "clientUserIdStr", "status", "inviteCode", "inviteUrl"} {
+		if u[f] == nil {
+			t.Errorf("user lacks %s: %v", f, u)
+		}
+	}
+	if a := lookup(t, "/getVPPUserSrv", `{"userId":1,"sToken":"`+token+`"}`); a.User["itsIdHash"] == nil {
+		t.Errorf("associated user lacks itsIdHash: %v", a.User)
+	}
+
+	s.Remove(1)
+	if a := lookup(t, "/getVPPUserSrv", `{"userId":1,"sToken":"`+token+`"}`); a.ErrorNumber != 9609 {
+		t.Errorf("removed user: errorNumber %d, want 9609", a.ErrorNumber)
+	}
+	n, _, _ := list(t, s, `{"sToken":"`+token+`","includeRetired":1}`)
+	if n != 3 {
+		t.Errorf("listing has %d users, want 3 (the Deleted one left out)", n)
+	}
+
+	// A lookup fault hits lookups only; a users fault, users requests only.
+	s.InjectFault(vpptest.Fault{Lookup: true, ErrorNumber: 9603})
+	if _, _, res := post(t, s, "/getVPPUsersSrv", `{"sToken":"`+token+`"}`); res.StatusCode != 200 {
+		t.Fatalf("users request: HTTP %d", res.StatusCode)
+	}
+	s.InjectFault(vpptest.Fault{HTTPStatus: 503})
+	if a := lookup(t, "/getVPPUserSrv", `{"userId":2,"sToken":"`+token+`"}`); a.ErrorNumber != 9603 {
+		t.Errorf("lookup fault: errorNumber %d, want 9603", a.ErrorNumber)
+	}
+	if a := lookup(t, "/getVPPUserSrv", `{"userId":2,"sToken":"`+token+`"}`); a.Status != 0 {
+		t.Errorf("after the lookup fault: %+v", a)
+	}
+	if _, _, res := post(t, s, "/getVPPUsersSrv", `{"sToken":"`+token+`"}`); res.StatusCode != 503 {
+		t.Errorf("users fault: HTTP %d, want 503", res.StatusCode)
+	}
+	if got, want := s.LookupRequests(), 13; got != want {
+		t.Errorf("LookupRequests = %d, want %d", got, want)
+	}
+}
+
+func TestListingShapes(t *testing.T) {
+	users := vpptest.FixtureUsers() // 4 users, 2 per batch
+	for _, tc := range []struct {
+		name          string
+		fault         vpptest.Fault
+		wantTotals    []string // totalBatchCount of each batch
+		wantCount     bool     // totalCount on the first batch
+		wantUsers     []int    // users per batch
+		wantFinalLast bool     // the last batch listed carries sinceModifiedToken
+	}{
+		{"plain", vpptest.Fault{}, []string{"2", "2"}, true, []int{2, 2}, true},
+		{"zero totalBatchCount with an empty batch", vpptest.Fault{ZeroTotalBatchCount: true, EmptyBatch: 2}, []string{"0", "0", "0"}, true, []int{2, 0, 2}, true},
+		{"no totalCount", vpptest.Fault{NoTotalCount: true}, []string{"2", "2"}, false, []int{2, 2}, true},
+		{"endless", vpptest.Fault{Endless: true}, []string{"0", "0", "0", "0", "0"}, true, []int{2, 2, 0, 0, 0}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := vpptest.NewServer(token, users...)
+			s.SetBatchSize(2)
+			s.InjectFault(tc.fault)
+			body := `{"sToken":"` + token + `","includeRetired":1}`
+			seen := map[string]bool{}
+			for i, want := range tc.wantUsers {
+				a, raw, _ := post(t, s, "/getVPPUsersSrv", body)
+				if a.Status != 0 || a.TotalBatchCount != tc.wantTotals[i] || len(a.Users) != want {
+					t.Fatalf("batch %d: %s, want totalBatchCount %q and %d users", i+1, raw, tc.wantTotals[i], want)
+				}
+				if i == 0 && (a.TotalCount != nil) != tc.wantCount {
+					t.Errorf("totalCount = %v, want present=%v", a.TotalCount, tc.wantCount)
+				}
+				last := i == len(tc.wantUsers)-1
+				if final := a.SinceModifiedToken != ""; final != (last && tc.wantFinalLast) || final == (a.BatchToken != "") {
+					t.Fatalf("batch %d: batchToken %q sinceModifiedToken %q", i+1, a.BatchToken, a.SinceModifiedToken)
+				}
+				if seen[a.BatchToken] {
+					t.Fatalf("batch %d: batchToken repeated", i+1)
+				}
+				seen[a.BatchToken] = true
+				body = `{"sToken":"` + token + `","batchToken":"` + a.BatchToken + `"}`
+			}
+		})
+	}
+}
+
+func TestBeforeBatch(t *testing.T) {
+	s := vpptest.NewServer(token, makeFive()...)
+	s.SetBatchSize(2)
+	var mu sync.Mutex
+	var got []int
+	s.SetBeforeBatch(func(batch int) {
+		mu.Lock()
+		got = append(got, batch)
+		mu.Unlock()
+		if batch == 2 {
+			// Outside the lock: the hook may use the server.
+			s.Put(vpptest.User{UserID: 99, Status: vpptest.StatusRegistered})
+		}
+	})
+	n, batches, _ := list(t, s, `{"sToken":"`+token+`","includeRetired":1}`)
+	post(t, s, "/getVPPUsersSrv", `{"sToken":"`+token+`","batchToken":"zzz"}`)
+	post(t, s, "/getVPPUsersSrv", `{`)
+	mu.Lock()
+	calls := slices.Clone(got)
+	mu.Unlock()
+	if n != 5 || batches != 3 || !slices.Equal(calls, []int{1, 2, 3, 0, 0}) {
+		t.Errorf("%d users in %d batches, hook calls %v; want 5 in 3, [1 2 3 0 0]", n, batches, calls)
+	}
+	if _, ok := s.Get(99); !ok {
+		t.Error("the hook's Put did not reach the directory")
+	}
+	if s.Requests() != len(calls) {
+		t.Errorf("Requests = %d, hook calls %d: want one call per request", s.Requests(), len(calls))
+	}
+	s.SetBeforeBatch(nil)
+	list(t, s, `{"sToken":"`+token+`"}`)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(calls) {
+		t.Errorf("hook called %d more times after removal", len(got)-len(calls))
+	}
+}
+
+func makeFive() []vpptest.User {
+	out := make([]vpptest.User, 5)
+	for i := range out {
+		out[i] = vpptest.User{UserID: int64(i + 1), Status: vpptest.StatusRegistered}
+	}
+	return out
 }
