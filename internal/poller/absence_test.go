@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,11 +20,13 @@ import (
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/poller"
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/internal/sources/veeam"
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/state"
+	"github.com/rollcall/rollcall/internal/testutil"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -466,5 +469,68 @@ func TestOversizedRecordsNeverStopASource(t *testing.T) {
 	}
 	if h := p.Health()["a"]; h.Uncarried != 0 {
 		t.Fatalf("health still reports uncarried users: %+v", h)
+	}
+}
+
+// TestRunAfterAFailedStateLoad: found by the randomized simulation. A run
+// whose index check failed (NATS restarting) kept the source's lock, and
+// every later run of that source waited for it for ever.
+func TestRunAfterAFailedStateLoad(t *testing.T) {
+	defer func(d time.Duration) { state.StallTimeout = d }(state.StallTimeout)
+	state.StallTimeout = 300 * time.Millisecond
+	ctx := context.Background()
+	dir := t.TempDir()
+	addr := testutil.FreeAddr(t)
+	start := func() *server.Server {
+		s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: dir, Listen: addr}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	srv := start()
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := bus.Ensure(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeSrc{name: "v", kind: events.KindVeeam, complete: true, users: veeamUsers(1, 2)}
+	p := poller.New(js, h, poller.Config{}, poller.SourceConfig{Source: src, Interval: time.Hour})
+	if _, err := p.RunOnce(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err = p.RunOnce(rctx, "v")
+	cancel()
+	if err == nil {
+		t.Fatal("a run with NATS down succeeded")
+	}
+	srv = start()
+	t.Cleanup(srv.Shutdown)
+	src.mu.Lock()
+	src.users[0].Role = "CompanyOwner"
+	src.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		testutil.CheckFor(t, 10*time.Second, "a run after NATS came back", func() error {
+			_, err := p.RunOnce(ctx, "v")
+			return err
+		})
+		done <- nil
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the source's runs are stuck after a failed state load")
 	}
 }

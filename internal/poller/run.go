@@ -47,10 +47,10 @@ type run struct {
 // commit leaves NATS as it was.
 func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeeper) (Result, error) {
 	r, ctx, unlock, err := p.load(ctx, sc.Source)
+	defer unlock()
 	if err != nil {
 		return r.res, err
 	}
-	defer unlock()
 	snap, err := p.snapshot(ctx, r, sc)
 	if err != nil {
 		return r.res, err

@@ -212,18 +212,23 @@ var _ diff.Marker = (*Index)(nil)
 // LoadIndex reads every current key of the source: the revision, the
 // stored fingerprint and the status of each, not the records themselves.
 func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
-	w, err := u.kv.Watch(ctx, u.source+".>")
+	w, err := u.watch(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load state of %s: %w", u.source, err)
 	}
 	defer w.Stop()
 	var x *Index
 	prefix := len(u.source) + 1
+	stall := newStall()
+	defer stall.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("load state of %s: %w", u.source, ctx.Err())
+		case <-stall.C:
+			return nil, fmt.Errorf("load state of %s: %w", u.source, ErrStalled)
 		case e, ok := <-w.Updates():
+			stall.Reset(StallTimeout)
 			if !ok {
 				return nil, fmt.Errorf("load state of %s: watcher closed", u.source)
 			}
@@ -286,15 +291,20 @@ func keyID(key string, value []byte) (string, error) {
 // revision compares with the index's own later writes.
 func (u *Users) Valid(ctx context.Context, x *Index) (bool, error) {
 	from, own := x.unchecked()
-	w, err := u.kv.Watch(ctx, u.source+".>", jetstream.IncludeHistory(), jetstream.MetaOnly(), jetstream.ResumeFromRevision(from))
+	w, err := u.watch(ctx, jetstream.IncludeHistory(), jetstream.MetaOnly(), jetstream.ResumeFromRevision(from))
 	if err != nil {
 		return false, fmt.Errorf("check state of %s: %w", u.source, err)
 	}
 	defer w.Stop()
 	seen, last := 0, from-1
+	stall := newStall()
+	defer stall.Stop()
 	for {
 		select {
+		case <-stall.C:
+			return false, fmt.Errorf("check state of %s: %w", u.source, ErrStalled)
 		case e, ok := <-w.Updates():
+			stall.Reset(StallTimeout)
 			if !ok {
 				return false, fmt.Errorf("check state of %s: watcher closed", u.source)
 			}

@@ -24,6 +24,28 @@ import (
 // must be abandoned and retried from fresh state.
 var ErrConflict = errors.New("state changed by another writer")
 
+// ErrStalled means a watch of the bucket stopped delivering: the server
+// went away (a restart, a failover) and the watch did not resume. The run
+// fails and the next one watches afresh, instead of waiting for ever.
+var ErrStalled = errors.New("the bucket's watch stopped delivering")
+
+// StallTimeout is how long a watch may deliver nothing before it counts
+// as stalled. A watch of a healthy bucket delivers its first value, or
+// the end of the initial values, at once.
+var StallTimeout = 10 * time.Second
+
+func newStall() *time.Timer { return time.NewTimer(StallTimeout) }
+
+// watch opens a watch of the source's keys. The request that creates it is
+// bounded by StallTimeout: nats.go waits for its answer as long as the
+// context allows, and one lost in a server restart is never answered (a
+// poller whose run context has no deadline hung there for good).
+func (u *Users) watch(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	wctx, cancel := context.WithTimeout(ctx, StallTimeout)
+	defer cancel()
+	return u.kv.Watch(wctx, u.source+".>", opts...)
+}
+
 // Record is a user's entry in rollcall_users.
 type Record struct {
 	User        events.User `json:"user"`
@@ -47,17 +69,22 @@ func NewUsers(kv jetstream.KeyValue, source string) *Users {
 
 // Load reads every user of the source with the revision it was read at.
 func (u *Users) Load(ctx context.Context) (map[string]diff.Prev, error) {
-	w, err := u.kv.Watch(ctx, u.source+".>", jetstream.IgnoreDeletes())
+	w, err := u.watch(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("load state of %s: %w", u.source, err)
 	}
 	defer w.Stop()
 	out := map[string]diff.Prev{}
+	stall := newStall()
+	defer stall.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("load state of %s: %w", u.source, ctx.Err())
+		case <-stall.C:
+			return nil, fmt.Errorf("load state of %s: %w", u.source, ErrStalled)
 		case e, ok := <-w.Updates():
+			stall.Reset(StallTimeout)
 			if !ok {
 				return nil, fmt.Errorf("load state of %s: watcher closed", u.source)
 			}

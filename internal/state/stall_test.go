@@ -1,0 +1,69 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rollcall/rollcall/internal/bus"
+	"github.com/rollcall/rollcall/internal/diff"
+	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+// TestWatchesGiveUpWhenTheServerIsGone: found by the randomized
+// simulation. A NATS restart swallowed the request that creates a KV
+// watch; nats.go waits for its answer as long as the context allows, and a
+// poller run's context has no deadline: the poller hung for good, both
+// sources silent. Every watch must fail within StallTimeout instead.
+func TestWatchesGiveUpWhenTheServerIsGone(t *testing.T) {
+	defer func(d time.Duration) { StallTimeout = d }(StallTimeout)
+	StallTimeout = 300 * time.Millisecond
+	ctx := context.Background()
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := bus.Ensure(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := NewUsers(h.Users, "vpp")
+	x := NewIndex(0)
+	if err := users.Commit(ctx, []diff.Write{{User: events.User{Source: "vpp", SourceKind: "vpp", ID: "1", Status: "registered"}}}, x); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	for name, call := range map[string]func() error{
+		"Valid":     func() error { _, err := users.Valid(ctx, x); return err },
+		"LoadIndex": func() error { _, err := users.LoadIndex(ctx); return err },
+		"Load":      func() error { _, err := users.Load(ctx); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { done <- call() }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("no error with the server gone")
+				}
+				if errors.Is(err, context.Canceled) {
+					t.Fatalf("unexpected error %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("still waiting 5s after the server went away")
+			}
+		})
+	}
+}
