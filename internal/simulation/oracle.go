@@ -252,7 +252,13 @@ func everyChangePublished(o observation, checked *int) []string {
 	for _, m := range o.stream {
 		published[m.key] = append(published[m.key], m.user.Digest())
 	}
-	var v []string
+	type missed struct {
+		first runObs
+		runs  int
+		user  events.User
+	}
+	misses := map[string]*missed{} // "<key> <digest>" → the runs that missed it
+	var order []string
 	for _, run := range o.runs {
 		if !run.complete || deletedDuring(o.history, run) {
 			continue
@@ -271,12 +277,22 @@ func everyChangePublished(o observation, checked *int) []string {
 				continue
 			}
 			if !slices.Contains(published[k], d) {
-				v = append(v, fmt.Sprintf("change not published: %s was %s through the complete run listed %s–%s, and no event says so",
-					k, brief(st.user), run.start.Format("15:04:05.000"), run.end.Format("15:04:05.000")))
+				id := k + " " + d.String()
+				if misses[id] == nil {
+					misses[id] = &missed{first: run, user: st.user}
+					order = append(order, id)
+				}
+				misses[id].runs++
 			}
 		}
 	}
-	return dedupe(v)
+	var v []string
+	for _, id := range order {
+		m := misses[id]
+		v = append(v, fmt.Sprintf("change not published: %s was %s through %d complete runs (the first listed %s–%s), and no event says so",
+			strings.Join(strings.Fields(id)[:2], " "), brief(m.user), m.runs, m.first.start.Format("15:04:05.000"), m.first.end.Format("15:04:05.000")))
+	}
+	return v
 }
 
 func deletedDuring(h map[string][]record, run runObs) bool {
@@ -371,9 +387,4 @@ func deliveredInOrder(o observation) []string {
 		}
 	}
 	return v
-}
-
-func dedupe(v []string) []string {
-	slices.Sort(v)
-	return slices.Compact(v)
 }

@@ -42,6 +42,8 @@ type Config struct {
 	RemovalGuardMin  int           `env:"REMOVAL_GUARD_MIN, default=10"`
 	RemovalHold      time.Duration `env:"REMOVAL_HOLD, default=24h"`
 	MaxResponseBytes int64         `env:"MAX_RESPONSE_BYTES, default=67108864"`
+	// MaxRawBytes caps each user's raw record in events and the KV.
+	MaxRawBytes int `env:"MAX_RAW_BYTES, default=65536"`
 
 	// LeaseTTL is the lease period that lets several replicas share the
 	// sources; 0 disables leases (one replica only).
@@ -123,6 +125,8 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 		return Config{}, nil, fmt.Errorf("configuration: LEASE_TTL %s must be 0 (no leases) or at least 1s", c.LeaseTTL)
 	case c.RemovalHold <= 0:
 		return Config{}, nil, fmt.Errorf("configuration: REMOVAL_HOLD must be positive")
+	case c.MaxRawBytes < 256:
+		return Config{}, nil, fmt.Errorf("configuration: MAX_RAW_BYTES %d is below 256", c.MaxRawBytes)
 	case c.MaxResponseBytes < 1024:
 		return Config{}, nil, fmt.Errorf("configuration: MAX_RESPONSE_BYTES %d is below 1024", c.MaxResponseBytes)
 	}

@@ -102,6 +102,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		Metrics:     pm,
 		Lease:       poller.LeaseConfig{Owner: ownerID(cfg.PollerID), TTL: cfg.LeaseTTL},
 		MaxPayload:  int(nc.MaxPayload()),
+		MaxRawBytes: cfg.MaxRawBytes,
 		Logger:      log,
 	}, srcs...)
 
