@@ -6,6 +6,9 @@
 //	                    with embedded NATS, notifier printing events
 //	simulator bench     benchmarks of the pipeline against floors measured in
 //	                    the same run (docs/BENCHMARKS.md)
+//	simulator soak      randomized schedules of changes, faults and crashes
+//	                    through the whole pipeline, checked against an oracle
+//	                    (internal/simulation, docs/RELIABILITY.md)
 package main
 
 import (
@@ -82,7 +85,7 @@ func parse(name string, args []string, stderr io.Writer, defAddr string) (option
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "demo" || args[0] == "bench") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "demo" || args[0] == "bench" || args[0] == "soak") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
@@ -90,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demo(ctx, args, stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, args, stdout, stderr)
+	case "soak":
+		return soak(ctx, args, stdout, stderr)
 	default:
 		return serve(ctx, args, stderr)
 	}

@@ -47,11 +47,13 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Handles are the buckets a poller writes.
+// Handles are the buckets a poller writes, and the event stream it reads
+// back after a run that published but did not commit.
 type Handles struct {
 	Users     jetstream.KeyValue
 	Sources   jetstream.KeyValue
 	Baselines jetstream.ObjectStore
+	Events    jetstream.Stream
 }
 
 // StreamConfig is the audit trail stream as SPEC §2.3 defines it.
@@ -79,9 +81,10 @@ func StreamConfig(c Config) jetstream.StreamConfig {
 // harmless to repeat.
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Handles, error) {
 	c = c.withDefaults()
-	if _, err := retryEnsure(ctx, "create stream "+EventsStream, func(ctx context.Context) (jetstream.Stream, error) {
+	stream, err := retryEnsure(ctx, "create stream "+EventsStream, func(ctx context.Context) (jetstream.Stream, error) {
 		return js.CreateOrUpdateStream(ctx, StreamConfig(c))
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	users, err := retryEnsure(ctx, "create bucket "+UsersBucket, func(ctx context.Context) (jetstream.KeyValue, error) {
@@ -111,7 +114,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Handles, er
 	if err != nil {
 		return nil, err
 	}
-	return &Handles{Users: users, Sources: srcs, Baselines: base}, nil
+	return &Handles{Users: users, Sources: srcs, Baselines: base, Events: stream}, nil
 }
 
 // EnsureDeadLetter creates the dead-letter stream the notifier writes,

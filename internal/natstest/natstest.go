@@ -4,6 +4,7 @@ package natstest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -33,7 +34,15 @@ func StartIn(t testing.TB, dir string) *server.Server {
 // Connect opens a client connection and a JetStream handle to s.
 func Connect(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
+	return ConnectURL(t, s.ClientURL())
+}
+
+// ConnectURL opens a client connection and a JetStream handle to url with
+// opts, closed when the test ends. Reconnecting is another option away:
+// Reconnecting.
+func ConnectURL(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,3 +53,7 @@ func Connect(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	}
 	return nc, js
 }
+
+// Reconnecting makes a connection that outlives a restart of its server:
+// it reconnects at once and without end.
+var Reconnecting = []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(20 * time.Millisecond)}

@@ -489,15 +489,7 @@ func TestRunAfterAFailedStateLoad(t *testing.T) {
 		return s
 	}
 	srv := start()
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.ConnectURL(t, srv.ClientURL(), natstest.Reconnecting...)
 	h, err := bus.Ensure(ctx, js, bus.Config{})
 	if err != nil {
 		t.Fatal(err)

@@ -36,18 +36,27 @@ type uncarried struct {
 	bytes int
 }
 
-// carry is the carry stage: it leaves out of the run every user whose
-// events or KV record would still be larger than the server accepts (say a
-// 2 MB user name), so that the other users of the run are published and
-// committed. The users left out keep their previous state and are tried
-// again, and reported again, by every run until their record shrinks.
+// carry is the carry stage. An event too large to store (a long user name
+// is in data.user and data.previous) is slimmed (events.Slim: long values
+// cut, with a marker); the KV keeps the whole record. It then leaves out of
+// the run every user whose KV record, or whose event even slimmed, would
+// still be larger than the server accepts (say a 2 MB user name), so that
+// the other users of the run are published and committed. The users left
+// out keep their previous state and are tried again, and reported again,
+// by every run until their record shrinks.
 func (p *Poller) carry(evs []events.Event, writes []diff.Write) ([]events.Event, []diff.Write, []uncarried) {
 	limit := p.cfg.MaxPayload - payloadMargin
 	bad := map[string]int{}
-	for _, e := range evs {
-		if n := eventSize(e); n > limit {
-			bad[e.Subject()] = max(bad[e.Subject()], n)
+	for i, e := range evs {
+		n := eventSize(e)
+		if n <= limit {
+			continue
 		}
+		if slim, err := events.Slim(e); err == nil && eventSize(slim) <= limit {
+			evs[i] = slim
+			continue
+		}
+		bad[e.Subject()] = max(bad[e.Subject()], n)
 	}
 	for _, w := range writes {
 		if n := recordSize(w.User, limit); n > limit {

@@ -40,15 +40,18 @@ type run struct {
 
 // runOnce runs a source once, as a sequence of stages:
 //
-//	load → snapshot → prepare → scan → removals (guard, confirm) → read →
-//	compute → carry → commit (publish, then write)
+//	load → repair → snapshot → prepare → scan → removals (guard, confirm) →
+//	read → compute → carry → commit (mark, publish, write)
 //
-// Every stage before commit only reads; a failure anywhere before the
-// commit leaves NATS as it was.
+// Every stage between repair and commit only reads; a failure anywhere
+// before the commit leaves NATS as it was.
 func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeeper) (Result, error) {
 	r, ctx, unlock, err := p.load(ctx, sc.Source)
 	defer unlock()
 	if err != nil {
+		return r.res, err
+	}
+	if err := p.repair(ctx, r); err != nil {
 		return r.res, err
 	}
 	snap, err := p.snapshot(ctx, r, sc)
@@ -163,6 +166,7 @@ func (p *Poller) removals(ctx context.Context, r *run, plan *diff.Plan, snap sou
 	}
 	d.checked = true
 	d.held = p.guard(plan.Missing, plan.Known, activeUsers(snap.Users), r.st.Held, r.observed)
+	var expired *state.HeldRemovals
 	switch {
 	case d.held != nil && r.observed.Sub(d.held.Since) < p.cfg.Guard.Hold:
 		d.hold, d.heldCount = true, d.held.Count
@@ -172,7 +176,7 @@ func (p *Poller) removals(ctx context.Context, r *run, plan *diff.Plan, snap sou
 			"what_to_do", "if the removal is real, wait for REMOVAL_HOLD or raise MAX_REMOVAL_RATIO; otherwise check the source")
 	case d.held != nil:
 		r.log.Warn("mass removal persisted for the whole hold time; retiring the missing users whose absence is confirmed", "missing", d.held.Count)
-		d.held = nil
+		expired, d.held = d.held, nil
 	}
 	r.res.Held = d.heldCount
 	p.setHealth(r.src, func(h *Health) { h.RemovalsHeld = d.heldCount })
@@ -184,6 +188,12 @@ func (p *Poller) removals(ctx context.Context, r *run, plan *diff.Plan, snap sou
 	r.lap(&r.res.Phases.Confirm)
 	if err != nil {
 		return d, err
+	}
+	if expired != nil && a.unresolved > 0 {
+		// The hold is over but not every absence could be confirmed this
+		// time: keep the guard's memory, so that the next run confirms
+		// again instead of starting a new hold for the same users.
+		d.held = expired
 	}
 	plan.Missing = a.confirmed
 	r.res.Unconfirmed = a.present + a.unresolved
@@ -271,6 +281,7 @@ func (p *Poller) nextState(r *run, snap sources.Snapshot, rm removalDecision) st
 		next.Held = rm.held
 	}
 	next.Seeded = true
+	next.Publishing = 0 // the commit settles every event published before it
 	next.Cursor = snap.Cursor
 	if snap.Complete {
 		next.LastFullSync = r.observed
@@ -298,7 +309,7 @@ func (p *Poller) commit(ctx context.Context, r *run, c commit, keeper *leaseKeep
 	// sources that alternate; for the others lastFullSync is written only
 	// with a run's other changes (README: what rollcall_sources holds).
 	putSource := len(c.writes) > 0 || c.next.Cursor != st.Cursor || !st.Seeded || c.next.LastCompleteSize != st.LastCompleteSize ||
-		c.snap.Complete && c.fullSyncs || !sameHeld(c.next.Held, st.Held)
+		c.snap.Complete && c.fullSyncs || !sameHeld(c.next.Held, st.Held) || st.Publishing != 0
 	if len(c.evs) == 0 && !putSource {
 		// Nothing to commit, so no lease to confirm either: confirming
 		// renews it, a write on every run.
@@ -335,7 +346,11 @@ func (p *Poller) write(ctx context.Context, r *run, c commit, putSource bool, ke
 			return r.res, err
 		}
 	}
-	r.lap(&r.res.Phases.Write) // the lease and the baseline
+	if err := p.mark(cctx, r, len(c.evs)); err != nil {
+		return r.res, err
+	}
+	putSource = putSource || r.st.Publishing != 0 // the commit clears the mark
+	r.lap(&r.res.Phases.Write)                    // the lease, the baseline and the mark
 	if err := p.fault(FaultBeforePublish); err != nil {
 		return r.res, err
 	}
@@ -367,6 +382,27 @@ func (p *Poller) write(ctx context.Context, r *run, c commit, putSource bool, ke
 	r.lap(&r.res.Phases.Write)
 	p.logRun(r)
 	return r.res, nil
+}
+
+// mark records, before a run publishes, where its events start on the
+// stream (see repair), unless an earlier run's mark is still there.
+func (p *Poller) mark(ctx context.Context, r *run, evs int) error {
+	if evs == 0 || r.st.Publishing != 0 || p.h.Events == nil {
+		return nil
+	}
+	info, err := p.h.Events.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("source %s: read the stream's last sequence: %w", r.name, err)
+	}
+	st := r.st
+	st.Publishing = info.State.LastSeq + 1
+	rev, err := p.srcs.PutRev(ctx, r.name, st, r.stRev)
+	if err != nil {
+		r.k.idx = nil // another writer moved the bookkeeping
+		return fmt.Errorf("source %s: %w", r.name, err)
+	}
+	r.st, r.stRev = st, rev
+	return nil
 }
 
 // publish sends the run's events and waits for their acks.

@@ -196,8 +196,11 @@ func (w *world) oracle(o observation) []string {
 }
 
 // noFalseRemoval: a user is retired for its absence only after it really
-// left: each removal event of a user matches a distinct deletion of that
-// user made before the event was stored.
+// left. Each removal event of a user must match a distinct deletion of
+// that user made before the event was stored, and the user must have been
+// absent at some moment of the run that published it: between the start of
+// the source's latest listing before the event and the event. (Without
+// run observations, from a poller process, only the first part is checked.)
 func noFalseRemoval(o observation) []string {
 	var v []string
 	used := map[string]int{} // deletions of a key matched so far
@@ -205,8 +208,9 @@ func noFalseRemoval(o observation) []string {
 		if m.typ != events.TypeRetired || m.reason != events.ReasonRemoved {
 			continue
 		}
+		recs := o.history[m.key]
 		var dels []time.Time
-		for _, r := range o.history[m.key] {
+		for _, r := range recs {
 			if !r.present {
 				dels = append(dels, r.at)
 			}
@@ -217,8 +221,41 @@ func noFalseRemoval(o observation) []string {
 			continue
 		}
 		used[m.key] = n + 1
+		source, _, _ := strings.Cut(m.key, " ")
+		if from, ok := lastListingBefore(o.runs, source, m.at); ok && !absentDuring(recs, from, m.at) {
+			v = append(v, fmt.Sprintf("false removal: %s retired (stream seq %d, %s) but present all through the run that retired it (listing from %s)",
+				m.key, m.seq, m.at.Format("15:04:05.000"), from.Format("15:04:05.000")))
+		}
 	}
 	return v
+}
+
+// lastListingBefore is the start of the source's latest listing that began
+// before t.
+func lastListingBefore(runs []runObs, source string, t time.Time) (time.Time, bool) {
+	var best time.Time
+	for _, r := range runs {
+		if r.source == source && r.start.Before(t) && r.start.After(best) {
+			best = r.start
+		}
+	}
+	return best, !best.IsZero()
+}
+
+// absentDuring reports whether the user of recs was absent at some moment
+// of [from, to].
+func absentDuring(recs []record, from, to time.Time) bool {
+	present := false
+	for _, r := range recs {
+		if r.at.After(to) {
+			break
+		}
+		if r.at.After(from) && !r.present {
+			return true
+		}
+		present = r.present
+	}
+	return !present
 }
 
 func deletionsSaid(dels []time.Time, n int) string {
@@ -241,29 +278,29 @@ func noDuplicateIDs(o observation) []string {
 	return v
 }
 
-// everyChangePublished: a state a user held, present, for the whole
-// listing of a committed complete run is on the stream (or is the user's
-// seed). Runs during which a user of the same source was deleted are left
-// out: offset paging may skip a present user then, and the run keeps that
-// user's state until a later one lists it (which this check then holds to
-// account).
+// everyChangePublished: after a committed complete run, what the stream
+// says of each user is what the run listed. For every such run, and every
+// user whose state held, present, through the whole listing, the user's
+// last event stored before the source's next listing began must carry that
+// state (or, with no event, the user's seed must). Runs during which a user
+// of the same source was deleted are left out: offset paging may skip a
+// present user then, and the run keeps that user's state until a later one
+// lists it (which this check then holds to account).
 func everyChangePublished(o observation, checked *int) []string {
-	published := map[string][]events.Digest{}
-	for _, m := range o.stream {
-		published[m.key] = append(published[m.key], m.user.Digest())
-	}
 	type missed struct {
 		first runObs
 		runs  int
 		user  events.User
+		said  string
 	}
 	misses := map[string]*missed{} // "<key> <digest>" → the runs that missed it
 	var order []string
 	for _, run := range o.runs {
-		if !run.complete || deletedDuring(o.history, run) {
+		if !run.complete || !run.committed || deletedDuring(o.history, run) {
 			continue
 		}
 		*checked++
+		next := nextListing(o.runs, run)
 		for k, recs := range o.history {
 			if !strings.HasPrefix(k, run.source+" ") {
 				continue
@@ -273,26 +310,57 @@ func everyChangePublished(o observation, checked *int) []string {
 				continue
 			}
 			d := st.user.Digest()
-			if seed, ok := o.seeds[k]; ok && seed.Digest() == d {
+			said, ok := lastSaid(o, k, next)
+			if ok && said.Digest() == d {
 				continue
 			}
-			if !slices.Contains(published[k], d) {
-				id := k + " " + d.String()
-				if misses[id] == nil {
-					misses[id] = &missed{first: run, user: st.user}
-					order = append(order, id)
+			id := k + " " + d.String()
+			if misses[id] == nil {
+				misses[id] = &missed{first: run, user: st.user, said: "no event and no seed"}
+				if ok {
+					misses[id].said = brief(said)
 				}
-				misses[id].runs++
+				order = append(order, id)
 			}
+			misses[id].runs++
 		}
 	}
 	var v []string
 	for _, id := range order {
 		m := misses[id]
-		v = append(v, fmt.Sprintf("change not published: %s was %s through %d complete runs (the first listed %s–%s), and no event says so",
-			strings.Join(strings.Fields(id)[:2], " "), brief(m.user), m.runs, m.first.start.Format("15:04:05.000"), m.first.end.Format("15:04:05.000")))
+		v = append(v, fmt.Sprintf("change not published: %s was %s through %d complete runs (the first listed %s–%s), but the stream says %s",
+			strings.Join(strings.Fields(id)[:2], " "), brief(m.user), m.runs, m.first.start.Format("15:04:05.000"), m.first.end.Format("15:04:05.000"), m.said))
 	}
 	return v
+}
+
+// nextListing is when the source's first listing after run began (zero:
+// none).
+func nextListing(runs []runObs, run runObs) time.Time {
+	var next time.Time
+	for _, r := range runs {
+		if r.source == run.source && r.start.After(run.start) && (next.IsZero() || r.start.Before(next)) {
+			next = r.start
+		}
+	}
+	return next
+}
+
+// lastSaid is the state the stream gave user key last before t (zero:
+// ever), or its seed when no event came before.
+func lastSaid(o observation, key string, t time.Time) (events.User, bool) {
+	var last events.User
+	found := false
+	for _, m := range o.stream {
+		if m.key == key && (t.IsZero() || m.at.Before(t)) {
+			last, found = m.user, true
+		}
+	}
+	if found {
+		return last, true
+	}
+	seed, ok := o.seeds[key]
+	return seed, ok
 }
 
 func deletedDuring(h map[string][]record, run runObs) bool {

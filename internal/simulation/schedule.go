@@ -26,9 +26,13 @@ const (
 	KindLookupFailure   Kind = "api-lookup-failure"
 	KindPollerCrash     Kind = "poller-crash"
 	KindPollerKill      Kind = "poller-sigkill"
-	KindNotifierCrash   Kind = "notifier-crash"
-	KindNATSRestart     Kind = "nats-restart"
-	KindSinkOutage      Kind = "sink-outage"
+	// A second poller replica runs beside the first for a while; then one
+	// of the two stops. Leases hand the sources over, and the replica that
+	// stops polling must notice the other's writes when it polls again.
+	KindPollerReplica Kind = "poller-second-replica"
+	KindNotifierCrash Kind = "notifier-crash"
+	KindNATSRestart   Kind = "nats-restart"
+	KindSinkOutage    Kind = "sink-outage"
 )
 
 // Op is a directory change.
@@ -202,6 +206,8 @@ func (s *Schedule) step(at time.Duration) Step {
 		st.Kind = KindPollerCrash
 		st.Point = []string{"before-publish", "mid-publish", "before-write", "mid-write", "before-source-write"}[r.IntN(5)]
 		st.D = time.Duration(20+r.IntN(300)) * time.Millisecond
+	case x < 89:
+		st.Kind, st.D, st.N = KindPollerReplica, time.Duration(300+r.IntN(1500))*time.Millisecond, r.IntN(2)
 	case x < 91:
 		st.Kind, st.D = KindNotifierCrash, time.Duration(20+r.IntN(300))*time.Millisecond
 	case x < 94:
@@ -209,8 +215,8 @@ func (s *Schedule) step(at time.Duration) Step {
 	default:
 		st.Kind, st.D = KindSinkOutage, time.Duration(50+r.IntN(1500))*time.Millisecond
 	}
-	if s.Process && st.Kind == KindPollerCrash {
-		st.Kind, st.Point = KindPollerKill, ""
+	if s.Process && (st.Kind == KindPollerCrash || st.Kind == KindPollerReplica) {
+		st.Kind, st.Point, st.N = KindPollerKill, "", 0
 	}
 	return st
 }

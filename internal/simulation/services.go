@@ -212,17 +212,18 @@ func (w *world) startPollerProcess() (*pollerProc, error) {
 // run there, and the whole incarnation is then stopped and replaced.
 func (w *world) pollerFault(point string) error {
 	w.mu.Lock()
-	armed := w.crashAt == point
+	armed := w.crashAt == point && !w.settling
 	gap := w.crashGap
 	if armed {
 		w.crashAt = ""
+		// Under the lock: settle waits for the group once settling is set.
+		w.wg.Add(1)
 	}
 	w.mu.Unlock()
 	if !armed {
 		return nil
 	}
 	w.log.Info("simulation: poller crashes", "at", point)
-	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		w.restartPoller(context.Background(), gap)
@@ -249,12 +250,37 @@ func (w *world) restartPoller(ctx context.Context, gap time.Duration) {
 	}
 }
 
+// secondReplica runs another poller beside the current one for d, then
+// stops the older of the two (the newer takes over) or the newer.
+func (w *world) secondReplica(ctx context.Context, d time.Duration, stopOld bool) {
+	second, err := w.startPollerHere(ctx)
+	if err != nil {
+		w.log.Error("simulation: starting a second poller replica", "err", err)
+		return
+	}
+	time.Sleep(d)
+	stop := second
+	if stopOld {
+		w.mu.Lock()
+		if w.poller != nil {
+			stop, w.poller = w.poller, second
+		}
+		w.mu.Unlock()
+	}
+	if err := stop.stop(); err != nil {
+		w.fail(err.Error())
+	}
+}
+
+// observeRun records every run that listed the directory, committed or
+// not: the oracle needs both (a failed run may have published).
 func (w *world) observeRun(source string, res poller.Result, err error) {
-	if err != nil || res.SnapshotStart.IsZero() {
+	if res.SnapshotStart.IsZero() {
 		return
 	}
 	w.mu.Lock()
-	w.runs = append(w.runs, runObs{source: source, start: res.SnapshotStart, end: res.SnapshotEnd, complete: res.Complete})
+	w.runs = append(w.runs, runObs{source: source, start: res.SnapshotStart, end: res.SnapshotEnd, complete: res.Complete,
+		committed: err == nil, seeded: res.Seeded && err == nil})
 	w.mu.Unlock()
 }
 

@@ -168,6 +168,7 @@ type world struct {
 	poller      *pollerProc
 	notifier    *notifierProc
 	crashAt     string // armed poller fault point
+	settling    bool   // the schedule is over: no more crashes
 	crashGap    time.Duration
 	faults      map[Kind]int
 	runs        []runObs
@@ -179,11 +180,14 @@ type world struct {
 	wg                sync.WaitGroup
 }
 
-// runObs is one committed run of a source as the poller reported it.
+// runObs is one run of a source that listed the directory, as the
+// poller reported it.
 type runObs struct {
 	source     string
-	start, end time.Time
+	start, end time.Time // of its listing
 	complete   bool
+	committed  bool // it ended without an error
+	seeded     bool // it was the source's first, silent, committed snapshot
 }
 
 func newWorld(s *Schedule, opts Options) (*world, error) {
@@ -315,6 +319,12 @@ func (w *world) do(ctx context.Context, st Step) {
 			defer w.wg.Done()
 			w.restartPoller(ctx, st.D)
 		}()
+	case KindPollerReplica:
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.secondReplica(ctx, st.D, st.N == 0)
+		}()
 	case KindNotifierCrash:
 		w.wg.Add(1)
 		go func() {
@@ -354,12 +364,12 @@ func (w *world) betweenPages(st Step) {
 // sink's consumer has nothing pending, and a few more complete runs change
 // nothing.
 func (w *world) settle(ctx context.Context) error {
+	w.mu.Lock()
+	w.crashAt, w.settling = "", true
+	w.mu.Unlock()
 	if err := waitGroup(&w.wg); err != nil {
 		return err
 	}
-	w.mu.Lock()
-	w.crashAt = ""
-	w.mu.Unlock()
 	w.dir.veeam.SetBeforePage(nil)
 	w.dir.vpp.ClearFaults()
 	w.dir.veeam.ClearFaults()

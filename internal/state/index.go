@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -40,6 +41,9 @@ type Index struct {
 	// and nothing else.
 	checked uint64
 	own     []uint64
+	// markers counts the source's keys whose last write is a delete or
+	// purge marker, as loaded: with the users, what Valid expects to count.
+	markers int
 }
 
 // entry packs diff.Entry into 32 bytes: the revision in the low 62 bits of
@@ -211,12 +215,52 @@ var _ diff.Marker = (*Index)(nil)
 
 // LoadIndex reads every current key of the source: the revision, the
 // stored fingerprint and the status of each, not the records themselves.
+// Records that a release before key hashing stored under the full
+// reversible key of a long id are moved to the hashed key first.
 func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
-	w, err := u.watch(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("load state of %s: %w", u.source, err)
+	x, legacy, err := u.loadIndex(ctx)
+	if err != nil || len(legacy) == 0 {
+		return x, err
 	}
-	defer w.Stop()
+	if err := u.migrate(ctx, legacy); err != nil {
+		return nil, err
+	}
+	x, _, err = u.loadIndex(ctx)
+	return x, err
+}
+
+// legacyKey is a record stored under the reversible key of an id that is
+// now hashed.
+type legacyKey struct {
+	key      string
+	value    []byte
+	revision uint64
+}
+
+// migrate moves each legacy record to its hashed key (unless one is there
+// already, written since) and deletes the old key, compare-and-set on its
+// revision: a crash half-way leaves both, and the next load finishes.
+func (u *Users) migrate(ctx context.Context, legacy []legacyKey) error {
+	for _, l := range legacy {
+		id, _ := events.DecodeKey(l.key[len(u.source)+1:])
+		_, err := u.kv.Create(ctx, events.StateKey(u.source, id), l.value)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("move state of %s to its hashed key: %w", l.key, err)
+		}
+		if err := u.kv.Delete(ctx, l.key, jetstream.LastRevision(l.revision)); err != nil {
+			return fmt.Errorf("move state of %s to its hashed key: %w", l.key, err)
+		}
+	}
+	return nil
+}
+
+func (u *Users) loadIndex(ctx context.Context) (*Index, []legacyKey, error) {
+	var legacy []legacyKey
+	w, stop, err := u.watch(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load state of %s: %w", u.source, err)
+	}
+	defer stop()
 	var x *Index
 	prefix := len(u.source) + 1
 	stall := newStall()
@@ -224,13 +268,13 @@ func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("load state of %s: %w", u.source, ctx.Err())
+			return nil, nil, fmt.Errorf("load state of %s: %w", u.source, ctx.Err())
 		case <-stall.C:
-			return nil, fmt.Errorf("load state of %s: %w", u.source, ErrStalled)
+			return nil, nil, fmt.Errorf("load state of %s: %w", u.source, ErrStalled)
 		case e, ok := <-w.Updates():
 			stall.Reset(StallTimeout)
 			if !ok {
-				return nil, fmt.Errorf("load state of %s: watcher closed", u.source)
+				return nil, nil, fmt.Errorf("load state of %s: watcher closed", u.source)
 			}
 			if x == nil {
 				// Size the map once, from what the watch has left to
@@ -244,21 +288,26 @@ func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
 			}
 			if e == nil { // the initial values are all delivered
 				x.checked = x.lastSeq
-				return x, nil
+				return x, legacy, nil
 			}
 			if e.Operation() != jetstream.KeyValuePut {
 				// A deleted key is not a user, but its marker is the
 				// last write Valid will find.
 				x.lastSeq = max(x.lastSeq, e.Revision())
+				x.markers++
 				continue
 			}
 			id, err := keyID(e.Key()[prefix:], e.Value())
 			if err != nil {
-				return nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
+				return nil, nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
+			}
+			if events.EncodeKey(id) != e.Key()[prefix:] {
+				legacy = append(legacy, legacyKey{key: e.Key(), value: e.Value(), revision: e.Revision()})
+				continue
 			}
 			d, g, err := scanRecord(e.Value())
 			if err != nil {
-				return nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
+				return nil, nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
 			}
 			x.put(id, pack(e.Revision(), d, g))
 			x.lastSeq = max(x.lastSeq, e.Revision())
@@ -291,11 +340,11 @@ func keyID(key string, value []byte) (string, error) {
 // revision compares with the index's own later writes.
 func (u *Users) Valid(ctx context.Context, x *Index) (bool, error) {
 	from, own := x.unchecked()
-	w, err := u.watch(ctx, jetstream.IncludeHistory(), jetstream.MetaOnly(), jetstream.ResumeFromRevision(from))
+	w, stop, err := u.watch(ctx, jetstream.IncludeHistory(), jetstream.MetaOnly(), jetstream.ResumeFromRevision(from))
 	if err != nil {
 		return false, fmt.Errorf("check state of %s: %w", u.source, err)
 	}
-	defer w.Stop()
+	defer stop()
 	seen, last := 0, from-1
 	stall := newStall()
 	defer stall.Stop()
@@ -314,6 +363,11 @@ func (u *Users) Valid(ctx context.Context, x *Index) (bool, error) {
 					// or purged by another writer.
 					return false, nil
 				}
+				// A write and its trace can both be gone (a delete, then
+				// the markers compacted away): count the keys too.
+				if n, err := u.keys(ctx); err != nil || n != x.Len()+x.markers {
+					return false, err
+				}
 				x.checkedThrough(last, len(own))
 				return true, nil
 			}
@@ -325,6 +379,30 @@ func (u *Users) Valid(ctx context.Context, x *Index) (bool, error) {
 		case <-ctx.Done():
 			return false, fmt.Errorf("check state of %s: %w", u.source, ctx.Err())
 		}
+	}
+}
+
+// keys counts the source's keys (delete markers included) with a watch
+// that reads no value: the number of latest values it has to deliver.
+func (u *Users) keys(ctx context.Context) (int, error) {
+	w, stop, err := u.watch(ctx, jetstream.MetaOnly())
+	if err != nil {
+		return 0, fmt.Errorf("count keys of %s: %w", u.source, err)
+	}
+	defer stop()
+	select {
+	case e, ok := <-w.Updates():
+		switch {
+		case !ok:
+			return 0, fmt.Errorf("count keys of %s: watcher closed", u.source)
+		case e == nil:
+			return 0, nil
+		}
+		return int(e.Delta()) + 1, nil
+	case <-time.After(StallTimeout):
+		return 0, fmt.Errorf("count keys of %s: %w", u.source, ErrStalled)
+	case <-ctx.Done():
+		return 0, fmt.Errorf("count keys of %s: %w", u.source, ctx.Err())
 	}
 }
 

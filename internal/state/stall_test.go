@@ -3,11 +3,9 @@ package state
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/diff"
@@ -25,15 +23,7 @@ func TestWatchesGiveUpWhenTheServerIsGone(t *testing.T) {
 	StallTimeout = 300 * time.Millisecond
 	ctx := context.Background()
 	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.ConnectURL(t, srv.ClientURL(), natstest.Reconnecting...)
 	h, err := bus.Ensure(ctx, js, bus.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -65,5 +55,38 @@ func TestWatchesGiveUpWhenTheServerIsGone(t *testing.T) {
 				t.Fatal("still waiting 5s after the server went away")
 			}
 		})
+	}
+}
+
+// The bound on creating a watch must not end the watch: a load that
+// outlasts it (here, thousands of users) still gets every user.
+func TestLoadsOutliveTheWatchCreationBound(t *testing.T) {
+	defer func(d time.Duration) { StallTimeout = d }(StallTimeout)
+	StallTimeout = time.Second
+	ctx := context.Background()
+	_, js := natstest.Connect(t, natstest.Start(t))
+	h, err := bus.Ensure(ctx, js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := NewUsers(h.Users, "veeam")
+	var writes []diff.Write
+	for i := range 4000 {
+		writes = append(writes, diff.Write{User: events.User{Source: "veeam", SourceKind: events.KindVeeam, ID: strconv.Itoa(i), Status: "enabled"}})
+	}
+	x := NewIndex(0)
+	if err := users.Commit(ctx, writes, x); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := users.Valid(ctx, x); err != nil || !ok {
+		t.Fatalf("valid after 4000 own writes: %v %v", ok, err)
+	}
+	y, err := users.LoadIndex(ctx)
+	if err != nil || y.Len() != 4000 {
+		t.Fatalf("index of %d users: %v", y.Len(), err)
+	}
+	all, err := users.Load(ctx)
+	if err != nil || len(all) != 4000 {
+		t.Fatalf("load of %d users: %v", len(all), err)
 	}
 }

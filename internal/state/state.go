@@ -39,11 +39,22 @@ func newStall() *time.Timer { return time.NewTimer(StallTimeout) }
 // watch opens a watch of the source's keys. The request that creates it is
 // bounded by StallTimeout: nats.go waits for its answer as long as the
 // context allows, and one lost in a server restart is never answered (a
-// poller whose run context has no deadline hung there for good).
-func (u *Users) watch(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
-	wctx, cancel := context.WithTimeout(ctx, StallTimeout)
-	defer cancel()
-	return u.kv.Watch(wctx, u.source+".>", opts...)
+// poller whose run context has no deadline hung there for good). The
+// context also bounds the watch's subscription, so it is cancelled only
+// by the returned stop, once the caller is done with the watch.
+func (u *Users) watch(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, func(), error) {
+	wctx, cancel := context.WithCancel(ctx)
+	t := time.AfterFunc(StallTimeout, cancel)
+	w, err := u.kv.Watch(wctx, u.source+".>", opts...)
+	t.Stop()
+	if err != nil {
+		cancel()
+		if ctx.Err() == nil && wctx.Err() != nil {
+			err = fmt.Errorf("%w: creating it took over %s", ErrStalled, StallTimeout)
+		}
+		return nil, nil, err
+	}
+	return w, func() { _ = w.Stop(); cancel() }, nil
 }
 
 // Record is a user's entry in rollcall_users.
@@ -69,11 +80,11 @@ func NewUsers(kv jetstream.KeyValue, source string) *Users {
 
 // Load reads every user of the source with the revision it was read at.
 func (u *Users) Load(ctx context.Context) (map[string]diff.Prev, error) {
-	w, err := u.watch(ctx, jetstream.IgnoreDeletes())
+	w, stop, err := u.watch(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("load state of %s: %w", u.source, err)
 	}
-	defer w.Stop()
+	defer stop()
 	out := map[string]diff.Prev{}
 	stall := newStall()
 	defer stall.Stop()
@@ -184,6 +195,11 @@ type Source struct {
 	// digest of the missing ids, how many, and since when the same set has
 	// been missing from every complete snapshot.
 	Held *HeldRemovals `json:"held,omitempty"`
+	// Publishing is set, before a run publishes, to the first sequence of
+	// ROLLCALL_EVENTS its events can have, and cleared by its commit: when
+	// it is set, a run published events it may not have committed, and the
+	// next run reads them back (the poller's repair stage).
+	Publishing uint64 `json:"publishing,omitempty"`
 }
 
 // HeldRemovals is the guard's memory of a suspicious mass removal.
@@ -219,22 +235,29 @@ func (s *Sources) Get(ctx context.Context, name string) (Source, uint64, error) 
 
 // Put writes a source's bookkeeping, compare-and-set against rev.
 func (s *Sources) Put(ctx context.Context, name string, st Source, rev uint64) error {
+	_, err := s.PutRev(ctx, name, st, rev)
+	return err
+}
+
+// PutRev is Put that returns the new revision.
+func (s *Sources) PutRev(ctx context.Context, name string, st Source, rev uint64) (uint64, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
-		return err
+		return 0, err
 	}
+	var next uint64
 	if rev == 0 {
-		_, err = s.kv.Create(ctx, sourceKey(name), b)
+		next, err = s.kv.Create(ctx, sourceKey(name), b)
 	} else {
-		_, err = s.kv.Update(ctx, sourceKey(name), b, rev)
+		next, err = s.kv.Update(ctx, sourceKey(name), b, rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("write source state %s: %w", name, ErrConflict)
+		return 0, fmt.Errorf("write source state %s: %w", name, ErrConflict)
 	}
 	if err != nil {
-		return fmt.Errorf("write source state %s: %w", name, err)
+		return 0, fmt.Errorf("write source state %s: %w", name, err)
 	}
-	return nil
+	return next, nil
 }
 
 // SplitKey returns the source and user id of a rollcall_users key.

@@ -47,6 +47,11 @@ func EncodeKey(id string) string {
 	if escapedLen(id) > MaxKeyLen {
 		return hashedKey(id)
 	}
+	return escapeKey(id)
+}
+
+// escapeKey is the reversible encoding, whatever its length.
+func escapeKey(id string) string {
 	const hexdigits = "0123456789ABCDEF"
 	var b strings.Builder
 	b.Grow(len(id) * 2)
@@ -93,7 +98,8 @@ var ErrBadKey = errors.New("events: malformed user key")
 // id, which cannot be reversed: read the id from the record or event.
 var ErrHashedKey = errors.New("events: user key is the hash of an over-long id")
 
-// DecodeKey reverses EncodeKey. A hashed key gives ErrHashedKey.
+// DecodeKey reverses EncodeKey, and reads the reversible encoding of an id
+// of any length (IsLegacyKey). A hashed key gives ErrHashedKey.
 func DecodeKey(key string) (string, error) {
 	if key == "_" {
 		return "", nil
@@ -121,12 +127,21 @@ func DecodeKey(key string) (string, error) {
 		}
 	}
 	out := b.String()
-	if EncodeKey(out) != key {
+	if escapeKey(out) != key {
 		// Reject non-canonical spellings (e.g. an escaped letter) so that one
 		// user has exactly one key.
 		return "", fmt.Errorf("%w: %q is not canonical", ErrBadKey, key)
 	}
 	return out, nil
+}
+
+// IsLegacyKey reports whether key is the reversible encoding of an id that
+// EncodeKey now hashes: releases before hashing wrote such keys in full.
+// DecodeKey still reads them; state written under them must move to the
+// hashed key.
+func IsLegacyKey(key string) bool {
+	id, err := DecodeKey(key)
+	return err == nil && EncodeKey(id) != key
 }
 
 func plainKey(s string) bool {

@@ -50,3 +50,26 @@ func TestCapRaw(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCapRaw: whatever a source sends as its record, the capped record is
+// valid JSON within the limit, and one within the limit is kept as it is.
+func FuzzCapRaw(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{"a":"` + strings.Repeat("x", 3000) + `"}`, `[1,2,3]`, `"s"`, `{"_rollcallCut":1,"b":{"c":[1,2]}}`, `{`, ``} {
+		f.Add([]byte(s), 512)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, max int) {
+		if max < 64 || max > 1<<20 {
+			return
+		}
+		out, cut := events.CapRaw(json.RawMessage(raw), max)
+		if !cut {
+			if string(out) != string(raw) || len(raw) > max {
+				t.Fatalf("kept %d bytes with max %d, or changed them", len(raw), max)
+			}
+			return
+		}
+		if len(out) > max || !json.Valid(out) || !strings.Contains(string(out), events.RawCutKey) {
+			t.Fatalf("cut %d bytes to %q (max %d)", len(raw), out, max)
+		}
+	})
+}
