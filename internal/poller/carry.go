@@ -37,8 +37,9 @@ type uncarried struct {
 }
 
 // carry is the carry stage. An event too large to store (a long user name
-// is in data.user and data.previous) is slimmed (events.Slim: long values
-// cut, with a marker); the KV keeps the whole record. It then leaves out of
+// is in data.user, data.previous and data.changes) is slimmed (events.Slim:
+// the previous state's and the changes' long values cut, with a marker;
+// data.user stays whole); the KV keeps the whole record. It then leaves out of
 // the run every user whose KV record, or whose event even slimmed, would
 // still be larger than the server accepts (say a 2 MB user name), so that
 // the other users of the run are published and committed. The users left
@@ -52,7 +53,7 @@ func (p *Poller) carry(evs []events.Event, writes []diff.Write) ([]events.Event,
 		if n <= limit {
 			continue
 		}
-		if slim, err := events.Slim(e); err == nil && eventSize(slim) <= limit {
+		if slim, err := events.Slim(e, limit-(n-len(e.Data()))); err == nil && eventSize(slim) <= limit {
 			evs[i] = slim
 			continue
 		}

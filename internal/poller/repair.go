@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,31 +22,43 @@ import (
 // trail, whose last word on that user would stay "retired". So a run marks
 // where its events start (state.Source.Publishing) before it publishes, and
 // its commit clears the mark; the next run that finds the mark reads the
-// source's events from there and, for every user whose last event differs
-// from the KV, writes the state that event carries before it diffs. The
-// diff then publishes what happened since, the user's return included.
+// source's events from there and writes to the KV the state they reached,
+// before it diffs. The diff then publishes what happened since, the user's
+// return included.
+//
+// The state reached is the KV's with the fields each published event
+// changed taken from that event's data.user (never cut, see events.Slim):
+// a run that published only the first of a user's events (its role
+// change, say) reached only that, and the diff still publishes the rest
+// (the e-mail change). An event for a user the KV does not hold, or holds
+// as removed, brings the whole user.
 func (p *Poller) repair(ctx context.Context, r *run) error {
 	if r.st.Publishing == 0 || p.h.Events == nil {
 		return nil
 	}
-	last, err := p.publishedSince(ctx, r.name, r.st.Publishing)
+	published, err := p.publishedSince(ctx, r.name, r.st.Publishing)
+	if err != nil {
+		return fmt.Errorf("source %s: read back the events of a run that did not commit: %w", r.name, err)
+	}
+	var ids []string
+	for id := range published {
+		ids = append(ids, id)
+	}
+	r.idx.SortByRevision(ids)
+	prev, err := r.users.Records(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("source %s: read back the events of a run that did not commit: %w", r.name, err)
 	}
 	var writes []diff.Write
-	for _, u := range last {
-		e, known := r.idx.Lookup(u.ID)
-		if known && e.Digest == u.Digest() {
+	for _, id := range ids {
+		before, known := prev[id]
+		reached, ok := reachedState(before.User, known, published[id])
+		if !ok || known && reached.Digest() == before.User.Digest() {
 			continue
 		}
-		if slimmed(u) {
-			// Its event was cut to fit; its whole state is not on the
-			// stream. The rerun republishes it if it still holds.
-			continue
-		}
-		w := diff.Write{User: u}
+		w := diff.Write{User: reached}
 		if known {
-			w.Revision = e.Revision
+			w.Revision = before.Revision
 		}
 		writes = append(writes, w)
 	}
@@ -54,21 +67,44 @@ func (p *Poller) repair(ctx context.Context, r *run) error {
 			r.k.idx = nil
 			return fmt.Errorf("source %s: write back the events of a run that did not commit: %w", r.name, err)
 		}
-		r.log.Warn("an earlier run published events but did not commit them; their users' state is written now, and what changed since is published as usual",
+		r.log.Warn("an earlier run published events but did not commit them; the state they reached is written now, and what changed since is published as usual",
 			"users", len(writes), "events_from_seq", r.st.Publishing)
 	}
 	return nil
 }
 
-// publishedSince is the last user state of each user of source in the
-// events stored from sequence from on.
-func (p *Poller) publishedSince(ctx context.Context, source string, from uint64) (map[string]events.User, error) {
+// reachedState applies a user's published events, in stream order, to the
+// state the KV holds (known) and returns the state they reached; ok is
+// false when there is nothing to apply.
+func reachedState(kv events.User, known bool, evs []events.Data) (events.User, bool) {
+	state, have := kv, known && !strings.EqualFold(kv.Status, events.StatusRemoved)
+	for _, d := range evs {
+		if !have || d.Previous == nil {
+			// A new user, or one back after a removal: the event brings
+			// it whole (its raw record too, unless that was cut).
+			raw := state.Raw
+			state, have = d.User, true
+			if len(raw) > 0 && len(d.User.Raw) < len(raw) && bytes.Contains(d.User.Raw, []byte(events.RawCutKey)) {
+				state.Raw = raw
+			}
+			continue
+		}
+		for _, c := range d.Changes {
+			state.CopyField(c.Field, d.User)
+		}
+	}
+	return state, have
+}
+
+// publishedSince is the data of the events of source stored from sequence
+// from on, per user in stream order.
+func (p *Poller) publishedSince(ctx context.Context, source string, from uint64) (map[string][]events.Data, error) {
 	filter := events.SubjectPrefix + source + ".>"
-	last := map[string]events.User{}
+	out := map[string][]events.Data{}
 	for seq := from; ; {
 		m, err := p.h.Events.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return last, nil
+			return out, nil
 		}
 		if err != nil {
 			return nil, err
@@ -82,16 +118,6 @@ func (p *Poller) publishedSince(ctx context.Context, source string, from uint64)
 		if err != nil || d.User.ID == "" {
 			continue
 		}
-		last[d.User.ID] = d.User
+		out[d.User.ID] = append(out[d.User.ID], d)
 	}
-}
-
-// slimmed reports whether u comes from an event events.Slim cut.
-func slimmed(u events.User) bool {
-	for _, f := range []string{u.Email, u.UserName, u.FirstName, u.LastName, u.Role, u.OrganizationID, u.ClientUserID} {
-		if len(f) > events.SlimFieldBytes && strings.Contains(f[events.SlimFieldBytes:], "…[cut: ") {
-			return true
-		}
-	}
-	return false
 }

@@ -70,6 +70,29 @@ func (u User) Field(name string) string {
 	return ""
 }
 
+// CopyField sets the tracked field name of u to its value in from, as the
+// source sent it: applying an event's changes field by field.
+func (u *User) CopyField(name string, from User) {
+	switch name {
+	case "status":
+		u.Status = from.Status
+	case "role":
+		u.Role = from.Role
+	case "email":
+		u.Email = from.Email
+	case "userName":
+		u.UserName = from.UserName
+	case "firstName":
+		u.FirstName = from.FirstName
+	case "lastName":
+		u.LastName = from.LastName
+	case "organizationId":
+		u.OrganizationID = from.OrganizationID
+	case "clientUserId":
+		u.ClientUserID = from.ClientUserID
+	}
+}
+
 // Fingerprint is a stable digest of the tracked fields, as 32 hex digits.
 // Two users with the same fingerprint are, for rollcall, the same state.
 func (u User) Fingerprint() string { return u.Digest().String() }
