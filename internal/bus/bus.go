@@ -117,6 +117,12 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Handles, er
 	return &Handles{Users: users, Sources: srcs, Baselines: base, Events: stream}, nil
 }
 
+// DeadLetterDuplicateWindow is ROLLCALL_DEADLETTER's duplicate window: a
+// message dead-lettered, then delivered again because its Term was lost (a
+// crash, a failover), is stored once — the notifier gives a dead-lettering
+// the same Nats-Msg-Id every time — within a week.
+const DeadLetterDuplicateWindow = 7 * 24 * time.Hour
+
 // EnsureDeadLetter creates the dead-letter stream the notifier writes,
 // retrying as Ensure does.
 func EnsureDeadLetter(ctx context.Context, js jetstream.JetStream, replicas int) error {
@@ -127,7 +133,7 @@ func EnsureDeadLetter(ctx context.Context, js jetstream.JetStream, replicas int)
 		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name: DeadLetterStream, Description: "rollcall events a sink could not deliver",
 			Subjects: []string{DeadLetterPrefix + ">"}, Storage: jetstream.FileStorage,
-			Retention: jetstream.LimitsPolicy, Replicas: replicas,
+			Retention: jetstream.LimitsPolicy, Replicas: replicas, Duplicates: DeadLetterDuplicateWindow,
 		})
 	})
 	return err

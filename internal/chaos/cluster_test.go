@@ -20,7 +20,7 @@ import (
 // then restarts the node: nothing lost, nothing doubled, both services keep
 // working, and the restarted node catches up (SPEC §6, issue 4 item 3).
 func TestClusterNodeLoss(t *testing.T) {
-	for _, victim := range []string{"follower", "stream leader"} {
+	for _, victim := range []string{"follower", "stream leader", "consumer leader"} {
 		t.Run(victim, func(t *testing.T) {
 			start := time.Now()
 			c := natstest.StartCluster(t, 3)
@@ -41,7 +41,13 @@ func TestClusterNodeLoss(t *testing.T) {
 			})
 
 			leader := streamLeader(t, o)
-			i := pickVictim(c, victim == "stream leader", leader)
+			if victim == "consumer leader" {
+				// The webhook consumer's leader, deliveries in flight:
+				// pulls lost with it come back only after the ack wait,
+				// and each user's events must still arrive in order.
+				leader = consumerLeader(t, o, "webhook")
+			}
+			i := pickVictim(c, victim != "follower", leader)
 			t.Logf("stream leader %s; stopping %s", leader, c.Name(i))
 			c.Stop(i)
 			stopped := time.Now()
@@ -106,6 +112,29 @@ func streamLeader(t *testing.T, o *observer) string {
 
 // pickVictim returns the stream leader, or else a follower, preferring one
 // a service is connected to so that the client must move as well.
+func consumerLeader(t *testing.T, o *observer, name string) string {
+	t.Helper()
+	var leader string
+	testutil.CheckFor(t, 10*time.Second, "a consumer leader", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		c, err := o.js.Consumer(ctx, bus.EventsStream, name)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return errors.New("no leader")
+		}
+		leader = info.Cluster.Leader
+		return nil
+	})
+	return leader
+}
+
 func pickVictim(c *natstest.Cluster, wantLeader bool, leader string) int {
 	if wantLeader {
 		return c.Index(leader)

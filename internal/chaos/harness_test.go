@@ -387,10 +387,12 @@ type trail struct {
 	msgs  int
 	ids   map[string]int // Nats-Msg-Id → messages carrying it
 	pairs map[string]int // "type subject" → messages
+	order []string       // ids in stream order
+	user  map[string]string
 }
 
 func (o *observer) trail(ctx context.Context) (trail, error) {
-	tr := trail{ids: map[string]int{}, pairs: map[string]int{}}
+	tr := trail{ids: map[string]int{}, pairs: map[string]int{}, user: map[string]string{}}
 	s, err := o.js.Stream(ctx, bus.EventsStream)
 	if err != nil {
 		return tr, err
@@ -413,6 +415,12 @@ func (o *observer) trail(ctx context.Context) (trail, error) {
 		}
 		tr.msgs++
 		tr.ids[id]++
+		tr.order = append(tr.order, id)
+		// The subject's <source>.<userkey> names the user.
+		parts := strings.SplitN(m.Subject, ".", 4)
+		if len(parts) == 4 {
+			tr.user[id] = parts[2] + "." + strings.SplitN(parts[3], ".", 2)[0]
+		}
 		tr.pairs[m.Header.Get("ce-type")+" "+m.Header.Get("ce-subject")]++
 	}
 	if uint64(tr.msgs) != info.State.Msgs {
@@ -568,6 +576,7 @@ func settled(t *testing.T, o *observer, d *directory, rc *receiver, timeout time
 				problems = append(problems, fmt.Sprintf("id %s on the stream but not delivered", id))
 			}
 		}
+		problems = append(problems, perUserOrder(tr, got)...)
 		if c, err := o.js.Consumer(ctx, bus.EventsStream, "webhook"); err != nil {
 			problems = append(problems, "webhook consumer: "+err.Error())
 		} else if ci, err := c.Info(ctx); err != nil {
@@ -616,6 +625,31 @@ func settled(t *testing.T, o *observer, d *directory, rc *receiver, timeout time
 		t.Errorf("expected %d events, %d on the stream, %d delivered", f.expected, f.onStream, f.delivered)
 	}
 	return f
+}
+
+// perUserOrder checks that each user's events reached the receiver (their
+// first deliveries) in stream order.
+func perUserOrder(tr trail, got []delivery) []string {
+	first := map[string]int{}
+	for i, g := range got {
+		if _, ok := first[g.id]; !ok {
+			first[g.id] = i
+		}
+	}
+	var problems []string
+	last := map[string]string{}
+	for _, id := range tr.order {
+		i, ok := first[id]
+		if !ok {
+			continue
+		}
+		u := tr.user[id]
+		if prev, had := last[u]; had && first[prev] > i {
+			problems = append(problems, fmt.Sprintf("user %s got event %s before the earlier %s", u, id, prev))
+		}
+		last[u] = id
+	}
+	return problems
 }
 
 // startAPIs serves the simulated directory and the webhook receiver.

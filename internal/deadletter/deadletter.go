@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -48,12 +49,21 @@ type Entry struct {
 	// StreamSeq is the event's sequence on ROLLCALL_EVENTS, 0 when the
 	// dead letter was written by a notifier that did not record it.
 	StreamSeq uint64
+	// Subject and Headers are the original message's (Raw is its body),
+	// for dead letters that kept it; Cut says the body was cut to fit,
+	// Size its whole length. ID is the event id a dead letter recorded
+	// beside an undecodable or cut message.
+	Subject string
+	Headers map[string][]string
+	Cut     bool
+	Size    int
+	ID      string
 }
 
-// EventID is the dead-lettered event's id, "" when it is undecodable.
+// EventID is the dead-lettered event's id, "" when it is not known.
 func (e Entry) EventID() string {
 	if e.Undecodable {
-		return ""
+		return e.ID
 	}
 	return e.Event.ID()
 }
@@ -130,10 +140,30 @@ func decode(m *jetstream.RawStreamMsg) Entry {
 		en.At = dl.At
 	}
 	en.Reason, en.Status, en.Attempts, en.StreamSeq = dl.Reason, dl.Status, dl.Attempts, dl.StreamSeq
+	en.Subject, en.Headers, en.Cut, en.Size = dl.Subject, dl.Headers, dl.Cut, dl.Size
+	if dl.Event != nil && dl.Data == nil && dl.Headers == nil {
+		return decodeOld(en, dl)
+	}
+	// The original message, as it was on the event stream.
+	en.Raw = dl.Data
+	e, err := events.FromHeaders(events.Headers(dl.Headers), dl.Data)
+	if err != nil || dl.Cut {
+		en.Undecodable = true
+		if err != nil && dl.EventID != "" {
+			en.ID = dl.EventID
+		}
+		return en
+	}
+	en.Event = e
+	return en
+}
+
+// decodeOld reads a dead letter written before dead letters kept the
+// original message: the event as a structured CloudEvent, or the raw body
+// as a JSON string.
+func decodeOld(en Entry, dl notifier.DeadLetter) Entry {
 	var e events.Event
 	if err := json.Unmarshal(dl.Event, &e); err != nil || e.ID() == "" {
-		// The notifier stores the raw body, as a JSON string, of a
-		// message that was not an event.
 		en.Undecodable, en.Raw = true, dl.Event
 		var raw string
 		if json.Unmarshal(dl.Event, &raw) == nil {
@@ -241,36 +271,35 @@ func Redrive(ctx context.Context, js jetstream.JetStream, sinks map[string]Sende
 	if err != nil {
 		return stats, err
 	}
+	var picked []Entry
 	for _, en := range entries {
-		if id != "" && en.EventID() != id {
-			continue
+		if id == "" || en.EventID() == id {
+			picked = append(picked, en)
 		}
+	}
+	results := sendAll(ctx, sinks, picked)
+	for i, en := range picked {
 		if err := ctx.Err(); err != nil {
 			return stats, fmt.Errorf("redrive stopped: %w (%s)", err, stats)
 		}
 		stats.Matched++
 		what := describe(en)
-		snd, ok := sinks[en.Sink]
-		if !ok || snd == nil {
+		err := results[i]
+		switch {
+		case errors.Is(err, errUnknownSink):
 			stats.UnknownSinks[en.Sink]++
 			fmt.Fprintf(progress, "skipped %s: sink %s is not configured\n", what, en.Sink)
 			continue
-		}
-		if en.Undecodable {
-			f := Failure{Seq: en.Seq, Sink: en.Sink, Reason: "holds no event to send"}
+		case errors.Is(err, errNotSendable):
+			f := Failure{Seq: en.Seq, Sink: en.Sink, EventID: en.EventID(), Reason: notSendable(en)}
 			stats.Failed = append(stats.Failed, f)
 			fmt.Fprintf(progress, "failed  %s: %s\n", what, f.Reason)
 			continue
-		}
-		sctx, cancel := context.WithTimeout(ctx, SendTimeout)
-		err := snd.Send(sctx, en.Event)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				// Cut off, not refused: not counted either way.
-				stats.Matched--
-				return stats, fmt.Errorf("redrive stopped: %w (%s)", ctx.Err(), stats)
-			}
+		case err != nil && ctx.Err() != nil:
+			// Cut off, not refused: not counted either way.
+			stats.Matched--
+			return stats, fmt.Errorf("redrive stopped: %w (%s)", ctx.Err(), stats)
+		case err != nil:
 			f := Failure{Seq: en.Seq, Sink: en.Sink, EventID: en.EventID(), Reason: err.Error()}
 			stats.Failed = append(stats.Failed, f)
 			fmt.Fprintf(progress, "failed  %s: %v (kept)\n", what, err)
@@ -297,6 +326,70 @@ func Redrive(ctx context.Context, js jetstream.JetStream, sinks map[string]Sende
 		return stats, fmt.Errorf("%w: %d of %d (%s)", ErrFailed, n, stats.Matched, stats)
 	}
 	return stats, nil
+}
+
+var (
+	errUnknownSink = errors.New("sink not configured")
+	errNotSendable = errors.New("dead letter holds nothing to send")
+)
+
+func notSendable(en Entry) string {
+	if en.Cut {
+		return fmt.Sprintf("the message (%d bytes) was too large to store whole; only its start is kept, which cannot be sent", en.Size)
+	}
+	return "holds no event to send"
+}
+
+// sendAll sends every entry to its sink, one attempt each, and returns the
+// outcome of each, in order. A sink's entries go out in stream order, as
+// many at once as the sink takes (its Concurrency, 1 unless it says): a
+// Slack sink digests only the events in flight, and past its threshold a
+// lone Send waits a whole digest window, so fifty dead letters redriven to
+// Slack one at a time timed out from the eleventh on.
+func sendAll(ctx context.Context, sinks map[string]Sender, entries []Entry) []error {
+	out := make([]error, len(entries))
+	slots := map[string]chan struct{}{}
+	var wg sync.WaitGroup
+	for i, en := range entries {
+		snd, ok := sinks[en.Sink]
+		switch {
+		case !ok || snd == nil:
+			out[i] = errUnknownSink
+			continue
+		case en.Undecodable:
+			out[i] = errNotSendable
+			continue
+		}
+		sem := slots[en.Sink]
+		if sem == nil {
+			n := 1
+			if c, ok := snd.(interface{ Concurrency() int }); ok && c.Concurrency() > 1 {
+				n = c.Concurrency()
+			}
+			sem = make(chan struct{}, n)
+			slots[en.Sink] = sem
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			out[i] = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			timeout := SendTimeout
+			if t, ok := snd.(interface{ SendTimeout() time.Duration }); ok {
+				timeout = max(timeout, t.SendTimeout()+5*time.Second)
+			}
+			sctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			out[i] = snd.Send(sctx, en.Event)
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // remove deletes a redriven dead letter. One already gone (another redrive

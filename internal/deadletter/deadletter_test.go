@@ -90,7 +90,8 @@ func deadLetterAll(t *testing.T, js jetstream.JetStream, want map[string]int, si
 		routes = append(routes, notifier.Route{Sink: s, Start: "all"})
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	n := notifier.New(js, notifier.Config{MaxAttempts: 2, Backoff: httpx.Backoff{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond}, Logger: log}, routes...)
+	n := notifier.New(js, notifier.Config{MaxAttempts: 2, Backoff: httpx.Backoff{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond},
+		Schedule: []time.Duration{10 * time.Millisecond}, Logger: log}, routes...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()

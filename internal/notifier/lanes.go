@@ -20,25 +20,35 @@ import (
 // pump is one sink's delivery machinery. Messages from the consumer are
 // queued in per-user lanes; a lane has a goroutine while it holds messages
 // and delivers them one at a time, so a user's events reach the sink in
-// stream order while different users' events go out side by side. The
-// consumer's MaxAckPending (Config.Concurrency) bounds what the pump holds,
-// and slots bounds the sends in flight. A keep-alive goroutine sends
-// InProgress for every held message so that none is redelivered while it
-// waits behind its user's earlier event or between retries.
+// stream order while different users' events go out side by side. slots
+// bounds the sends in flight (Config.Concurrency); the consumer's
+// MaxAckPending (Config.Window) bounds what the pump holds, and is far
+// larger, so that users waiting to retry (each holding its events) never
+// hold back the others. A keep-alive goroutine sends InProgress for every
+// held message so that none is redelivered while it waits behind its
+// user's earlier event or between retries.
 //
 // A previous run may have left messages pending: released with a Nak at
 // its shutdown, or unacknowledged when it crashed (redelivered after the
-// ack wait). JetStream does not redeliver those in stream order (a Nak'ed
-// message taken from the redelivery queue while no pull request waits goes
-// back to its end), and a crashed run's messages come back only after
-// messages the server had not delivered yet. So while the consumer has more
-// messages pending than the pump holds, the pump is gated: it collects what
-// arrives and, once it holds every pending message (or AckWait and a margin
-// have passed), hands them to the lanes in stream order.
+// ack wait). JetStream does not redeliver those in stream order, and a
+// crashed run's messages come back only after messages the server had not
+// delivered yet. The same happens within a run when a delivery is lost on
+// its way (a NATS failover): it comes back after the ack wait, and the
+// consumer's delivery sequence skips it. So when consuming starts, after a
+// failed pull, and whenever the delivery sequence skips, the pump checks
+// whether the consumer has messages pending that it does not hold; if so it
+// is gated: it collects what arrives and, once it holds every pending
+// message (or AckWait and a margin have passed), hands them to the lanes
+// in stream order.
+//
+// While attempts for two users or more fail with no success between them,
+// the sink is down: every ProbeEvery one waiting event is tried out of its
+// schedule, and the first delivery wakes every waiting event, so a sink
+// back from an outage gets its backlog at once rather than hours later.
 //
 // Ownership: the consume loop owns the pump; close stops it and returns
-// once every lane goroutine, the gate watcher and the keep-alive goroutine
-// have exited.
+// once every lane goroutine, the gate watcher, the prober and the
+// keep-alive goroutine have exited.
 type pump struct {
 	n    *Notifier
 	sink Sink
@@ -64,10 +74,23 @@ type pump struct {
 	held    int            // messages in lanes and behind the gate
 	gated   bool           // collecting into waiting instead of the lanes
 	waiting []held         // collected while gated
-	wg      sync.WaitGroup // lane goroutines and the gate watcher
+	lastSeq uint64         // the consumer delivery sequence last received
+	wg      sync.WaitGroup // lane goroutines, the gate watcher and the prober
+
+	health health
 
 	kaStop chan struct{} // closed to end the keep-alive
 	kaDone chan struct{} // closed when it has ended
+}
+
+// health is whether the sink as a whole is failing (see pump).
+type health struct {
+	mu        sync.Mutex
+	failing   map[string]bool // lanes whose last attempt failed
+	down      bool
+	recovered chan struct{} // closed when a delivery succeeds after the sink was down
+	probe     chan struct{} // a waiting lane takes a token: a probe attempt
+	stopProbe chan struct{}
 }
 
 // lane is one user's held messages in stream order; msgs[0] is the one
@@ -96,6 +119,7 @@ func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pu
 		drained: make(chan struct{}),
 		kaStop:  make(chan struct{}),
 		kaDone:  make(chan struct{}),
+		health:  health{failing: map[string]bool{}, recovered: make(chan struct{}), probe: make(chan struct{})},
 	}
 	p.stopping, p.stop = context.WithCancel(ctx)
 	p.cut, p.cutNow = context.WithCancel(context.WithoutCancel(ctx))
@@ -138,8 +162,11 @@ func (p *pump) close() {
 
 // dispatch queues msg in its user's lane, starting the lane's goroutine if
 // the lane was empty, or behind the gate. It never blocks on a delivery.
-// epoch identifies the consumer that delivered it (consumerEpoch).
-func (p *pump) dispatch(msg jetstream.Msg, epoch int64) {
+// epoch identifies the consumer c that delivered it (consumerEpoch). When
+// the consumer's delivery sequence skips one, a delivery was lost on its
+// way (it comes back after the ack wait), and msg, possibly the same
+// user's later event, goes behind the gate at once.
+func (p *pump) dispatch(msg jetstream.Msg, epoch int64, c jetstream.Consumer) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		p.log.Error("message without metadata", "err", err)
@@ -149,17 +176,33 @@ func (p *pump) dispatch(msg jetstream.Msg, epoch int64) {
 	h := held{msg: msg, meta: meta, epoch: epoch}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	prev := p.lastSeq
+	skipped := prev != 0 && meta.Sequence.Consumer > prev+1
+	p.lastSeq = max(prev, meta.Sequence.Consumer)
 	if p.holds(meta.Sequence.Stream) {
 		// The server sent a message again that is still held here (a
 		// keep-alive got lost): the copy held settles it.
 		p.log.Debug("redelivery of an event already held; ignored", "stream_seq", meta.Sequence.Stream)
 		return
 	}
-	p.held++
+	if skipped && !p.gated {
+		p.gated = true
+		p.log.Info("a delivery was lost on its way (the consumer's delivery sequence skipped); collecting until it comes back, to deliver each user's events in order",
+			"after", prev, "got", meta.Sequence.Consumer)
+		p.wg.Add(1)
+		go p.watchGate(c, time.Now().Add(p.n.cfg.AckWait+5*time.Second))
+	}
 	if p.gated {
+		p.held++
 		p.waiting = append(p.waiting, h)
 		return
 	}
+	p.admit(h)
+}
+
+// admit puts h in its lane. Called with p.mu held.
+func (p *pump) admit(h held) {
+	p.held++
 	p.enqueue(h)
 }
 
@@ -200,9 +243,9 @@ func (p *pump) enqueue(h held) {
 	l.msgs = slices.Insert(l.msgs, i, h)
 }
 
-// gate checks, before consuming starts, whether the consumer has messages
-// pending that the pump does not hold (left by an earlier run); if so it
-// gates the pump until they have arrived. c is the consumer being read.
+// gate checks whether the consumer has messages pending that the pump does
+// not hold (left by an earlier run, or lost on their way); if so it gates
+// the pump until they have arrived. c is the consumer being read.
 func (p *pump) gate(c jetstream.Consumer) {
 	p.mu.Lock()
 	if p.gated {
@@ -217,7 +260,8 @@ func (p *pump) gate(c jetstream.Consumer) {
 		return
 	}
 	p.gated = true
-	p.log.Info("messages left pending by an earlier run; collecting them to deliver each user's in order", "pending", pending, "held", p.held, "err", err)
+	p.log.Info("messages pending that this run does not hold (left by an earlier run, or lost on their way); collecting them to deliver each user's in order",
+		"pending", pending, "held", p.held, "err", err)
 	p.wg.Add(1)
 	go p.watchGate(c, time.Now().Add(p.n.cfg.AckWait+5*time.Second))
 }
@@ -267,11 +311,13 @@ loop:
 	slices.SortFunc(p.waiting, func(a, b held) int {
 		return cmp.Compare(a.meta.Sequence.Stream, b.meta.Sequence.Stream)
 	})
-	for _, h := range p.waiting {
-		p.enqueue(h)
-	}
-	p.log.Info("gate lifted", "reason", reason, "collected", len(p.waiting))
+	waiting := p.waiting
 	p.waiting, p.gated = nil, false
+	p.held -= len(waiting)
+	for _, h := range waiting {
+		p.admit(h)
+	}
+	p.log.Info("gate lifted", "reason", reason, "collected", len(waiting))
 }
 
 // run settles the lane's messages in order and exits when it is empty.
@@ -287,7 +333,7 @@ func (p *pump) run(l *lane) {
 		h := l.msgs[0]
 		p.mu.Unlock()
 
-		p.deliver(h)
+		p.deliver(h, l.key)
 
 		p.mu.Lock()
 		l.msgs[0] = held{}
@@ -333,71 +379,187 @@ func (p *pump) keepAlive(every time.Duration) {
 var errStopping = errors.New("notifier stopping")
 
 // deliver settles one message: it sends it until the sink takes it (then
-// acknowledges it), until the failure is permanent or MaxAttempts is
-// reached (then dead-letters it), or until the notifier stops (then
-// releases it). Attempts count this run's sends plus the deliveries the
-// server made before this one (earlier runs).
-func (p *pump) deliver(h held) {
+// acknowledges it), until the failure is permanent, MaxAttempts is reached
+// or the event is older than MaxAge (then dead-letters it), or until the
+// notifier stops (then releases it). Between attempts it waits as the
+// schedule says (see retryWait).
+func (p *pump) deliver(h held, key string) {
 	msg := h.msg
-	prior := int(h.meta.NumDelivered) - 1
 	log := p.log.With("stream_seq", h.meta.Sequence.Stream)
 	if p.stopping.Err() != nil {
 		p.release(msg, log)
 		return
 	}
 	e, err := events.FromHeaders(events.Headers(msg.Headers()), msg.Data())
+	id := ""
+	if err == nil {
+		id = e.ID()
+	}
+	if p.n.dead.has(DeadLetterMsgID(id, p.sink.Name(), h.meta.Sequence.Stream, h.epoch)) {
+		// Dead-lettered already, delivered again because its Term was
+		// lost (a crash, a failover): not attempted again.
+		log.Info("event already dead-lettered; terminating the copy delivered again", "event", id)
+		_ = msg.Term()
+		return
+	}
 	if err != nil {
-		p.deadLetter(h, nil, fmt.Sprintf("undecodable message: %v", err), 0, prior+1, log)
+		p.deadLetter(h, "", fmt.Sprintf("undecodable message: %v", err), 0, 0, log)
 		return
 	}
 	log = log.With("event", e.ID(), "type", e.Type(), "subject", e.Subject())
-	for attempt := prior + 1; ; attempt++ {
+	attempts := 0 // counted: not probes, not attempts cut short
+	for probe := false; ; {
 		err := p.send(e)
 		if errors.Is(err, errStopping) {
 			p.release(msg, log)
 			return
 		}
 		if err == nil {
-			p.ack(msg, log)
-			p.count(metrics.Delivered)
-			if m := p.n.cfg.Metrics; m != nil {
-				m.DeliveryLatency.WithLabelValues(p.sink.Name()).Observe(time.Since(h.meta.Timestamp).Seconds())
-			}
-			log.Debug("delivered", "attempt", attempt)
+			p.delivered(h, key, attempts+1, log)
 			return
 		}
 		if p.cut.Err() != nil {
 			// Cut off at shutdown: not known to be delivered.
-			log.Warn("delivery cut off at shutdown; event released for the next run", "err", err, "attempt", attempt)
+			log.Warn("delivery cut off at shutdown; event released for the next run", "err", err)
 			p.release(msg, log)
 			return
+		}
+		if !probe {
+			attempts++
 		}
 		retry, after := httpx.Retryable(err)
-		status := 0
-		var se *httpx.StatusError
-		if errors.As(err, &se) {
-			status = se.Code
-		}
-		switch {
-		case !retry:
-			p.deadLetter(h, &e, "permanent failure: "+err.Error(), status, attempt, log)
-			return
-		case p.n.cfg.MaxAge > 0 && eventAge(e, h.meta) > p.n.cfg.MaxAge:
-			// Checked only once an attempt failed: an old event that the
-			// sink takes is delivered (see Config.MaxAge).
-			age := eventAge(e, h.meta).Round(time.Second)
-			p.deadLetter(h, &e, fmt.Sprintf("too old: %s old, over the maximum age %s; attempt %d failed: %v", age, p.n.cfg.MaxAge, attempt, err), status, attempt, log)
-			return
-		case attempt >= p.n.cfg.MaxAttempts:
-			p.deadLetter(h, &e, fmt.Sprintf("gave up after %d attempts: %v", attempt, err), status, attempt, log)
+		if reason, status, dead := p.verdict(e, h, err, retry, attempts); dead {
+			p.deadLetter(h, e.ID(), reason, status, max(attempts, 1), log)
+			p.failed(key, false)
 			return
 		}
+		p.failed(key, true)
 		p.count(metrics.Retried)
-		delay := p.n.cfg.Backoff.Delay(attempt, after)
-		log.Warn("delivery failed; will retry", "err", err, "attempt", attempt, "retry_in", delay.String())
-		if httpx.Sleep(p.stopping, delay) != nil {
+		delay := p.n.retryDelay(max(attempts, 1), after)
+		log.Warn("delivery failed; will retry", "err", err, "attempt", attempts, "probe", probe, "retry_in", delay.String())
+		var ok bool
+		if probe, ok = p.retryWait(delay, after); !ok {
 			p.release(msg, log)
 			return
+		}
+	}
+}
+
+// verdict decides whether a failed attempt dead-letters the event: a
+// permanent failure, an event older than MaxAge, or MaxAttempts reached.
+func (p *pump) verdict(e events.Event, h held, err error, retry bool, attempts int) (reason string, status int, dead bool) {
+	var se *httpx.StatusError
+	if errors.As(err, &se) {
+		status = se.Code
+	}
+	switch {
+	case !retry:
+		return "permanent failure: " + err.Error(), status, true
+	case p.n.cfg.MaxAge > 0 && eventAge(e, h.meta) > p.n.cfg.MaxAge:
+		// Checked only once an attempt failed: an old event that the
+		// sink takes is delivered (see Config.MaxAge).
+		age := eventAge(e, h.meta).Round(time.Second)
+		return fmt.Sprintf("too old: %s old, over the maximum age %s; attempt %d failed: %v", age, p.n.cfg.MaxAge, attempts, err), status, true
+	case attempts >= p.n.cfg.MaxAttempts:
+		return fmt.Sprintf("gave up after %d attempts: %v", attempts, err), status, true
+	}
+	return "", status, false
+}
+
+// delivered acknowledges a delivered message and records it.
+func (p *pump) delivered(h held, key string, attempt int, log *slog.Logger) {
+	p.ack(h.msg, log)
+	p.succeeded(key)
+	p.count(metrics.Delivered)
+	if m := p.n.cfg.Metrics; m != nil {
+		m.DeliveryLatency.WithLabelValues(p.sink.Name()).Observe(time.Since(h.meta.Timestamp).Seconds())
+	}
+	log.Debug("delivered", "attempt", attempt)
+}
+
+// retryWait waits delay before the next attempt. It ends early — never
+// before the sink's own Retry-After (floor) — when the sink recovers from
+// an outage or a probe is due; probe then says the next attempt is a probe
+// (not counted). ok is false when the notifier stops.
+func (p *pump) retryWait(delay, floor time.Duration) (probe, ok bool) {
+	if httpx.Sleep(p.stopping, floor) != nil {
+		return false, false
+	}
+	p.health.mu.Lock()
+	recovered := p.health.recovered
+	p.health.mu.Unlock()
+	t := time.NewTimer(delay - floor)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return false, true
+	case <-recovered:
+		return true, true
+	case <-p.health.probe:
+		return true, true
+	case <-p.stopping.Done():
+		return false, false
+	}
+}
+
+// failed records a failed attempt of lane key; retryable failures of two
+// lanes or more with no success between them mean the sink is down.
+func (p *pump) failed(key string, retryable bool) {
+	if !retryable {
+		return
+	}
+	h := &p.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failing[key] = true
+	if h.down || len(h.failing) < 2 {
+		return
+	}
+	h.down, h.stopProbe = true, make(chan struct{})
+	p.log.Warn("the sink is failing for several users; probing it every "+p.n.cfg.ProbeEvery.String()+" until it takes an event, then retrying everything waiting", "users_failing", len(h.failing))
+	p.wg.Add(1)
+	go p.prober(h.stopProbe)
+}
+
+// succeeded records a delivery of lane key; after an outage it wakes every
+// waiting event.
+func (p *pump) succeeded(key string) {
+	h := &p.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.failing, key)
+	if !h.down {
+		return
+	}
+	h.down = false
+	clear(h.failing)
+	close(h.stopProbe)
+	close(h.recovered)
+	h.recovered = make(chan struct{})
+	p.log.Info("the sink takes events again; retrying everything waiting now")
+}
+
+// prober hands one waiting lane a probe every ProbeEvery until the sink
+// recovers or the pump stops.
+func (p *pump) prober(stop <-chan struct{}) {
+	defer p.wg.Done()
+	t := time.NewTicker(p.n.cfg.ProbeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-p.stopping.Done():
+			return
+		case <-t.C:
+		}
+		select {
+		case p.health.probe <- struct{}{}:
+		case <-stop:
+			return
+		case <-p.stopping.Done():
+			return
+		case <-t.C: // nobody waiting this time
 		}
 	}
 }
@@ -470,15 +632,17 @@ func (p *pump) count(outcome string) {
 	}
 }
 
-// deadLetter stores the event on the dead-letter stream and terminates the
-// message. If the store fails the message stays at the head of its lane
-// (later events of the user keep waiting) and the store is tried again; a
-// stop releases it instead.
-func (p *pump) deadLetter(h held, e *events.Event, reason string, status, attempts int, log *slog.Logger) {
+// deadLetter stores the message on the dead-letter stream and terminates
+// it. If the store fails the message stays at the head of its lane (later
+// events of the user keep waiting) and the store is tried again; a stop
+// releases it instead. A message too large to store is stored cut
+// (publishDeadLetter), so a store fails only while NATS does.
+func (p *pump) deadLetter(h held, eventID, reason string, status, attempts int, log *slog.Logger) {
 	msg := h.msg
 	for try := 1; ; try++ {
-		err := p.n.publishDeadLetter(p.sink.Name(), h, e, reason, status, attempts)
+		err := p.n.publishDeadLetter(p.sink.Name(), h, eventID, reason, status, attempts)
 		if err == nil {
+			p.n.dead.add(DeadLetterMsgID(eventID, p.sink.Name(), h.meta.Sequence.Stream, h.epoch))
 			log.Error("event dead-lettered", "reason", reason, "status", status, "attempts", attempts)
 			p.count(metrics.DeadLettered)
 			if m := p.n.cfg.Metrics; m != nil {

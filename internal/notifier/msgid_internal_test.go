@@ -87,7 +87,7 @@ func TestDeadLetterMsgIDDeterministic(t *testing.T) {
 		t.Fatal("consumer epoch is 0")
 	}
 	for range 2 { // the first publish's reply lost: published again
-		if err := n.publishDeadLetter("s", h, &e, "permanent failure", 400, 1); err != nil {
+		if err := n.publishDeadLetter("s", h, e.ID(), "permanent failure", 400, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,7 +103,7 @@ func TestDeadLetterMsgIDDeterministic(t *testing.T) {
 	if h2.meta.NumDelivered != 2 {
 		t.Fatalf("redelivery NumDelivered %d", h2.meta.NumDelivered)
 	}
-	if err := n.publishDeadLetter("s", h2, &e, "permanent failure", 400, 2); err != nil {
+	if err := n.publishDeadLetter("s", h2, e.ID(), "permanent failure", 400, 2); err != nil {
 		t.Fatal(err)
 	}
 	if got := count(); got != 1 {
@@ -117,7 +117,7 @@ func TestDeadLetterMsgIDDeterministic(t *testing.T) {
 	if h3.epoch == h.epoch {
 		t.Fatal("a new consumer has the old epoch")
 	}
-	if err := n.publishDeadLetter("s", h3, &e, "permanent failure", 400, 1); err != nil {
+	if err := n.publishDeadLetter("s", h3, e.ID(), "permanent failure", 400, 1); err != nil {
 		t.Fatal(err)
 	}
 	if got := count(); got != 2 {

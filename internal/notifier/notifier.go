@@ -16,10 +16,10 @@ package notifier
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -50,19 +50,49 @@ type Route struct {
 	Start string
 }
 
+// DefaultSchedule is the wait before each retry of a delivery, Svix's:
+// attempts at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h later,
+// so that an event is tried for about 27.5 hours before it is
+// dead-lettered. A sink that is down for an hour, or a night, gets
+// everything when it returns.
+var DefaultSchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
 // Config tunes delivery.
 type Config struct {
+	// Schedule is the wait before each retry (DefaultSchedule when nil):
+	// Schedule[0] after the first failed attempt, and so on; past its end
+	// the last wait repeats. Every wait is at least what the sink asked
+	// for (Retry-After), and varies by up to 10% so that retries of many
+	// events spread out.
+	Schedule []time.Duration
 	// MaxAttempts is the delivery attempts before dead-lettering; default
-	// 10. They are counted in process, plus the server's earlier deliveries
-	// of the message (NumDelivered) by runs before this one, which include
-	// releases at shutdown of events not yet attempted.
+	// len(Schedule)+1, the whole schedule. Attempts are counted by this
+	// run of the notifier: an event released at shutdown (or delivered
+	// again after a crash) starts again, so it is never dead-lettered
+	// early; a release is not an attempt, nor is a probe of a sink that
+	// is down (see ProbeEvery).
 	MaxAttempts int
-	Backoff     httpx.Backoff // between retries
+	// Backoff paces the notifier's own retries: storing a dead letter,
+	// resending a lost ack, re-establishing a consumer.
+	Backoff     httpx.Backoff
 	SendTimeout time.Duration // per delivery; default 8s
 	// Concurrency is how many deliveries a sink may have in flight, each
-	// for a different user, and the consumer's MaxAckPending; default 16.
-	// An existing consumer is updated to it on start.
+	// for a different user; default 16.
 	Concurrency int
+	// Window is how many messages a sink may hold at once — in flight,
+	// waiting behind their user's earlier event, or between retries — the
+	// consumer's MaxAckPending; default max(1024, 4×Concurrency). An
+	// existing consumer is updated to it on start. It is far larger than
+	// Concurrency so that users whose deliveries keep failing (each holds
+	// its events while it waits to retry) never hold back the others: only
+	// when the events waiting to be retried fill the whole window does the
+	// sink stop taking new ones.
+	Window int
+	// ProbeEvery is how often, while a sink is down (attempts for two
+	// users or more have failed with no success since), one waiting event
+	// is tried out of its schedule; once one is delivered, every waiting
+	// event is tried at once. Default 30s. Probes do not count as attempts.
+	ProbeEvery time.Duration
 	// ShutdownGrace is how long deliveries in flight when Run's context
 	// ends may take to finish before they are cut off and their events
 	// released for the next run; default 8s.
@@ -101,18 +131,28 @@ type Notifier struct {
 	cfg    Config
 	routes []Route
 	log    *slog.Logger
+	dead   *deadSet
 }
 
 // New builds a notifier.
 func New(js jetstream.JetStream, cfg Config, routes ...Route) *Notifier {
+	if cfg.Schedule == nil {
+		cfg.Schedule = DefaultSchedule
+	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 10
+		cfg.MaxAttempts = len(cfg.Schedule) + 1
+	}
+	if cfg.ProbeEvery <= 0 {
+		cfg.ProbeEvery = 30 * time.Second
 	}
 	if cfg.SendTimeout <= 0 {
 		cfg.SendTimeout = 8 * time.Second
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 16
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = max(1024, 4*cfg.Concurrency)
 	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 8 * time.Second
@@ -127,7 +167,7 @@ func New(js jetstream.JetStream, cfg Config, routes ...Route) *Notifier {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Notifier{js: js, cfg: cfg, routes: routes, log: log}
+	return &Notifier{js: js, cfg: cfg, routes: routes, log: log, dead: &deadSet{ids: map[string]struct{}{}}}
 }
 
 // concurrency is how many of a sink's events may be in flight: the
@@ -138,6 +178,22 @@ func (n *Notifier) concurrency(s Sink) int {
 		return max(n.cfg.Concurrency, c.Concurrency())
 	}
 	return n.cfg.Concurrency
+}
+
+// window is how many messages the sink's consumer may have unacknowledged:
+// Config.Window, and at least the sink's own concurrency (Slack digests
+// hold a whole burst).
+func (n *Notifier) window(s Sink) int {
+	return max(n.cfg.Window, n.concurrency(s))
+}
+
+// retryDelay is the wait after the attempts-th failed attempt: the
+// schedule's, within 10%, and never less than the sink asked for.
+func (n *Notifier) retryDelay(attempts int, floor time.Duration) time.Duration {
+	s := n.cfg.Schedule
+	d := s[min(attempts, len(s))-1]
+	d = d - d/10 + rand.N(d/5+1)
+	return max(d, floor)
 }
 
 // sendTimeout bounds one Send: the notifier's, raised for a sink whose Send
@@ -199,6 +255,9 @@ func (n *Notifier) Run(ctx context.Context) error {
 		return err
 	}
 	if err := bus.EnsureDeadLetter(ctx, n.js, n.cfg.Replicas); err != nil {
+		return err
+	}
+	if err := n.dead.load(ctx, n.js); err != nil {
 		return err
 	}
 	consumers := make([]jetstream.Consumer, len(n.routes))
@@ -283,7 +342,7 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 			changed = append(changed, "filters", filters)
 			cfg.FilterSubject, cfg.FilterSubjects = "", filters
 		}
-		if want := n.concurrency(r.Sink); cfg.MaxAckPending != want {
+		if want := n.window(r.Sink); cfg.MaxAckPending != want {
 			changed = append(changed, "max_ack_pending_was", cfg.MaxAckPending, "max_ack_pending", want)
 			cfg.MaxAckPending = want
 		}
@@ -310,7 +369,7 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 		FilterSubjects: filters,
 		// Per-user lanes keep each user's events in order; this bounds the
 		// messages held (in flight, waiting or between retries) per sink.
-		MaxAckPending: n.concurrency(r.Sink),
+		MaxAckPending: n.window(r.Sink),
 		MaxDeliver:    -1, // the notifier dead-letters after MaxAttempts itself
 	}
 	switch r.Start {
@@ -452,20 +511,8 @@ func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, p *pump, l
 			continue
 		}
 		last = nil
-		p.dispatch(msg, consumerEpoch(c))
+		p.dispatch(msg, consumerEpoch(c), c)
 	}
-}
-
-// DeadLetter is the body of a message on ROLLCALL_DEADLETTER.
-type DeadLetter struct {
-	Sink     string          `json:"sink"`
-	Reason   string          `json:"reason"`
-	Status   int             `json:"status,omitempty"`
-	Attempts int             `json:"attempts"`
-	At       time.Time       `json:"at"`
-	Event    json.RawMessage `json:"event"` // structured CloudEvent, or the raw body if undecodable
-	// StreamSeq is the event's sequence on ROLLCALL_EVENTS.
-	StreamSeq uint64 `json:"stream_seq,omitempty"`
 }
 
 // consumerEpoch identifies one incarnation of a sink's consumer: its
@@ -476,52 +523,6 @@ func consumerEpoch(c jetstream.Consumer) int64 {
 		return info.Created.UnixNano()
 	}
 	return 0
-}
-
-// DeadLetterMsgID is the Nats-Msg-Id of a dead letter:
-// <eventid>.<sink>.<stream sequence>.<consumer epoch>. It is the same for
-// every publish of one dead-lettering (a publish retried after a lost
-// reply, or the message delivered again after a crash or a lost Term before
-// the message was terminated), so JetStream keeps one copy, and different
-// whenever the event is dead-lettered anew: the same stream message
-// delivered by a consumer deleted and created again (a replay to the sink),
-// or the event stored again on the stream. With <eventid>.<sink> alone,
-// an event dead-lettered again within the dead-letter stream's duplicate
-// window (after a redrive removed the first dead letter, say) was dropped
-// silently. An undecodable message has "undecodable" for its event id.
-func DeadLetterMsgID(eventID, sink string, streamSeq uint64, epoch int64) string {
-	if eventID == "" {
-		eventID = "undecodable"
-	}
-	return fmt.Sprintf("%s.%s.%d.%d", eventID, sink, streamSeq, epoch)
-}
-
-// publishDeadLetter stores the event on the dead-letter stream, with a
-// message id (DeadLetterMsgID) that makes a repeated publish of the same
-// dead-lettering a duplicate.
-func (n *Notifier) publishDeadLetter(sinkName string, h held, e *events.Event, reason string, status, attempts int) error {
-	msg := h.msg
-	dl := DeadLetter{Sink: sinkName, Reason: reason, Status: status, Attempts: attempts, At: time.Now().UTC()}
-	id := ""
-	if e != nil {
-		dl.Event, _ = json.Marshal(e)
-		id = e.ID()
-	} else {
-		dl.Event, _ = json.Marshal(string(msg.Data()))
-	}
-	var seq uint64
-	if h.meta != nil {
-		seq = h.meta.Sequence.Stream
-	}
-	dl.StreamSeq = seq
-	body, _ := json.Marshal(dl)
-	m := nats.NewMsg(bus.DeadLetterPrefix + sinkName)
-	m.Data = body
-	m.Header.Set(jetstream.MsgIDHeader, DeadLetterMsgID(id, sinkName, seq, h.epoch))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := n.js.PublishMsg(ctx, m)
-	return err
 }
 
 // laneKey is the user a subject belongs to:

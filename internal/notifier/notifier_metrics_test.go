@@ -37,7 +37,7 @@ func TestMetrics(t *testing.T) {
 		return nil
 	}}
 	m := metrics.NewNotifier(prometheus.NewRegistry())
-	start(t, js, notifier.Config{Metrics: m, PendingEvery: 20 * time.Millisecond, Concurrency: 1}, notifier.Route{Sink: sink})
+	start(t, js, notifier.Config{Metrics: m, PendingEvery: 20 * time.Millisecond, Concurrency: 1, Window: 1}, notifier.Route{Sink: sink})
 	// With one delivery in flight (held by release), the other two wait on
 	// the stream: pending 2, ack pending 1.
 	publish(t, js, flaky)

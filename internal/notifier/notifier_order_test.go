@@ -56,10 +56,11 @@ type receiver struct {
 	perUser     map[string]int
 	overlaps    []string // users that had two requests in flight at once
 	failures    []time.Time
+	acceptedAt  map[string]time.Time // first acceptance of each event id
 }
 
 func newReceiver(t *testing.T) *receiver {
-	rc := &receiver{t: t, triesOf: map[string]int{}, perUser: map[string]int{}}
+	rc := &receiver{t: t, triesOf: map[string]int{}, perUser: map[string]int{}, acceptedAt: map[string]time.Time{}}
 	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
 	return rc
@@ -110,6 +111,9 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.mu.Lock()
 	if status/100 == 2 {
+		if rc.acceptedAt[id].IsZero() {
+			rc.acceptedAt[id] = time.Now()
+		}
 		rc.got = append(rc.got, id)
 		rc.log = append(rc.log, entry{accept: true, id: id})
 	} else {
@@ -409,7 +413,7 @@ func TestLongOutageThenRecoveryKeepsUserOrder(t *testing.T) {
 		}
 		return 0, ""
 	}
-	start(t, js, notifier.Config{MaxAttempts: 1000, Backoff: httpx.Backoff{Base: 50 * time.Millisecond, Max: 300 * time.Millisecond}},
+	start(t, js, notifier.Config{MaxAttempts: 1000, Schedule: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond}},
 		notifier.Route{Sink: rc.sink(t, "outage2")})
 
 	evs := interleaved(t, []string{"u1", "u2", "u3", "veeam:u4"}, 10)
@@ -552,7 +556,7 @@ func TestUpgradesSingleFlightConsumer(t *testing.T) {
 
 	rc := newReceiver(t)
 	rc.delay = func(string) time.Duration { return 20 * time.Millisecond }
-	start(t, js, notifier.Config{Concurrency: 8}, notifier.Route{Sink: rc.sink(t, "legacy")})
+	start(t, js, notifier.Config{Concurrency: 8, Window: 8}, notifier.Route{Sink: rc.sink(t, "legacy")})
 	rc.waitAccepted(t, len(evs), waitLong)
 	waitSettled(t, js, "legacy")
 	info := consumerInfo(t, js, "legacy")
@@ -619,15 +623,16 @@ func TestHeldEventsOutliveAckWait(t *testing.T) {
 	}
 }
 
-// Attempts count across runs: an event released at shutdown comes back with
-// its earlier delivery counted, and is dead-lettered after MaxAttempts in
-// all. A stop during a retry's backoff releases at once.
-func TestAttemptsCountAcrossRuns(t *testing.T) {
+// A release at shutdown is not an attempt (issue 13): an event in a retry's
+// backoff when the notifier stops is released at once, comes back to the
+// next run with its earlier delivery counted by the server, and gets
+// MaxAttempts attempts there all the same: it is never dead-lettered early.
+func TestReleaseAtShutdownIsNotAnAttempt(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
 	rc := newReceiver(t)
 	rc.answer = func(string, int) (int, string) { return http.StatusServiceUnavailable, "" }
-	r := start(t, js, notifier.Config{MaxAttempts: 3, Backoff: httpx.Backoff{Base: time.Minute, Max: time.Minute}},
+	r := start(t, js, notifier.Config{MaxAttempts: 3, Schedule: []time.Duration{time.Minute}},
 		notifier.Route{Sink: rc.sink(t, "counting")})
 	e := mkEvent(t, "veeam", "k", events.TypeRoleChanged, 1)
 	publish(t, js, e)
@@ -639,7 +644,7 @@ func TestAttemptsCountAcrossRuns(t *testing.T) {
 		}
 		return nil
 	})
-	// The first run is now in a minute-long backoff.
+	// The first run is now in a minute-long wait.
 	stopWithin(t, r, time.Second)
 	if dls := deadLetters(t, js); len(dls) != 0 {
 		t.Fatalf("dead-lettered by the first run: %d", len(dls))
@@ -648,8 +653,8 @@ func TestAttemptsCountAcrossRuns(t *testing.T) {
 	start(t, js, notifier.Config{MaxAttempts: 3}, notifier.Route{Sink: rc.sink(t, "counting")})
 	dls := waitDeadLetters(t, js, 1)
 	waitSettled(t, js, "counting")
-	if n := rc.triesFor(e.ID()); n != 3 {
-		t.Errorf("%d requests in all, want 3 (MaxAttempts across both runs)", n)
+	if n := rc.triesFor(e.ID()); n != 4 {
+		t.Errorf("%d requests in all, want 4 (one before the release, then MaxAttempts)", n)
 	}
 	if dl := decodeDeadLetter(t, dls[0]); dl.Attempts != 3 || dl.Status != 503 {
 		t.Errorf("dead letter %+v, want 3 attempts, status 503", dl)
@@ -796,7 +801,7 @@ func TestConcurrencyOneKeepsStreamOrder(t *testing.T) {
 		}
 		return nil
 	}}
-	start(t, js, notifier.Config{Concurrency: 1}, notifier.Route{Sink: sink})
+	start(t, js, notifier.Config{Concurrency: 1, Window: 1}, notifier.Route{Sink: sink})
 	if got := consumerInfo(t, js, "strictorder").Config.MaxAckPending; got != 1 {
 		t.Errorf("MaxAckPending %d, want 1", got)
 	}

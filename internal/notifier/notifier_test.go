@@ -18,7 +18,6 @@ import (
 
 	"github.com/rollcall/rollcall/internal/testutil"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,8 +30,13 @@ import (
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
-// fast keeps retries quick.
-var fast = httpx.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+// fast keeps the notifier's own retries quick, and fastSchedule the
+// delivery retries: ten attempts, as the tests were written for.
+var (
+	fast         = httpx.Backoff{Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	fastSchedule = []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond, 50 * time.Millisecond,
+		50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond}
+)
 
 const waitLong = 10 * time.Second
 
@@ -110,6 +114,9 @@ func start(t *testing.T, js jetstream.JetStream, cfg notifier.Config, routes ...
 	t.Helper()
 	if cfg.Backoff == (httpx.Backoff{}) {
 		cfg.Backoff = fast
+	}
+	if cfg.Schedule == nil {
+		cfg.Schedule = fastSchedule
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -524,9 +531,22 @@ func TestPermanentFailureIsDeadLettered(t *testing.T) {
 	if !strings.Contains(dl.Reason, "400") {
 		t.Errorf("reason %q does not mention the status", dl.Reason)
 	}
-	var ce event.Event
-	if err := json.Unmarshal(dl.Event, &ce); err != nil {
-		t.Fatalf("dead letter event is not a CloudEvent: %v\n%s", err, dl.Event)
+	// The original message exactly: its body bytes and headers.
+	orig, err := bus.Msg(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dl.Data, orig.Data) || dl.Subject != orig.Subject || dl.EventID != bad.ID() {
+		t.Errorf("dead letter keeps subject %q, %d bytes, id %q; want the original %q, %d bytes", dl.Subject, len(dl.Data), dl.EventID, orig.Subject, len(orig.Data))
+	}
+	for k, v := range orig.Header {
+		if !slices.Equal(dl.Headers[k], v) {
+			t.Errorf("dead letter header %s = %q, original %q", k, dl.Headers[k], v)
+		}
+	}
+	ce, err := events.FromHeaders(events.Headers(dl.Headers), dl.Data)
+	if err != nil {
+		t.Fatalf("dead letter does not hold the event: %v", err)
 	}
 	if ce.ID() != bad.ID() || ce.Type() != bad.Type() || ce.Subject() != bad.Subject() {
 		t.Errorf("dead-lettered event %s/%s/%s, want %s/%s/%s", ce.ID(), ce.Type(), ce.Subject(), bad.ID(), bad.Type(), bad.Subject())
@@ -562,8 +582,7 @@ func TestMaxAttemptsExhausted(t *testing.T) {
 	if dls[0].Subject != "rollcall.deadletter.down" || dl.Sink != "down" || dl.Attempts != 3 || dl.Status != 503 {
 		t.Errorf("dead letter on %s: %+v; want sink down, attempts 3, status 503", dls[0].Subject, dl)
 	}
-	var ce event.Event
-	if err := json.Unmarshal(dl.Event, &ce); err != nil || ce.ID() != e.ID() {
+	if ce, err := events.FromHeaders(events.Headers(dl.Headers), dl.Data); err != nil || ce.ID() != e.ID() {
 		t.Errorf("dead-lettered event id %q (err %v), want %s", ce.ID(), err, e.ID())
 	}
 	// Settled: no fourth attempt follows. The next event proves the
@@ -924,12 +943,11 @@ func TestUndecodableMessageIsDeadLettered(t *testing.T) {
 		t.Errorf("dead letter subject %q", dls[0].Subject)
 	}
 	dl := decodeDeadLetter(t, dls[0])
-	if dl.Sink != "picky" || dl.Attempts != 1 || !strings.Contains(dl.Reason, "undecodable") {
-		t.Errorf("dead letter %+v", dl)
+	if dl.Sink != "picky" || dl.Attempts != 0 || !strings.Contains(dl.Reason, "undecodable") {
+		t.Errorf("dead letter %+v, want no attempt (there is nothing to send)", dl)
 	}
-	var raw string
-	if err := json.Unmarshal(dl.Event, &raw); err != nil || raw != "not an event" {
-		t.Errorf("dead letter keeps %s (err %v), want the raw body", dl.Event, err)
+	if string(dl.Data) != "not an event" || dl.Headers["ce-garbage"][0] != "%%%zz" {
+		t.Errorf("dead letter keeps %q and headers %v, want the original body and headers", dl.Data, dl.Headers)
 	}
 }
 
@@ -1074,7 +1092,7 @@ func TestConnectionClosedFailsRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := &recSink{name: "a"}, &recSink{name: "b"}
-	n := notifier.New(js, notifier.Config{Backoff: fast, Logger: testLogger(t)}, notifier.Route{Sink: a}, notifier.Route{Sink: b})
+	n := notifier.New(js, notifier.Config{Backoff: fast, Schedule: fastSchedule, Logger: testLogger(t)}, notifier.Route{Sink: a}, notifier.Route{Sink: b})
 	rctx, rcancel := context.WithCancel(context.Background())
 	defer rcancel()
 	done := make(chan error, 1)

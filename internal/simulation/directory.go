@@ -229,6 +229,14 @@ func (d *directory) applyVeeam(now time.Time, st Step) bool {
 	return true
 }
 
+// userKey is the oracle's key of the schedule's user i of api.
+func (d *directory) userKey(api string, i int) string {
+	if api == "vpp" {
+		return key(vppSource, strconv.FormatInt(d.vppUser(i).UserID, 10))
+	}
+	return key(veeamSource, d.veeamUser(i).InstanceUID)
+}
+
 // snapshotHistory copies the history for the oracle.
 func (d *directory) snapshotHistory() map[string][]record {
 	d.mu.Lock()

@@ -32,9 +32,11 @@ type message struct {
 // observation is everything the pipeline left behind.
 type observation struct {
 	stream      []message
+	poison      []uint64               // sequences of stream messages that are not events
 	kv          map[string]events.User // by key
 	seeds       map[string]events.User // the baselines' users, by key
 	deadLetters map[string]bool        // event ids
+	deadSeqs    map[uint64]bool        // stream sequences
 	deliveries  []delivery
 	history     map[string][]record
 	runs        []runObs
@@ -43,12 +45,12 @@ type observation struct {
 func (w *world) observe(ctx context.Context) (observation, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	o := observation{deliveries: w.rcv.deliveries(), history: w.dir.snapshotHistory(), deadLetters: map[string]bool{}}
+	o := observation{deliveries: w.rcv.deliveries(), history: w.dir.snapshotHistory(), deadLetters: map[string]bool{}, deadSeqs: map[uint64]bool{}}
 	w.mu.Lock()
 	o.runs = slices.Clone(w.runs)
 	w.mu.Unlock()
 	var err error
-	if o.stream, err = w.readStream(ctx); err != nil {
+	if o.stream, o.poison, err = w.readStream(ctx); err != nil {
 		return o, err
 	}
 	if o.kv, err = w.readKV(ctx); err != nil {
@@ -63,36 +65,41 @@ func (w *world) observe(ctx context.Context) (observation, error) {
 	}
 	for _, d := range dls {
 		o.deadLetters[d.EventID()] = true
+		o.deadSeqs[d.StreamSeq] = true
 	}
 	return o, nil
 }
 
-func (w *world) readStream(ctx context.Context) ([]message, error) {
+// readStream reads the events on the stream, and the sequences of the
+// messages that are not events (the schedule's poison).
+func (w *world) readStream(ctx context.Context) ([]message, []uint64, error) {
 	s, err := w.obsJS.Stream(ctx, bus.EventsStream)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []message
+	var poison []uint64
 	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if err != nil {
-			return nil, fmt.Errorf("stream message %d: %w", seq, err)
+			return nil, nil, fmt.Errorf("stream message %d: %w", seq, err)
 		}
 		e, err := events.FromHeaders(events.Headers(m.Header), m.Data)
 		if err != nil {
-			return nil, fmt.Errorf("stream message %d: %w", seq, err)
+			poison = append(poison, seq)
+			continue
 		}
 		d, err := events.DecodeData(e)
 		if err != nil {
-			return nil, fmt.Errorf("stream message %d: %w", seq, err)
+			return nil, nil, fmt.Errorf("stream message %d: %w", seq, err)
 		}
 		out = append(out, message{seq: seq, at: m.Time, id: e.ID(), typ: e.Type(), key: key(d.User.Source, d.User.ID), user: d.User, reason: d.Reason})
 	}
-	return out, nil
+	return out, poison, nil
 }
 
 func (w *world) readKV(ctx context.Context) (map[string]events.User, error) {
@@ -443,6 +450,11 @@ func deliveredInOrder(o observation) []string {
 			v = append(v, fmt.Sprintf("out of order: %s got event %s (seq %d) before %s", m.key, m.id, m.seq, lastID[m.key]))
 		}
 		lastOf[m.key], lastID[m.key] = i, m.id
+	}
+	for _, seq := range o.poison {
+		if !o.deadSeqs[seq] {
+			v = append(v, fmt.Sprintf("the message at stream seq %d is not an event and was not dead-lettered", seq))
+		}
 	}
 	ids := map[string]bool{}
 	for _, m := range o.stream {

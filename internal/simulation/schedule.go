@@ -33,6 +33,12 @@ const (
 	KindNotifierCrash Kind = "notifier-crash"
 	KindNATSRestart   Kind = "nats-restart"
 	KindSinkOutage    Kind = "sink-outage"
+	// The sink answers 503 to one user's events only, for a while: the
+	// other users' deliveries must go on.
+	KindSinkUserFailure Kind = "sink-user-failure"
+	// A message that is not an event on the event stream (hundreds of kB
+	// of invalid UTF-8): it must be dead-lettered and block nothing.
+	KindPoisonMessage Kind = "poison-message"
 )
 
 // Op is a directory change.
@@ -212,6 +218,11 @@ func (s *Schedule) step(at time.Duration) Step {
 		st.Kind, st.D = KindNotifierCrash, time.Duration(20+r.IntN(300))*time.Millisecond
 	case x < 94:
 		st.Kind, st.D = KindNATSRestart, time.Duration(100+r.IntN(700))*time.Millisecond
+	case x < 96:
+		st.Kind, st.D, st.API = KindSinkUserFailure, time.Duration(200+r.IntN(2000))*time.Millisecond, s.api()
+		st.User = r.IntN(8)
+	case x < 97:
+		st.Kind, st.N = KindPoisonMessage, 1+r.IntN(800)
 	default:
 		st.Kind, st.D = KindSinkOutage, time.Duration(50+r.IntN(1500))*time.Millisecond
 	}

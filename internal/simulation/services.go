@@ -24,6 +24,7 @@ import (
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/sources/vpp"
 	"github.com/rollcall/rollcall/internal/sources/vpp/vpptest"
+	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // Names on the bus.
@@ -319,6 +320,7 @@ func (w *world) startNotifier(ctx context.Context) error {
 	}
 	nctx, cancel := context.WithCancel(ctx)
 	n := notifier.New(js, notifier.Config{MaxAttempts: w.s.MaxAttempts, Backoff: httpx.Backoff{Base: 10 * time.Millisecond, Max: 200 * time.Millisecond},
+		Schedule: []time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond}, ProbeEvery: 100 * time.Millisecond,
 		SendTimeout: time.Second, Concurrency: 4, ShutdownGrace: 300 * time.Millisecond, Logger: w.log.With("service", "notifier")},
 		notifier.Route{Sink: sink, Start: "all"})
 	proc := &notifierProc{cancel: cancel, done: make(chan struct{}), nc: nc}
@@ -364,6 +366,22 @@ func (w *world) ensureRunning(ctx context.Context) error {
 		return w.startNotifier(ctx)
 	}
 	return nil
+}
+
+// poison publishes n kB of invalid UTF-8, not an event, on a Veeam user's
+// subject of the event stream.
+func (w *world) poison(ctx context.Context, kb int) {
+	body := make([]byte, kb<<10)
+	for i := range body {
+		body[i] = byte(0x80 + i%64)
+	}
+	m := nats.NewMsg(events.SubjectPrefix + veeamSource + ".poisoned." + events.TypeUpdated)
+	m.Data = body
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := w.obsJS.PublishMsg(pctx, m); err != nil {
+		w.log.Warn("simulation: publishing a poison message", "err", err)
+	}
 }
 
 // apiFault injects an API fault into a fake.

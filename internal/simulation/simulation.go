@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -339,6 +340,10 @@ func (w *world) do(ctx context.Context, st Step) {
 		}
 	case KindSinkOutage:
 		w.rcv.down(st.D)
+	case KindSinkUserFailure:
+		w.rcv.failUser(w.dir.userKey(st.API, st.User), st.D)
+	case KindPoisonMessage:
+		w.poison(ctx, st.N)
 	default:
 		w.apiFault(st)
 	}
@@ -374,6 +379,9 @@ func (w *world) settle(ctx context.Context) error {
 	w.dir.vpp.ClearFaults()
 	w.dir.veeam.ClearFaults()
 	w.rcv.down(0)
+	w.rcv.mu.Lock()
+	w.rcv.failing = nil
+	w.rcv.mu.Unlock()
 	w.mu.Lock()
 	up := w.ns != nil
 	w.mu.Unlock()
@@ -497,6 +505,7 @@ func problems(log string, n int) string {
 type receiver struct {
 	mu        sync.Mutex
 	downUntil time.Time
+	failing   map[string]time.Time // "<source> <user id>" → until when it fails
 	got       []delivery
 }
 
@@ -513,8 +522,23 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
+	subject, _ := url.PathUnescape(r.Header.Get("ce-subject"))
+	source := strings.TrimPrefix(r.Header.Get("ce-source"), "urn:rollcall:source:")
+	if time.Now().Before(rc.failing[key(source, subject)]) {
+		http.Error(w, "this user fails", http.StatusServiceUnavailable)
+		return
+	}
 	rc.got = append(rc.got, delivery{at: time.Now(), id: r.Header.Get("ce-id"), source: r.Header.Get("ce-source"), subject: r.Header.Get("ce-subject")})
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rc *receiver) failUser(k string, d time.Duration) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.failing == nil {
+		rc.failing = map[string]time.Time{}
+	}
+	rc.failing[k] = time.Now().Add(d)
 }
 
 func (rc *receiver) down(d time.Duration) {

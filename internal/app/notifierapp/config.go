@@ -6,6 +6,8 @@ package notifierapp
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
@@ -13,6 +15,7 @@ import (
 	"github.com/rollcall/rollcall/internal/envx"
 	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/secret"
+	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // Config is the notifier's environment (SPEC §3.4).
@@ -48,8 +51,17 @@ type Config struct {
 	SlackDigestThreshold int           `env:"SLACK_DIGEST_THRESHOLD, default=10"`
 	SlackDigestWindow    time.Duration `env:"SLACK_DIGEST_WINDOW, default=1m"`
 
-	Sources     []string `env:"SINK_SOURCES"`
-	MaxAttempts int      `env:"MAX_ATTEMPTS, default=10"`
+	Sources []string `env:"SINK_SOURCES"`
+	// MaxAttempts is the delivery attempts before an event is
+	// dead-lettered; 0 = as many as RetrySchedule has waits, plus one.
+	MaxAttempts int `env:"MAX_ATTEMPTS, default=0"`
+	// RetrySchedule is the wait before each retry.
+	RetrySchedule []time.Duration `env:"RETRY_SCHEDULE, default=5s,5m,30m,2h,5h,10h,10h"`
+	// SinkWindow is how many events a sink may hold at once (in flight,
+	// waiting behind their user's earlier event, or waiting to retry).
+	SinkWindow int `env:"SINK_WINDOW, default=1024"`
+	// ProbeEvery is how often a sink that is down is probed.
+	ProbeEvery time.Duration `env:"PROBE_EVERY, default=30s"`
 	// MaxAge dead-letters an event that is older than this when a delivery
 	// attempt fails (0 = no limit).
 	MaxAge time.Duration `env:"MAX_AGE, default=0"`
@@ -78,7 +90,10 @@ type WebhookOverride struct {
 // maxWebhooks bounds the WEBHOOK_<n>_ variables looked up.
 const maxWebhooks = 32
 
-// Load reads the configuration through l.
+// Load reads the configuration through l and checks it, before anything
+// reaches NATS. The sink filters (WebhookTypes, SlackTypes, Sources and each
+// override's Types) hold known event types and possible source names only,
+// trimmed and without repeats; nil is every event (see filterList).
 func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	var c Config
 	if err := envx.Process(ctx, &c, l); err != nil {
@@ -87,15 +102,28 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	if err := c.natsAuthError(); err != nil {
 		return Config{}, err
 	}
+	var err error
 	c.WebhookOverrides = map[int]WebhookOverride{}
 	for n := 1; n <= maxWebhooks; n++ {
 		var o WebhookOverride
 		if err := envx.ProcessPrefixed(ctx, &o, l, fmt.Sprintf("WEBHOOK_%d_", n)); err != nil {
 			return Config{}, fmt.Errorf("configuration: %w", err)
 		}
+		if o.Types, err = filterList(l, fmt.Sprintf("WEBHOOK_%d_TYPES", n), typeList, events.CheckType); err != nil {
+			return Config{}, err
+		}
 		if o.Secret != "" || o.SecretFile != "" || len(o.Types) > 0 {
 			c.WebhookOverrides[n] = o
 		}
+	}
+	if c.WebhookTypes, err = filterList(l, "WEBHOOK_TYPES", typeList, events.CheckType); err != nil {
+		return Config{}, err
+	}
+	if c.SlackTypes, err = filterList(l, "SLACK_TYPES", typeList, events.CheckType); err != nil {
+		return Config{}, err
+	}
+	if c.Sources, err = filterList(l, "SINK_SOURCES", "source names", events.CheckSourceName); err != nil {
+		return Config{}, err
 	}
 	switch c.Console {
 	case "", "true", "false":
@@ -119,8 +147,22 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	if c.ShutdownGrace <= 0 {
 		return Config{}, fmt.Errorf("configuration: SHUTDOWN_GRACE must be positive")
 	}
-	if c.MaxAttempts < 1 {
-		return Config{}, fmt.Errorf("configuration: MAX_ATTEMPTS %d must be at least 1", c.MaxAttempts)
+	if len(c.RetrySchedule) == 0 {
+		return Config{}, fmt.Errorf("configuration: RETRY_SCHEDULE is empty; want waits like 5s,5m,30m,2h,5h,10h,10h")
+	}
+	for i, d := range c.RetrySchedule {
+		if d <= 0 {
+			return Config{}, fmt.Errorf("configuration: RETRY_SCHEDULE wait %d is %s; every wait must be positive", i+1, d)
+		}
+	}
+	if c.SinkWindow < c.SinkConcurrency {
+		return Config{}, fmt.Errorf("configuration: SINK_WINDOW %d is below SINK_CONCURRENCY %d", c.SinkWindow, c.SinkConcurrency)
+	}
+	if c.ProbeEvery <= 0 {
+		return Config{}, fmt.Errorf("configuration: PROBE_EVERY must be positive")
+	}
+	if c.MaxAttempts < 0 {
+		return Config{}, fmt.Errorf("configuration: MAX_ATTEMPTS %d must be 0 (the whole RETRY_SCHEDULE) or more", c.MaxAttempts)
 	}
 	if c.SinkStart != "new" && c.SinkStart != "all" {
 		if _, err := time.Parse(time.RFC3339, c.SinkStart); err != nil {
@@ -128,6 +170,43 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// typeList says what a types filter holds, for an error message.
+var typeList = "event types (" + strings.Join(events.Types, ", ") + ")"
+
+// filterList reads the sink filter variable name from l: a comma-separated
+// list of what (said in the error for an empty entry), each entry checked
+// by check. It runs
+// before anything reaches NATS, so that a filter that would match nothing
+// stops the notifier instead of rewriting a sink's consumer to lose every
+// event.
+//
+// Spaces around an entry are dropped: "user.registered, user.retired"
+// means what it says, and neither an event type nor a source name can hold
+// a space, so nothing else could be meant. A value that is empty or all
+// spaces is no filter (nil: every event), as if unset. An empty entry (a
+// trailing or doubled comma) is an error, as is an entry check refuses; an
+// entry given twice counts once.
+func filterList(l envconfig.Lookuper, name, what string, check func(string) error) ([]string, error) {
+	raw, _ := l.Lookup(name)
+	if strings.TrimSpace(raw) == "" {
+		return nil, nil
+	}
+	var out []string
+	for i, e := range strings.Split(raw, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			return nil, fmt.Errorf("configuration: %s %q: entry %d is empty (a stray comma?); want %s separated by commas", name, raw, i+1, what)
+		}
+		if err := check(e); err != nil {
+			return nil, fmt.Errorf("configuration: %s %q: %w", name, raw, err)
+		}
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // natsClient is how the service reaches NATS at url, with the password read

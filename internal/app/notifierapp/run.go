@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sethvargo/go-envconfig"
@@ -20,6 +24,7 @@ import (
 	"github.com/rollcall/rollcall/internal/sinks/console"
 	"github.com/rollcall/rollcall/internal/sinks/slack"
 	"github.com/rollcall/rollcall/internal/sinks/webhook"
+	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // Run runs the notifier until ctx ends. Console events go to stdout, logs
@@ -50,8 +55,10 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	warnUnseenSources(ctx, js, cfg.Sources, log)
 	reg := ops.NewRegistry()
 	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, MaxAge: cfg.MaxAge, Concurrency: cfg.SinkConcurrency,
+		Schedule: cfg.RetrySchedule, Window: cfg.SinkWindow, ProbeEvery: cfg.ProbeEvery,
 		ShutdownGrace: cfg.ShutdownGrace, Replicas: cfg.NATSReplicas, Metrics: metrics.NewNotifier(reg), Logger: log}, routes...)
 
 	handler := ops.Handler(reg, map[string]ops.Check{
@@ -73,6 +80,66 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	err = ops.RunService(ctx, cfg.HTTPAddr, handler, log, n.Run)
 	log.Info("notifier stopped")
 	return err
+}
+
+// sourcesLookTimeout bounds warnUnseenSources' look at the event stream.
+const sourcesLookTimeout = 5 * time.Second
+
+// warnUnseenSources warns about each SINK_SOURCES entry that has no events
+// on the event stream while other sources do: a possible name that no
+// poller source has (vpp-eu for vpp_eu) passes Load and then matches
+// nothing. The notifier cannot see the poller's SOURCES, so it looks at the
+// subjects on the stream (stream info with a subject filter, which its NATS
+// user may read; it changes nothing). When it cannot tell (no stream yet,
+// an empty stream, an error, no answer within sourcesLookTimeout) it says
+// nothing. A source whose events have all aged out of the stream is warned
+// about too; the warning says what it means, it does not stop the notifier.
+func warnUnseenSources(ctx context.Context, js jetstream.JetStream, sources []string, log *slog.Logger) {
+	if len(sources) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, sourcesLookTimeout)
+	defer cancel()
+	cannotTell := func(err error) {
+		log.Debug("cannot tell which sources have events; SINK_SOURCES not compared with them", "err", err)
+	}
+	stream, err := js.Stream(ctx, bus.EventsStream)
+	if err != nil {
+		cannotTell(err)
+		return
+	}
+	var unseen []string
+	for _, s := range sources {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(events.SubjectPrefix+s+".>"))
+		if err != nil {
+			cannotTell(err)
+			return
+		}
+		if len(info.State.Subjects) == 0 {
+			unseen = append(unseen, s)
+		}
+	}
+	if len(unseen) == 0 {
+		return
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(events.SubjectPrefix+">"))
+	if err != nil {
+		cannotTell(err)
+		return
+	}
+	set := map[string]bool{}
+	for subj := range info.State.Subjects {
+		src, _, _ := strings.Cut(strings.TrimPrefix(subj, events.SubjectPrefix), ".")
+		set[src] = true
+	}
+	if len(set) == 0 {
+		return // an empty stream: nothing to compare with
+	}
+	seen := slices.Sorted(maps.Keys(set))
+	for _, s := range unseen {
+		log.Warn("SINK_SOURCES names a source with no events on the stream: its events will be delivered only if a poller source has exactly that name",
+			"source", s, "sources_with_events", seen)
+	}
 }
 
 func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {

@@ -22,7 +22,9 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"bad webhook mode", map[string]string{"WEBHOOK_MODE": "loud"}, []string{"WEBHOOK_MODE"}, nil},
 		{"bad sink start", map[string]string{"SINK_START": "yesterday"}, []string{"SINK_START"}, nil},
-		{"bad max attempts", map[string]string{"MAX_ATTEMPTS": "0"}, []string{"MAX_ATTEMPTS"}, nil},
+		{"bad max attempts", map[string]string{"MAX_ATTEMPTS": "-1"}, []string{"MAX_ATTEMPTS"}, nil},
+		{"bad retry schedule", map[string]string{"RETRY_SCHEDULE": "5s,-1m"}, []string{"RETRY_SCHEDULE"}, nil},
+		{"window below concurrency", map[string]string{"SINK_WINDOW": "4"}, []string{"SINK_WINDOW"}, nil},
 		{"max attempts not a number", map[string]string{"MAX_ATTEMPTS": "ten"}, []string{"MAX_ATTEMPTS"}, nil},
 		{"bad console", map[string]string{"CONSOLE": "maybe"}, []string{"CONSOLE"}, nil},
 		{"no sink", map[string]string{"CONSOLE": "false"}, []string{"WEBHOOK_URL", "SLACK_WEBHOOK_URL", "CONSOLE"}, nil},

@@ -512,9 +512,15 @@ func TestDigestConfig(t *testing.T) {
 	if c, d := s.Concurrency(), s.SendTimeout(); c != 400 || d != 5*time.Minute+2*time.Second {
 		t.Errorf("threshold 100, window 5m: Concurrency %d, SendTimeout %v", c, d)
 	}
+	// With digests off a Send is one post, bounded by Timeout, which the
+	// notifier must allow even above its own send timeout (8s by default).
 	s, _ = slack.New(slack.Config{WebhookURL: url, DigestThreshold: -1})
-	if c, d := s.Concurrency(), s.SendTimeout(); c != 0 || d != 0 {
+	if c, d := s.Concurrency(), s.SendTimeout(); c != 0 || d != slack.DefaultTimeout {
 		t.Errorf("digests off: Concurrency %d, SendTimeout %v", c, d)
+	}
+	s, _ = slack.New(slack.Config{WebhookURL: url, DigestThreshold: -1, Timeout: 12 * time.Second})
+	if d := s.SendTimeout(); d != 12*time.Second {
+		t.Errorf("digests off, timeout 12s: SendTimeout %v", d)
 	}
 	for _, cfg := range []slack.Config{{WebhookURL: url, DigestWindow: -time.Second}, {WebhookURL: url, DigestUsers: -1}} {
 		if _, err := slack.New(cfg); err == nil {

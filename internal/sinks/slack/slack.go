@@ -14,12 +14,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/httpx"
 	"github.com/rollcall/rollcall/internal/sinks/internal/post"
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -56,6 +58,18 @@ import (
 // sink. A digest left empty by cancellations is not posted; one left with
 // a single event is posted as that event's ordinary message.
 //
+// # Rate limits
+//
+// Slack rate-limits the webhook, not a message: after a 429 with
+// Retry-After, the sink posts nothing (no message, no digest) until that
+// time has passed. Each Send meanwhile returns at once, without posting or
+// counting its event in the window, an error wrapping ErrHeld and a 429
+// *httpx.StatusError whose RetryAfter is the time left, so the notifier
+// retries it no sooner. Failing fast rather than waiting keeps sends from
+// holding the notifier's slots and send timeout for up to a Retry-After,
+// and the retries, arriving together once the time is up, form a digest
+// instead of a burst that Slack would refuse again.
+//
 // # What the notifier must allow
 //
 // Because a Send in a digest can block for DigestWindow plus one post, the
@@ -82,6 +96,10 @@ type Sink struct {
 	mu       sync.Mutex
 	arrivals []time.Time // Send calls within the last window, oldest first
 	open     *digest     // collecting events; nil when none is
+	// heldUntil is when Slack's Retry-After from the last 429 passes;
+	// nothing is posted before. heldMessage is that 429's message.
+	heldUntil   time.Time
+	heldMessage string
 }
 
 // digest is a batch of events posted as one message. members is appended
@@ -116,17 +134,20 @@ func (s *Sink) Concurrency() int {
 
 // SendTimeout is the least per-Send timeout the notifier must allow this
 // sink: DigestWindow for collecting, plus Timeout for the digest's post,
-// plus a second. A single message still gives up after Timeout. It is 0
-// when digests are off; use max(Config.SendTimeout, SendTimeout()).
+// plus a second; Timeout alone when digests are off, so that a Timeout
+// above the notifier's own send timeout is honoured. A single message
+// still gives up after Timeout. Use max(Config.SendTimeout, SendTimeout()).
 func (s *Sink) SendTimeout() time.Duration {
 	if s.threshold < 0 {
-		return 0
+		return s.timeout
 	}
 	return s.window + s.timeout + time.Second
 }
 
 // Send posts the message for e, or adds e to a digest and waits for the
-// digest's post (see Sink).
+// digest's post (see Sink). While Slack's Retry-After from an earlier 429
+// runs it posts nothing and returns an error wrapping ErrHeld (see
+// ErrHeld).
 func (s *Sink) Send(ctx context.Context, e events.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("slack %s: %w", s.name, err)
@@ -134,6 +155,11 @@ func (s *Sink) Send(ctx context.Context, e events.Event) error {
 	m, err := Render(e)
 	if err != nil {
 		return fmt.Errorf("slack %s: %w", s.name, err)
+	}
+	// Checked before admit so that an event turned away is not counted in
+	// the digest window: it was not posted, and will come back.
+	if err := s.held(); err != nil {
+		return err
 	}
 	d, mem := s.admit(e)
 	if d == nil {
@@ -145,6 +171,9 @@ func (s *Sink) Send(ctx context.Context, e events.Event) error {
 // Post sends an already rendered message, such as a digest from
 // RenderDigest, with the same error contract as Send.
 func (s *Sink) Post(ctx context.Context, m Message) error {
+	if err := s.held(); err != nil {
+		return err
+	}
 	body, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("slack %s: encode message: %w", s.name, err)
@@ -160,5 +189,43 @@ func (s *Sink) Post(ctx context.Context, m Message) error {
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("User-Agent", "rollcall-notifier")
-	return post.Do(s.client, req, "slack "+s.name+": post", s.now, s.redact...)
+	err = post.Do(s.client, req, "slack "+s.name+": post", s.now, s.redact...)
+	s.hold(err)
+	return err
+}
+
+// ErrHeld is wrapped by the error of a Send (or Post) that did not post
+// because Slack answered an earlier post with 429 and a Retry-After that
+// has not passed. Slack rate-limits the webhook, not a message, so every
+// post until then would only be refused again and cost its event an
+// attempt. The same error also wraps an *httpx.StatusError with Code 429
+// and RetryAfter set to the time left, so httpx.Retryable reports it
+// retryable no sooner than that, and the notifier waits it out.
+var ErrHeld = errors.New("not posted while slack's retry-after runs")
+
+// hold starts or extends the hold after a post that ended in err.
+func (s *Sink) hold(err error) {
+	var se *httpx.StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusTooManyRequests || se.RetryAfter <= 0 {
+		return
+	}
+	until := s.now().Add(se.RetryAfter)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if until.After(s.heldUntil) {
+		s.heldUntil, s.heldMessage = until, se.Message
+	}
+}
+
+// held is the error for a post made while a hold lasts, else nil.
+func (s *Sink) held() error {
+	s.mu.Lock()
+	until, msg := s.heldUntil, s.heldMessage
+	s.mu.Unlock()
+	left := until.Sub(s.now())
+	if left <= 0 {
+		return nil
+	}
+	return fmt.Errorf("slack %s: %w, %s left: %w", s.name, ErrHeld, left.Round(time.Millisecond),
+		&httpx.StatusError{Code: http.StatusTooManyRequests, RetryAfter: left, Message: msg})
 }

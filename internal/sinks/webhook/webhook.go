@@ -2,6 +2,13 @@
 // CloudEvent (binary content mode by default, structured on request), signed
 // per the Standard Webhooks specification when secrets are configured.
 //
+// In binary mode every Ce-* header value is percent-encoded as the
+// CloudEvents HTTP protocol binding 1.0.2 (section 3.1.3.2) requires, so a
+// receiver must percent-decode it (JavaScript: decodeURIComponent); the
+// CloudEvents JS and Go SDKs do not, and hand such values over encoded.
+// Values rollcall makes itself (id, source, type, time, sourcekind) never
+// need encoding; a subject (a source's user id) may.
+//
 // The webhook-id header is the event id, which stays the same across
 // retries and redeliveries, so a receiver can de-duplicate on it; each
 // attempt gets a fresh webhook-timestamp and signature.
@@ -17,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/spec"
@@ -42,9 +50,27 @@ type Sink struct {
 // Name is the sink name.
 func (s *Sink) Name() string { return s.name }
 
+// SendTimeout is the configured per-attempt Timeout. The notifier bounds
+// each Send by max(its own send timeout, SendTimeout()), so a
+// WEBHOOK_TIMEOUT above the notifier's default is honoured rather than cut
+// short by it.
+func (s *Sink) SendTimeout() time.Duration { return s.timeout }
+
+// HeaderError is the error (wrapped) for an event that gives a header
+// net/http refuses to send, such as an event id with a control byte in
+// webhook-id, which unlike the Ce-* headers is sent as it is because the
+// signature covers it. It wraps ErrUnsendable.
+type HeaderError = post.HeaderError
+
+// ErrUnsendable is wrapped by every error for a request that can never be
+// sent. httpx.Retryable reports it permanent, so the notifier dead-letters
+// the event at once.
+var ErrUnsendable = post.ErrUnsendable
+
 // Send POSTs e once. It returns nil on a 2xx, an *httpx.StatusError for any
-// other status and an *httpx.TransportError when no answer came; none of
-// them mentions the URL.
+// other status, an *httpx.TransportError when no answer came, and an error
+// wrapping a *HeaderError (and ErrUnsendable) without sending anything when
+// a header of e could never be sent; none of them mentions the URL.
 func (s *Sink) Send(ctx context.Context, e events.Event) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -79,6 +105,9 @@ func (s *Sink) request(ctx context.Context, e events.Event) (*http.Request, erro
 				return nil, fmt.Errorf("webhook %s: encode event %s: %w", s.name, e.ID(), err)
 			}
 		}
+	}
+	if s.mode == ModeBinary {
+		percentEncodeCE(req.Header)
 	}
 	setBody(req, body)
 	req.Header.Set("User-Agent", "rollcall-notifier")
@@ -172,3 +201,67 @@ func ceHeader(name string) string {
 	}
 	return textproto.CanonicalMIMEHeaderKey("ce-" + name)
 }
+
+// percentEncodeCE percent-encodes every Ce-* header value as the
+// CloudEvents HTTP protocol binding 1.0.2 (section 3.1.3.2) requires: an
+// attribute such as the subject (a source's user id) may hold any Unicode,
+// and sent raw it reached receivers as mojibake, or with a control byte
+// could not be sent at all. Content-Type (datacontenttype) is a plain HTTP
+// header and is left alone.
+func percentEncodeCE(h http.Header) {
+	for k, vs := range h {
+		if !strings.HasPrefix(k, "Ce-") {
+			continue
+		}
+		for i, v := range vs {
+			vs[i] = percentEncode(v)
+		}
+	}
+}
+
+// percentEncode encodes space, double quote, percent and every byte
+// outside printable ASCII (U+0021-U+007E) as %XY with upper-case hex, per
+// UTF-8 byte of the character; everything else is kept. That is the
+// encoding JavaScript's decodeURIComponent and the binding's decoders undo.
+// A byte that is not valid UTF-8 is encoded as U+FFFD (%EF%BF%BD): the
+// binding requires decoders to reject invalid UTF-8, and the JSON body
+// carries the same replacement, so header and body still agree.
+func percentEncode(v string) string {
+	i := 0
+	for i < len(v) && !mustEncode(v[i]) {
+		i++
+	}
+	if i == len(v) {
+		return v // the usual case: ids, sources, types and times need nothing
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(v) + 16)
+	b.WriteString(v[:i])
+	for i < len(v) {
+		c := v[i]
+		if !mustEncode(c) {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		n := 1
+		if c >= utf8.RuneSelf {
+			var r rune
+			if r, n = utf8.DecodeRuneInString(v[i:]); r == utf8.RuneError && n == 1 {
+				b.WriteString("%EF%BF%BD")
+				i++
+				continue
+			}
+		}
+		for _, c := range []byte(v[i : i+n]) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+func mustEncode(c byte) bool { return c <= ' ' || c >= 0x7f || c == '"' || c == '%' }

@@ -7,6 +7,7 @@ package post
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -67,6 +68,12 @@ func NewRequest(ctx context.Context, op, rawURL string) (*http.Request, error) {
 // that must not appear in the returned error even if the server echoes them.
 // Only what Message keeps of the body is ever exposed.
 func Do(client *http.Client, req *http.Request, op string, now func() time.Time, redact ...string) error {
+	// net/http refuses such a request before it reaches the network, with
+	// an error that would look like a transport failure and be retried for
+	// a day; checked here it fails for good at once.
+	if err := CheckHeaders(req.Header); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return httpx.StripURL(op, err)
@@ -140,4 +147,74 @@ func Endpoint(raw string) (redact []string, err error) {
 		redact = append(redact, p)
 	}
 	return redact, nil
+}
+
+// ErrUnsendable is wrapped by the error for a request net/http refuses to
+// send, whatever the endpoint: trying again cannot help. It wraps no
+// transport or status error, so httpx.Retryable reports it permanent.
+var ErrUnsendable = errors.New("request cannot be sent")
+
+// HeaderError is a header net/http refuses to send: a name that is not an
+// HTTP token, or a value with a control byte (anything below 0x20 but tab,
+// and 0x7f), which would otherwise let a value such as an event id end the
+// header early and inject others. It never quotes the value, which may be
+// long or carry what the endpoint should not see in a log.
+type HeaderError struct {
+	Name string // the header's name as set
+	// Offset is where in the value the first refused byte is; -1 when the
+	// name itself is refused.
+	Offset int
+	Byte   byte // the refused byte of the value
+}
+
+func (e *HeaderError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("%v: header name %q is not an http token", ErrUnsendable, e.Name)
+	}
+	return fmt.Sprintf("%v: header %s has control byte %#02x at offset %d", ErrUnsendable, e.Name, e.Byte, e.Offset)
+}
+
+// Unwrap makes errors.Is(err, ErrUnsendable) hold.
+func (e *HeaderError) Unwrap() error { return ErrUnsendable }
+
+// CheckHeaders returns a *HeaderError for the first header (in name order,
+// so the error is the same on every attempt) that net/http's transport
+// would refuse, by the same rules (httpguts.ValidHeaderFieldName and
+// ValidHeaderFieldValue).
+func CheckHeaders(h http.Header) error {
+	var bad *HeaderError
+	for name, vs := range h {
+		if bad != nil && name >= bad.Name {
+			continue
+		}
+		if !validName(name) {
+			bad = &HeaderError{Name: name, Offset: -1}
+			continue
+		}
+		for _, v := range vs {
+			if i := strings.IndexFunc(v, isCTL); i >= 0 {
+				bad = &HeaderError{Name: name, Offset: i, Byte: v[i]}
+				break
+			}
+		}
+	}
+	if bad != nil {
+		return bad
+	}
+	return nil
+}
+
+func isCTL(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f }
+
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
