@@ -69,7 +69,7 @@ func TestComposeStackRuns(t *testing.T) {
 	hosts := map[string]string{}
 
 	// 1. The NATS cluster.
-	cluster := startComposeNATS(t, doc, services, hosts)
+	cluster := startComposeNATS(t, doc, services, secretFiles, hosts)
 	t.Logf("NATS cluster %v up with a meta leader after %s", cluster.names, time.Since(started).Round(time.Millisecond))
 
 	// 2. The simulator, then the notifier and the pollers.
@@ -230,9 +230,26 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// composeCertsDir is the directory, relative to deployments/compose, that
+// compose.yaml takes the NATS cluster's TLS files from: what
+// deployments/nats/gen-certs.sh writes by default, not in git.
+const composeCertsDir = "certs"
+
 // composeSecretFiles returns, by compose secret name, the absolute path of
 // the file the top-level secrets: mapping mounts, and each file's value.
+// The TLS files compose takes from ./certs are made as README "Compose"
+// says, by gen-certs.sh for compose's NATS nodes, here into a temporary
+// directory.
 func composeSecretFiles(t *testing.T, doc map[string]any) (files, values map[string]string) {
+	t.Helper()
+	return composeSecrets(t, doc, "", "")
+}
+
+// composeSecrets is composeSecretFiles with the ./certs files taken from
+// the directory certs, or, when certs is "", made by gen-certs.sh into a
+// temporary directory with extraSANs (NATS_CERT_EXTRA_SANS) on every node
+// certificate.
+func composeSecrets(t *testing.T, doc map[string]any, certs, extraSANs string) (files, values map[string]string) {
 	t.Helper()
 	files, values = map[string]string{}, map[string]string{}
 	for name, v := range ymap(doc["secrets"]) {
@@ -240,13 +257,22 @@ func composeSecretFiles(t *testing.T, doc map[string]any) (files, values map[str
 		if f == "" {
 			t.Fatalf("secret %s is not a file", name)
 		}
-		abs, err := filepath.Abs(filepath.Join("compose", f))
+		var abs string
+		if rel, ok := strings.CutPrefix(filepath.ToSlash(filepath.Clean(f)), composeCertsDir+"/"); ok {
+			if certs == "" {
+				certs = genCerts(t, "nats/gen-certs.sh", t.TempDir(), composeNATSNames(doc), extraSANs)
+			}
+			abs = filepath.Join(certs, filepath.FromSlash(rel))
+		} else {
+			abs = filepath.Join("compose", f)
+		}
+		abs, err := filepath.Abs(abs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(abs)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("secret %s: %v (./%s/ is what deployments/nats/gen-certs.sh makes)", name, err, composeCertsDir)
 		}
 		files[name] = abs
 		if v := strings.TrimSpace(string(b)); v != "" {
@@ -254,6 +280,18 @@ func composeSecretFiles(t *testing.T, doc map[string]any) (files, values map[str
 		}
 	}
 	return files, values
+}
+
+// composeNATSNames are the names of compose's NATS services, sorted.
+func composeNATSNames(doc map[string]any) []string {
+	var names []string
+	for name, v := range ymap(doc["services"]) {
+		if strings.HasPrefix(ystr(ydig(v, "image")), "nats:") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // serviceSecrets lists the secrets a service mounts at /run/secrets.
@@ -328,18 +366,20 @@ func (l natsLogger) Fatalf(format string, v ...any) {
 // startComposeNATS starts every NATS service of compose as nats-server
 // --config would in its container: the configuration file its command
 // names (through its bind mount), in the environment its command exports
-// from the secret files. Listen ports, route addresses and the /data
+// from the secret files, with /run/secrets/<name> paths (its TLS files)
+// pointing at files[name]. Listen ports, route addresses and the /data
 // volume are moved to loopback ports and temporary directories on the
 // parsed options. It waits for each node's compose healthcheck and for a
 // JetStream meta leader, and records each node's client address in hosts.
-func startComposeNATS(t *testing.T, doc map[string]any, services map[string]composeService, hosts map[string]string) *composeCluster {
+func startComposeNATS(t *testing.T, doc map[string]any, services map[string]composeService, files, hosts map[string]string) *composeCluster {
 	t.Helper()
-	return startComposeNATSOn(t, doc, services, hosts, "127.0.0.1")
+	return startComposeNATSOn(t, doc, services, files, hosts, "127.0.0.1")
 }
 
 // startComposeNATSOn is startComposeNATS with every listener on the
-// address ip (one that pods of a local Kubernetes node can reach).
-func startComposeNATSOn(t *testing.T, doc map[string]any, services map[string]composeService, hosts map[string]string, ip string) *composeCluster {
+// address ip (one that pods of a local Kubernetes node can reach; the node
+// certificates in files must name it).
+func startComposeNATSOn(t *testing.T, doc map[string]any, services map[string]composeService, files, hosts map[string]string, ip string) *composeCluster {
 	t.Helper()
 	var names []string
 	for _, name := range sortedKeys(services) {
@@ -356,7 +396,7 @@ func startComposeNATSOn(t *testing.T, doc map[string]any, services map[string]co
 	// of the routes the first nodes dial) fails that node's route
 	// listener: the cluster is then started again on other ports.
 	for attempt := 1; ; attempt++ {
-		c, err := tryComposeNATS(t, doc, services, names, natstest.FreePorts(t, len(names)), ip)
+		c, err := tryComposeNATS(t, doc, services, files, names, natstest.FreePorts(t, len(names)), ip)
 		if err == nil {
 			for k, v := range c.clients {
 				hosts[k] = v
@@ -370,7 +410,7 @@ func startComposeNATSOn(t *testing.T, doc map[string]any, services map[string]co
 	}
 }
 
-func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]composeService, names []string, ports []int, ip string) (*composeCluster, error) {
+func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]composeService, files map[string]string, names []string, ports []int, ip string) (*composeCluster, error) {
 	t.Helper()
 	c := &composeCluster{names: names, clients: map[string]string{}}
 	t.Cleanup(func() {
@@ -394,7 +434,7 @@ func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]compos
 	var healthURLs []string
 	for i, name := range names {
 		svc := services[name]
-		env := natsComposeEnv(t, doc, svc)
+		env := natsComposeEnv(t, doc, svc, files)
 		for k, v := range env {
 			t.Setenv(k, v)
 		}
@@ -449,6 +489,17 @@ func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]compos
 		if _, p := hostPort(check); check == "" || p != strconv.Itoa(httpPort) {
 			t.Fatalf("%s: healthcheck %q does not ask the monitoring port %d", name, check, httpPort)
 		}
+		// Monitoring is on the container's loopback only (cluster.conf):
+		// the healthcheck asks it there, and publishing it would reach
+		// nothing.
+		if h, _ := hostPort(check); net.ParseIP(opts.HTTPHost) == nil || !net.ParseIP(opts.HTTPHost).IsLoopback() || h != opts.HTTPHost {
+			t.Fatalf("%s: monitoring on %q, healthcheck %q: want both on loopback", name, opts.HTTPHost, check)
+		}
+		for _, p := range stringList(svc.raw["ports"]) {
+			if strings.HasSuffix(p, ":"+strconv.Itoa(httpPort)) {
+				t.Fatalf("%s publishes the monitoring port (%s), which listens on the container's loopback only", name, p)
+			}
+		}
 
 		s, err := server.NewServer(opts)
 		if err != nil {
@@ -474,7 +525,11 @@ func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]compos
 		if !ready {
 			return fail("%s: not ready for connections", name)
 		}
-		_, cp, _ := net.SplitHostPort(strings.TrimPrefix(s.ClientURL(), "nats://"))
+		cu, err := url.Parse(s.ClientURL()) // tls://…: the clients must speak TLS
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp := cu.Port()
 		c.clients[fmt.Sprintf("%s:%d", name, clientPort)] = net.JoinHostPort(ip, cp)
 		h, p := hostPort(check)
 		healthURLs = append(healthURLs, strings.Replace(check, "//"+h+":"+p, "//"+s.MonitorAddr().String(), 1))

@@ -186,12 +186,15 @@ func TestComposeFiles(t *testing.T) {
 		}
 	}
 	for name, v := range ymap(doc["secrets"]) {
-		f := ystr(ydig(v, "file"))
-		if f == "" {
+		if ystr(ydig(v, "file")) == "" {
 			t.Errorf("secret %s: want a file (the demo secrets are files in compose/secrets)", name)
-			continue
 		}
-		if _, err := os.Stat(filepath.Join("compose", f)); err != nil {
+	}
+	// Every secret file exists: those in compose/secrets, and the TLS
+	// files gen-certs.sh makes into compose/certs.
+	files, _ := composeSecretFiles(t, doc)
+	for name, f := range files {
+		if _, err := os.Stat(f); err != nil {
 			t.Errorf("secret %s: %v", name, err)
 		}
 	}
@@ -420,16 +423,22 @@ func natsConfigText(t *testing.T, name string) string {
 // natsComposeEnv is the environment a compose NATS service runs
 // nats-server with: its environment: entries plus what its shell command
 // exports (export NAME="$$(cat /run/secrets/x)" reads a secret file;
-// $$NAME refers to an earlier export).
-func natsComposeEnv(t *testing.T, doc map[string]any, s composeService) map[string]string {
+// $$NAME refers to an earlier export). A value /run/secrets/<name> (a TLS
+// file) must be a secret the service mounts; with files (by secret name,
+// from composeSecretFiles) it becomes that file's path here.
+func natsComposeEnv(t *testing.T, doc map[string]any, s composeService, files map[string]string) map[string]string {
 	t.Helper()
 	env := map[string]string{}
+	secrets := serviceSecrets(s)
 	for k, v := range s.env {
+		if name, ok := strings.CutPrefix(v, "/run/secrets/"); ok {
+			if !slices.Contains(secrets, name) {
+				t.Errorf("%s: %s=%s is not one of its secrets %v", s.name, k, v, secrets)
+			} else if files != nil {
+				v = files[name]
+			}
+		}
 		env[k] = v
-	}
-	var secrets []string
-	for _, sec := range ylist(s.raw["secrets"]) {
-		secrets = append(secrets, ystr(sec))
 	}
 	exportRE := regexp.MustCompile(`(?m)^\s*export ([A-Z][A-Z0-9_]*)="([^"]*)"\s*$`)
 	catRE := regexp.MustCompile(`\$\$\(cat /run/secrets/([a-z0-9_]+)\)`)
@@ -489,7 +498,7 @@ func TestComposeNATSVariables(t *testing.T) {
 			continue
 		}
 		text := natsConfigText(t, natsServiceConfig(t, s))
-		env := natsComposeEnv(t, doc, s)
+		env := natsComposeEnv(t, doc, s, nil)
 		var missing []string
 		for _, m := range varRE.FindAllStringSubmatch(text, -1) {
 			name := m[1]
@@ -514,33 +523,34 @@ func TestComposeNATSVariables(t *testing.T) {
 
 // TestComposeNATSCredentials starts a NATS server from the configuration
 // a compose NATS node runs with, in the environment compose gives it (the
-// passwords exported from the demo secret files), and connects as each
-// rollcall service does: NATS_USER with the password in its
+// passwords exported from the demo secret files, its TLS files made by
+// gen-certs.sh), and connects as each rollcall service does: over TLS,
+// trusting the CA in its NATS_CA_FILE, NATS_USER with the password in its
 // NATS_PASSWORD_FILE must be accepted, a wrong password refused. So the
 // user names in compose.yaml and accounts.conf agree, and each service
-// mounts the secret its NATS user's password comes from.
+// mounts the secrets its NATS password and CA come from. The routes
+// compose gives the nodes reach every node and carry no credentials.
 func TestComposeNATSCredentials(t *testing.T) {
 	doc, services := loadCompose(t)
 	node, ok := services["nats-1"]
 	if !ok {
 		t.Fatal("no service nats-1")
 	}
-	for k, v := range natsComposeEnv(t, doc, node) {
+	files, _ := composeSecretFiles(t, doc)
+	for k, v := range natsComposeEnv(t, doc, node, files) {
 		t.Setenv(k, v)
 	}
 	opts, err := server.ProcessConfigFile(natsServiceConfig(t, node))
 	if err != nil {
 		t.Fatalf("NATS configuration with the compose environment: %v", err)
 	}
-	// The routes compose builds reach every node, as the route user.
+	// The routes compose builds reach every node, with no credentials in
+	// them: the nodes authenticate each other by certificate.
 	var routeHosts []string
 	for _, u := range opts.Routes {
 		routeHosts = append(routeHosts, u.Hostname())
-		if u.User.Username() != opts.Cluster.Username {
-			t.Errorf("route %s: user %q, want the cluster's route user %q", u.Redacted(), u.User.Username(), opts.Cluster.Username)
-		}
-		if pw, _ := u.User.Password(); pw != opts.Cluster.Password {
-			t.Errorf("route %s: not the cluster password", u.Redacted())
+		if u.User != nil {
+			t.Errorf("route %s carries credentials", u.Redacted())
 		}
 	}
 	var natsNodes []string
@@ -585,18 +595,66 @@ func TestComposeNATSCredentials(t *testing.T) {
 			continue
 		}
 		pw := strings.TrimSpace(string(b))
-		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, pw), nats.NoReconnect(), nats.Timeout(5*time.Second))
+		// The server speaks TLS only: the service must trust its CA.
+		ca := files[strings.TrimPrefix(svc.env["NATS_CA_FILE"], "/run/secrets/")]
+		if ca == "" || !slices.Contains(serviceSecrets(svc), strings.TrimPrefix(svc.env["NATS_CA_FILE"], "/run/secrets/")) {
+			t.Errorf("%s: NATS_CA_FILE=%q is not a secret it mounts: it cannot verify the NATS servers' certificates", svc.name, svc.env["NATS_CA_FILE"])
+			continue
+		}
+		nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, pw), nats.RootCAs(ca), nats.NoReconnect(), nats.Timeout(5*time.Second))
 		if err != nil {
-			t.Errorf("%s: NATS user %s with the password from %s: %v", svc.name, user, file, err)
+			t.Errorf("%s: NATS user %s with the password from %s and the CA from %s: %v", svc.name, user, file, svc.env["NATS_CA_FILE"], err)
 		} else {
 			nc.Close()
 		}
-		if nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, pw+"x"), nats.NoReconnect(), nats.Timeout(5*time.Second)); err == nil {
+		if nc, err := nats.Connect(s.ClientURL(), nats.UserInfo(user, pw+"x"), nats.RootCAs(ca), nats.NoReconnect(), nats.Timeout(5*time.Second)); err == nil {
 			nc.Close()
 			t.Errorf("%s: NATS user %s accepted a wrong password", svc.name, user)
 		}
 	}
 	if n < 4 {
 		t.Errorf("%d services connect to NATS with a user, want both pollers, the notifier and replay", n)
+	}
+}
+
+// TestComposeImages checks that every service compose builds runs a binary
+// its image has: the production image (the Dockerfile's default target)
+// has no simulator, so the simulator service builds the target
+// "simulator". Services that share an image name build the same target,
+// since compose tags one image under that name.
+func TestComposeImages(t *testing.T) {
+	_, services := loadCompose(t)
+	stages := dockerStages(t)
+	targets := map[string]string{} // image name → target
+	built := 0
+	for _, name := range sortedKeys(services) {
+		s := services[name]
+		b := ymap(s.raw["build"])
+		if b == nil {
+			continue
+		}
+		built++
+		target := ystr(b["target"])
+		st := stages[len(stages)-1]
+		if target != "" {
+			i := slices.IndexFunc(stages, func(st dockerStage) bool { return st.name == target })
+			if i < 0 {
+				t.Errorf("%s builds the target %s, which the Dockerfile does not have", name, target)
+				continue
+			}
+			st = stages[i]
+		}
+		if img := ystr(s.raw["image"]); img != "" {
+			if prev, ok := targets[img]; ok && prev != st.name {
+				t.Errorf("%s tags the target %s as %s, which another service builds from %s", name, st.name, img, prev)
+			}
+			targets[img] = st.name
+		}
+		if cmd := s.rollcallCommand(); !slices.Contains(st.binaries, cmd) {
+			t.Errorf("%s runs %q, which its image (target %s: %v) does not have", name, s.command, st.name, st.binaries)
+		}
+	}
+	if built < 4 {
+		t.Fatalf("compose builds %d services, want the pollers, the notifier, replay and the simulator", built)
 	}
 }

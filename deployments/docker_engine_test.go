@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -30,8 +31,12 @@ import (
 // ROLLCALL_DOCKER=skip always skips them.
 
 // dockerImage is the tag the image is built under (not the README's
-// rollcall:latest, so that a developer's own build is left alone).
-const dockerImage = "rollcall:test"
+// rollcall:latest, so that a developer's own build is left alone), and
+// simulatorImage the tag of the simulator's image (target simulator).
+const (
+	dockerImage    = "rollcall:test"
+	simulatorImage = "rollcall-simulator:test"
+)
 
 // composeProject is the project the compose test brings up: not the
 // file's own name (rollcall), so that its `down -v` never removes the
@@ -159,11 +164,33 @@ func testDockerImage(t *testing.T) {
 	if out, err := dockerRunAllWith([]string{"--entrypoint", "/bin/sh"}, "-c", "true"); err == nil || !strings.Contains(out, "no such file or directory") {
 		t.Errorf("the image has a shell, or running one failed otherwise: %v %s", err, out)
 	}
-	for bin, want := range map[string]string{"notifier": "notifier replay", "simulator": "simulator", "poller": "no source configured"} {
+	for bin, want := range map[string]string{"notifier": "notifier replay", "poller": "no source configured"} {
 		out, err := dockerRunAll(bin, "--help")
 		if !strings.Contains(out, want) {
 			t.Errorf("`%s --help` in the image: want %q in its output, got %q (%v)", bin, want, out, err)
 		}
+	}
+	// The simulator does not ship in the production image…
+	if out, err := dockerRunAll("simulator", "--help"); err == nil || strings.Contains(out, "Usage") {
+		t.Errorf("the production image runs the simulator: %v %s", err, out)
+	}
+	// … but in its own, built as the Dockerfile's comment shows.
+	mustDocker(t, 20*time.Minute, "build", "-f", "deployments/docker/Dockerfile", "--target", "simulator", "-t", simulatorImage, ".")
+	var sim []struct{ Config struct{ User string } }
+	if err := json.Unmarshal([]byte(mustDocker(t, time.Minute, "image", "inspect", simulatorImage)), &sim); err != nil || len(sim) != 1 {
+		t.Fatalf("image inspect %s: %v", simulatorImage, err)
+	}
+	if sim[0].Config.User != "65532:65532" {
+		t.Errorf("the simulator image runs as %q, want 65532:65532", sim[0].Config.User)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "run", "--rm", "--read-only", "--cap-drop", "ALL", simulatorImage, "simulator", "--help").CombinedOutput()
+	if !strings.Contains(string(out), "simulator") {
+		t.Errorf("`simulator --help` in %s: %q (%v)", simulatorImage, out, err)
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "run", "--rm", simulatorImage, "poller", "--help").CombinedOutput(); err == nil {
+		t.Errorf("the simulator image has the poller: %s", out)
 	}
 }
 
@@ -206,10 +233,11 @@ func testDockerContainer(t *testing.T) {
 		_, _ = docker(time.Minute, "network", "rm", network)
 	})
 	mustDocker(t, time.Minute, "run", "-d", "--name", sim, "--network", network, "--network-alias", "simulator",
-		"--read-only", "--cap-drop", "ALL", "-e", "SIM_ADDR=0.0.0.0:8080", "-e", "SIM_USERS=30", dockerImage, "simulator", "serve")
+		"--read-only", "--cap-drop", "ALL", "-e", "SIM_ADDR=0.0.0.0:8080", "-e", "SIM_USERS=30", simulatorImage, "simulator", "serve")
 	mustDocker(t, time.Minute, "run", "-d", "--name", poller, "--network", network, "--read-only", "--cap-drop", "ALL",
 		"--security-opt", "no-new-privileges:true", "-v", volume+":/data", "-p", "127.0.0.1::9090",
-		"-e", "VPP_BASE_URL=http://simulator:8080/mdm", "-e", "VPP_STOKEN="+simulator.DefaultVPPToken, "-e", "VPP_INTERVAL=2s",
+		"-e", "VPP_BASE_URL=http://simulator:8080/mdm", "-e", "ALLOW_INSECURE_HTTP=true",
+		"-e", "VPP_STOKEN="+simulator.DefaultVPPToken, "-e", "VPP_INTERVAL=2s",
 		dockerImage) // the image's default command: poller
 	addr := func() string {
 		out := mustDocker(t, time.Minute, "port", poller, "9090/tcp")
@@ -281,7 +309,14 @@ func checkUID(t *testing.T, container string, uid int) {
 // and checks what a newcomer following the README relies on.
 func testDockerCompose(t *testing.T) {
 	doc, services := loadCompose(t)
-	_, secretValues := composeSecretFiles(t, doc)
+	// The NATS cluster's certificates, made as the README says (into
+	// deployments/compose/certs, not in git; kept if still good).
+	gen := exec.Command("sh", "deployments/nats/gen-certs.sh")
+	gen.Dir = ".."
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("sh deployments/nats/gen-certs.sh: %v\n%s", err, out)
+	}
+	_, secretValues := composeSecrets(t, doc, filepath.Join("compose", composeCertsDir), "")
 	compose := []string{"compose", "-f", "deployments/compose/compose.yaml", "-p", composeProject}
 
 	// Grafana has no stand-in: without its image it is left out.

@@ -349,3 +349,103 @@ func TestStaticBinaries(t *testing.T) {
 		})
 	}
 }
+
+// dockerStage is one stage of the Dockerfile with the rollcall binaries it
+// copies from the build stage's output directory.
+type dockerStage struct {
+	name, image, user string
+	binaries          []string // sorted
+}
+
+// dockerStages reads the stages of the Dockerfile, the last one (the
+// default target) last, with the binaries each copies out of the go build
+// output directory (a COPY of the whole directory copies every ./cmd
+// binary).
+func dockerStages(t *testing.T) []dockerStage {
+	t.Helper()
+	instrs := parseDockerfile(t, "docker/Dockerfile")
+	entries, err := os.ReadDir("../cmd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, e := range entries {
+		if e.IsDir() {
+			all = append(all, e.Name())
+		}
+	}
+	var out, buildStage string
+	for _, in := range instrs {
+		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
+			f := strings.Fields(in.args)
+			if i := slices.Index(f, "-o"); i >= 0 && i+1 < len(f) {
+				out = path.Clean(f[i+1])
+			}
+		}
+	}
+	if out == "" {
+		t.Fatal("cannot find the go build output directory (-o) in the Dockerfile")
+	}
+	var stages []dockerStage
+	for _, in := range instrs {
+		switch in.cmd {
+		case "FROM":
+			_, words := dockerFlags(in.args)
+			st := dockerStage{image: words[0], name: words[0]}
+			if len(words) == 3 && strings.EqualFold(words[1], "AS") {
+				st.name = words[2]
+			}
+			stages = append(stages, st)
+		case "USER":
+			stages[in.stage].user = in.args
+		case "RUN":
+			if strings.Contains(in.args, "go build") {
+				buildStage = stages[in.stage].name
+			}
+		case "COPY":
+			flags, words := dockerFlags(in.args)
+			if flags["from"] == "" || flags["from"] != buildStage || len(words) < 2 {
+				continue
+			}
+			st := &stages[in.stage]
+			for _, src := range words[:len(words)-1] {
+				switch src = path.Clean(src); {
+				case src == out:
+					st.binaries = append(st.binaries, all...)
+				case path.Dir(src) == out && slices.Contains(all, path.Base(src)):
+					st.binaries = append(st.binaries, path.Base(src))
+				}
+			}
+			slices.Sort(st.binaries)
+			st.binaries = slices.Compact(st.binaries)
+		}
+	}
+	return stages
+}
+
+// TestDockerImageBinaries checks which binaries each image gets: the
+// production image (the last stage, the default target) the poller and
+// the notifier only, never the simulator; the simulator its own target
+// "simulator", with nothing else, non-root on a minimal base like the
+// production image.
+func TestDockerImageBinaries(t *testing.T) {
+	stages := dockerStages(t)
+	final := stages[len(stages)-1]
+	if want := []string{"notifier", "poller"}; !slices.Equal(final.binaries, want) {
+		t.Errorf("the production image (last stage %s) has %v, want %v: the simulator must not ship in it", final.name, final.binaries, want)
+	}
+	i := slices.IndexFunc(stages, func(s dockerStage) bool { return s.name == "simulator" })
+	if i < 0 {
+		t.Fatal("no stage named simulator: the simulator needs an image of its own (docker build --target simulator)")
+	}
+	sim := stages[i]
+	if !slices.Equal(sim.binaries, []string{"simulator"}) {
+		t.Errorf("the simulator image has %v, want [simulator]", sim.binaries)
+	}
+	if !strings.Contains(sim.image, "distroless/static") && sim.image != "scratch" {
+		t.Errorf("the simulator image is based on %s, want a minimal static base", sim.image)
+	}
+	if u, _, _ := strings.Cut(sim.user, ":"); u == "" || u == "0" || strings.Trim(u, "0123456789") != "" {
+		t.Errorf("the simulator image runs as %q, want a numeric non-root user", sim.user)
+	}
+}

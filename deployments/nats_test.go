@@ -29,7 +29,6 @@ import (
 	"github.com/rollcall/rollcall/internal/deadletter"
 	"github.com/rollcall/rollcall/internal/diff"
 	"github.com/rollcall/rollcall/internal/httpx"
-	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/notifier"
 	"github.com/rollcall/rollcall/internal/poller"
@@ -47,6 +46,7 @@ var natsConfigChecks = map[string]func(t *testing.T, path string){
 	"nats-server.conf": checkServerConfig,
 	"cluster.conf":     checkClusterConfig,
 	"accounts.conf":    checkAccountsConfig,
+	"gen-certs.sh":     checkGenCerts,
 }
 
 // The users of accounts.conf and the variables holding their passwords.
@@ -85,14 +85,24 @@ func randomHex(t testing.TB, n int) string {
 type serverLog struct {
 	mu         sync.Mutex
 	violations []string
+	problems   []string // every warning and error
 }
 
 func (l *serverLog) record(format string, v ...any) {
-	if msg := fmt.Sprintf(format, v...); strings.Contains(msg, "Violation") {
-		l.mu.Lock()
+	msg := fmt.Sprintf(format, v...)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.problems = append(l.problems, msg)
+	if strings.Contains(msg, "Violation") {
 		l.violations = append(l.violations, msg)
-		l.mu.Unlock()
 	}
+}
+
+// logged returns every warning and error logged so far.
+func (l *serverLog) logged() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.problems, "\n")
 }
 
 func (l *serverLog) Noticef(string, ...any)         {}
@@ -173,8 +183,16 @@ type client struct {
 // (natsutil.ClientConfig), so that the inbox prefix is theirs too.
 func connectAs(t *testing.T, url, user, password string) *client {
 	t.Helper()
+	return connectWith(t, natsutil.ClientConfig{URL: url, Name: "test-" + user, User: user, Password: password})
+}
+
+// connectWith connects with a client configuration of the services (for
+// TLS: CAFile, the services' NATS_CA_FILE).
+func connectWith(t *testing.T, cfg natsutil.ClientConfig) *client {
+	t.Helper()
+	url, user := cfg.URL, cfg.User
 	c := &client{user: user}
-	opts, err := natsutil.ClientConfig{URL: url, Name: "test-" + user, User: user, Password: password}.Options()
+	opts, err := cfg.Options()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,9 +341,10 @@ func testPermissions(t *testing.T, ackV2 bool) {
 	rep := connectAs(t, url, "replay", pw["replay"])
 	ctx := context.Background()
 
-	// The poller: the stream, buckets and object store; two real runs of a
-	// source (a silent first snapshot with its baseline, then changes
-	// published as events and written to the KV); leases.
+	// The poller: the streams (the dead-letter stream too), buckets and
+	// object store; two real runs of a source (a silent first snapshot
+	// with its baseline, then changes published as events and written to
+	// the KV); leases.
 	h, err := bus.Ensure(ctx, pol.js, bus.Config{})
 	if err != nil {
 		t.Fatalf("poller: bus.Ensure: %v", err)
@@ -424,10 +443,11 @@ func testPermissions(t *testing.T, ackV2 bool) {
 	}
 	slog.none(t, "poller")
 
-	// The notifier: its dead-letter stream, a durable consumer per sink,
-	// deliveries acknowledged, a refused event dead-lettered, consumer
-	// info for the pending gauges, and a redrive that removes what it
-	// delivered.
+	// The notifier: waiting for both streams (the poller made the
+	// dead-letter stream too; the notifier may make none) and reading its
+	// dead letters at start, a durable consumer per sink, deliveries
+	// acknowledged, a refused event dead-lettered, consumer info for the
+	// pending gauges, and a redrive that removes what it delivered.
 	var mu sync.Mutex
 	delivered := map[string]int{}
 	ok := sinkFunc{name: "webhook", send: func(e events.Event) error {
@@ -539,6 +559,13 @@ func testPermissions(t *testing.T, ackV2 bool) {
 		t.Fatalf("dead letters after redrive: %+v %v", dls, err)
 	}
 	slog.none(t, "redrive")
+	// Two dead letters, so that a stream limit such as MaxMsgs=1 would
+	// show in the stream's state.
+	for i := range 2 {
+		if _, err := not.js.Publish(ctx, bus.DeadLetterPrefix+"test", []byte("{}"), jetstream.WithMsgID(fmt.Sprintf("refusal-test-%d", i))); err != nil {
+			t.Fatalf("notifier: publish a dead letter: %v", err)
+		}
+	}
 
 	t.Run("poller refused", func(t *testing.T) {
 		c := pol
@@ -563,7 +590,9 @@ func testPermissions(t *testing.T, ackV2 bool) {
 			_, err := c.js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}})
 			return err
 		})
-		c.refused(t, "$JS.API.STREAM.UPDATE.ROLLCALL_DEADLETTER", c.request("$JS.API.STREAM.UPDATE.ROLLCALL_DEADLETTER", "{}"))
+		c.refused(t, "$JS.API.STREAM.DELETE.ROLLCALL_DEADLETTER", c.request("$JS.API.STREAM.DELETE.ROLLCALL_DEADLETTER", ""))
+		c.refused(t, "$JS.API.STREAM.PURGE.ROLLCALL_DEADLETTER", c.request("$JS.API.STREAM.PURGE.ROLLCALL_DEADLETTER", ""))
+		c.refused(t, "$JS.API.STREAM.PURGE.KV_rollcall_users", c.request("$JS.API.STREAM.PURGE.KV_rollcall_users", ""))
 		c.refused(t, "$JS.API.STREAM.MSG.GET.ROLLCALL_DEADLETTER", c.request("$JS.API.STREAM.MSG.GET.ROLLCALL_DEADLETTER", `{"seq":1}`))
 		c.refused(t, "rollcall.events.>", c.subscribe("rollcall.events.>"))
 		c.refused(t, "_INBOX.notifier.>", c.subscribe("_INBOX.notifier.>"))
@@ -607,6 +636,7 @@ func testPermissions(t *testing.T, ackV2 bool) {
 		c.refused(t, "$JS.API.STREAM.MSG.GET.ROLLCALL_EVENTS", c.request("$JS.API.STREAM.MSG.GET.ROLLCALL_EVENTS", `{"seq":1}`))
 		c.refused(t, "$KV.rollcall_users.>", c.subscribe("$KV.rollcall_users.>"))
 		c.refused(t, "_INBOX.>", c.subscribe("_INBOX.>"))
+		refuseStreamAdmin(t, s, c, rep)
 	})
 
 	t.Run("replay refused", func(t *testing.T) {
@@ -663,6 +693,39 @@ func testPermissions(t *testing.T, ackV2 bool) {
 		c.refused(t, "$JS.ACK.ROLLCALL_EVENTS.webhook.1.1.1.1.0", c.request("$JS.ACK.ROLLCALL_EVENTS.webhook.1.1.1.1.0", ""))
 		c.refused(t, "rollcall.events.>", c.subscribe("rollcall.events.>"))
 		c.refused(t, "_INBOX.poller.>", c.subscribe("_INBOX.poller.>"))
+		refuseStreamAdmin(t, s, c, not)
+	})
+
+	// What subject permissions cannot refuse (see accounts.conf): a stream
+	// update is allowed by its subject, whatever it changes, so the poller,
+	// which owns the streams, could make ROLLCALL_EVENTS capture another
+	// user's replies and read them back. Should NATS ever refuse that, this
+	// fails, and accounts.conf should say the gap is closed.
+	t.Run("poller known gap", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		cfg := pol.stream(t, bus.EventsStream).CachedInfo().Config
+		wide := cfg
+		wide.Subjects = append(slices.Clone(cfg.Subjects), "_INBOX.notifier.>")
+		if _, err := pol.js.UpdateStream(ctx, wide); err != nil {
+			t.Fatalf("widening the event stream as poller: %v (if refused now, update accounts.conf)", err)
+		}
+		defer func() {
+			if _, err := pol.js.UpdateStream(ctx, cfg); err != nil {
+				t.Errorf("restoring the event stream: %v", err)
+			}
+		}()
+		if _, err := not.js.Stream(ctx, bus.EventsStream); err != nil {
+			t.Fatal(err)
+		}
+		info, err := pol.stream(t, bus.EventsStream).Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := pol.stream(t, bus.EventsStream).GetMsg(ctx, info.State.LastSeq)
+		if err != nil || !strings.HasPrefix(m.Subject, "_INBOX.notifier.") {
+			t.Fatalf("the poller read %v, %v; want a reply to the notifier (if so, update accounts.conf)", m, err)
+		}
 	})
 
 	// What subject permissions cannot refuse (see accounts.conf): ordered
@@ -676,6 +739,179 @@ func testPermissions(t *testing.T, ackV2 bool) {
 			t.Fatalf("creating a durable consumer as replay: %v (if refused now, update accounts.conf)", err)
 		}
 	})
+}
+
+// rollcallStreams are the streams the poller owns (bus.Ensure creates or
+// updates each); no other user may create, update, delete or purge any.
+var rollcallStreams = []string{bus.EventsStream, bus.DeadLetterStream, "KV_" + bus.UsersBucket, "KV_" + bus.SourcesBucket, "OBJ_" + bus.BaselinesBucket}
+
+// refuseStreamAdmin requires that the server refuses c every change of a
+// stream: updating ROLLCALL_DEADLETTER to capture the poller's replies or
+// to keep one message, creating any stream (one capturing another user's
+// inbox too), updating, deleting or purging any of rollcall's streams. It
+// then checks, as observer and on the server, that nothing changed: the
+// same streams, and ROLLCALL_DEADLETTER's subjects, limits and messages as
+// before.
+func refuseStreamAdmin(t *testing.T, s *server.Server, c, observer *client) {
+	t.Helper()
+	ctx := context.Background()
+	acc, err := s.LookupAccount("ROLLCALL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams := acc.JetStreamUsage().Streams
+	info := func(name string) *jetstream.StreamInfo {
+		t.Helper()
+		i, err := observer.stream(t, name).Info(ctx)
+		if err != nil {
+			t.Fatalf("%s: stream info %s: %v", observer.user, name, err)
+		}
+		return i
+	}
+	dl, events := info(bus.DeadLetterStream), info(bus.EventsStream)
+	if dl.State.Msgs == 0 {
+		t.Fatalf("%s holds no message: a wiping limit would not show", bus.DeadLetterStream)
+	}
+
+	update := func(name string, cfg jetstream.StreamConfig) {
+		t.Helper()
+		c.refused(t, "$JS.API.STREAM.UPDATE."+name, func(ctx context.Context) error {
+			_, err := c.js.UpdateStream(ctx, cfg)
+			return err
+		})
+	}
+	sneaky := dl.Config
+	sneaky.Subjects = append(slices.Clone(dl.Config.Subjects), "_INBOX.poller.>")
+	update(bus.DeadLetterStream, sneaky)
+	wiping := dl.Config
+	wiping.MaxMsgs = 1
+	update(bus.DeadLetterStream, wiping)
+	shrunk := events.Config
+	shrunk.MaxAge = time.Second
+	update(bus.EventsStream, shrunk)
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: "SNOOP", Subjects: []string{"_INBOX.poller.>"}},
+		{Name: "OTHER", Subjects: []string{"other.>"}},
+		dl.Config, // the poller creates it; the same configuration again
+		{Name: bus.DeadLetterStream, Subjects: dl.Config.Subjects, MaxMsgs: 1},
+	} {
+		c.refused(t, "$JS.API.STREAM.CREATE."+cfg.Name, func(ctx context.Context) error {
+			_, err := c.js.CreateStream(ctx, cfg)
+			return err
+		})
+	}
+	for _, name := range rollcallStreams {
+		if name != bus.EventsStream && name != bus.DeadLetterStream {
+			c.refused(t, "$JS.API.STREAM.UPDATE."+name, c.request("$JS.API.STREAM.UPDATE."+name, fmt.Sprintf(`{"name":%q}`, name)))
+		}
+		c.refused(t, "$JS.API.STREAM.DELETE."+name, func(ctx context.Context) error {
+			return c.js.DeleteStream(ctx, name)
+		})
+		c.refused(t, "$JS.API.STREAM.PURGE."+name, c.request("$JS.API.STREAM.PURGE."+name, ""))
+	}
+
+	if n := acc.JetStreamUsage().Streams; n != streams {
+		t.Errorf("%s: the account has %d streams, had %d", c.user, n, streams)
+	}
+	after := info(bus.DeadLetterStream)
+	if !slices.Equal(after.Config.Subjects, dl.Config.Subjects) || after.Config.MaxMsgs != dl.Config.MaxMsgs || after.State.Msgs != dl.State.Msgs {
+		t.Errorf("%s changed %s: subjects %q, max msgs %d, %d messages; was %q, %d, %d", c.user, bus.DeadLetterStream,
+			after.Config.Subjects, after.Config.MaxMsgs, after.State.Msgs, dl.Config.Subjects, dl.Config.MaxMsgs, dl.State.Msgs)
+	}
+	if a := info(bus.EventsStream); a.Config.MaxAge != events.Config.MaxAge || a.State.Msgs != events.State.Msgs {
+		t.Errorf("%s changed %s: max age %s, %d messages; was %s, %d", c.user, bus.EventsStream, a.Config.MaxAge, a.State.Msgs, events.Config.MaxAge, events.State.Msgs)
+	}
+}
+
+// TestNATSStreamAdministration reads the permissions of every user of the
+// ROLLCALL account in accounts.conf (as the server parses them) and
+// requires that only the poller may create or update a stream, and only
+// its own; that no user may delete a stream; that only the poller may
+// purge one, and only the baselines object store (bus.Ensure and the
+// object store's replace need exactly that); and that only the notifier
+// may delete a message, and only a dead letter (redrive). A wildcard such
+// as "$JS.API.>" or "$JS.API.STREAM.*.*" in any user's list fails it.
+func TestNATSStreamAdministration(t *testing.T) {
+	setPasswords(t)
+	opts, err := server.ProcessConfigFile("nats/nats-server.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What bus.Ensure and the services need, and nothing more.
+	want := map[string]map[string][]string{ // user → operation → streams
+		"poller": {
+			"CREATE": rollcallStreams,
+			"UPDATE": rollcallStreams,
+			"PURGE":  {"OBJ_" + bus.BaselinesBucket},
+		},
+		"notifier": {
+			"MSG.DELETE": {bus.DeadLetterStream},
+		},
+		"replay": {},
+	}
+	streams := append(slices.Clone(rollcallStreams), "OTHER", "SNOOP")
+	checked := 0
+	for _, u := range opts.Users {
+		if u.Account == nil || u.Account.Name != "ROLLCALL" {
+			continue
+		}
+		checked++
+		ops, ok := want[u.Username]
+		if !ok {
+			t.Errorf("user %s of account ROLLCALL: add what it may do to this test", u.Username)
+			continue
+		}
+		if u.Permissions == nil || u.Permissions.Publish == nil || len(u.Permissions.Publish.Allow) == 0 {
+			t.Errorf("user %s may publish to any subject", u.Username)
+			continue
+		}
+		for _, op := range []string{"CREATE", "UPDATE", "DELETE", "PURGE", "MSG.DELETE"} {
+			for _, stream := range streams {
+				subject := "$JS.API.STREAM." + op + "." + stream
+				got := subjectAllowed(u.Permissions.Publish, subject)
+				if exp := slices.Contains(ops[op], stream); got != exp {
+					t.Errorf("user %s: publish to %s allowed %v, want %v", u.Username, subject, got, exp)
+				}
+			}
+		}
+	}
+	if checked != len(want) {
+		t.Errorf("checked %d users of account ROLLCALL, want %d", checked, len(want))
+	}
+}
+
+// subjectAllowed says whether a publish permission lets subject through:
+// an allow entry matches it and no deny entry does.
+func subjectAllowed(p *server.SubjectPermission, subject string) bool {
+	for _, d := range p.Deny {
+		if subjectMatches(d, subject) {
+			return false
+		}
+	}
+	if p.Allow == nil {
+		return true
+	}
+	for _, a := range p.Allow {
+		if subjectMatches(a, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjectMatches matches a literal subject against a NATS subject pattern
+// ("*" one token, ">" one or more at the end).
+func subjectMatches(pattern, subject string) bool {
+	pt, st := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, p := range pt {
+		if p == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (p != "*" && p != st[i]) {
+			return false
+		}
+	}
+	return len(pt) == len(st)
 }
 
 // TestNATSServicesAsUsers runs the poller and notifier services and the
@@ -702,7 +938,7 @@ func TestNATSServicesAsUsers(t *testing.T) {
 	go func() {
 		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
 			"NATS_URL": s.ClientURL(), "NATS_USER": "poller", "NATS_PASSWORD_FILE": pwFile,
-			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": "api-key", "VEEAM_INTERVAL": "200ms",
+			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": "api-key", "VEEAM_INTERVAL": "200ms", "ALLOW_INSECURE_HTTP": "true",
 			"LEASE_TTL": "3s", "HTTP_ADDR": "", "LOG_LEVEL": "debug",
 		}), &pollerLog)
 	}()
@@ -801,57 +1037,5 @@ func checkAccountsConfig(t *testing.T, path string) {
 	os.Unsetenv("ROLLCALL_REPLAY_PASSWORD")
 	if _, err := server.ProcessConfigFile(path); err == nil || !strings.Contains(err.Error(), "ROLLCALL_REPLAY_PASSWORD") {
 		t.Fatalf("a missing password variable: %v", err)
-	}
-}
-
-// The cluster.conf file: three nodes started from it, each with its own
-// environment as the compose file or StatefulSet gives it, form a
-// JetStream cluster that takes replicated streams, and routes need the
-// cluster password.
-func checkClusterConfig(t *testing.T, path string) {
-	pw := setPasswords(t)
-	clusterPW := "c" + randomHex(t, 16)
-	t.Setenv("NATS_CLUSTER_PASSWORD", clusterPW)
-	ports := natstest.FreePorts(t, 3)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://route:%s@127.0.0.1:%d", clusterPW, p))
-	}
-	t.Setenv("NATS_CLUSTER_ROUTES", "["+strings.Join(routes, ", ")+"]")
-	var urls []string
-	for i, port := range ports {
-		name := fmt.Sprintf("nats-%d", i)
-		t.Setenv("NATS_SERVER_NAME", name)
-		s, _ := startServer(t, path, func(o *server.Options) {
-			if o.ServerName != name || o.Cluster.Name != "rollcall" || len(o.Routes) != 3 {
-				t.Fatalf("node %d: name %q, cluster %q, %d routes", i, o.ServerName, o.Cluster.Name, len(o.Routes))
-			}
-			o.Cluster.Host, o.Cluster.Port = "127.0.0.1", port
-			o.LameDuckDuration = 0
-		})
-		urls = append(urls, s.ClientURL())
-	}
-	pol := connectAs(t, strings.Join(urls, ","), "poller", pw["poller"])
-	waitFor(t, "a replicated stream on the cluster", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_, err := bus.Ensure(ctx, pol.js, bus.Config{Replicas: 3})
-		return err
-	})
-	// A node that does not know the route password is not let in.
-	t.Setenv("NATS_SERVER_NAME", "intruder")
-	t.Setenv("NATS_CLUSTER_ROUTES", "["+strings.Replace(routes[0], clusterPW, "wrong", 1)+"]")
-	t.Setenv("NATS_CLUSTER_PASSWORD", "wrong")
-	in, inLog := startServer(t, path, func(o *server.Options) { o.Cluster.Host, o.Cluster.Port, o.LameDuckDuration = "127.0.0.1", -1, 0 })
-	var refusals strings.Builder
-	waitFor(t, "the intruder's route refused", func() error {
-		refusals.WriteString(inLog.String())
-		if !strings.Contains(strings.ToLower(refusals.String()), "authorization") {
-			return fmt.Errorf("no authorization error in the intruder's log yet")
-		}
-		return nil
-	})
-	if n := in.NumRoutes(); n != 0 {
-		t.Fatalf("a node with the wrong cluster password has %d routes", n)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -120,7 +121,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if veeamTok != simulator.DefaultVeeamToken {
 		veeamTok = "<as set by -veeam-token or SIM_VEEAM_TOKEN>"
 	}
-	fmt.Fprintf(stderr, "simulator listening on %s\n  VPP_BASE_URL=%s/mdm VPP_STOKEN=%s\n  VEEAM_BASE_URL=%s VEEAM_TOKEN=%s\n",
+	fmt.Fprintf(stderr, "simulator listening on %s\n  VPP_BASE_URL=%s/mdm VPP_STOKEN=%s\n  VEEAM_BASE_URL=%s VEEAM_TOKEN=%s\n  ALLOW_INSECURE_HTTP=true (the simulator serves plain HTTP)\n",
 		base, base, vppTok, base, veeamTok)
 	return serveUntil(ctx, ln, sim, o.churn, func(c string) { fmt.Fprintln(stderr, "change:", c) })
 }
@@ -167,6 +168,11 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// The embedded server requires a user per process (EMBEDDED_NATS_AUTH
+	// generate): create the passwords first, so the notifier has its own.
+	if _, err := pollerapp.EnsureEmbeddedAuth(dir); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", o.addr, err)
@@ -200,10 +206,13 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn",
 		"VPP_BASE_URL": base + "/mdm", "VPP_STOKEN": o.vppTok, "VPP_INTERVAL": "2s", "VPP_FULL_SYNC_INTERVAL": "10s",
 		"VEEAM_BASE_URL": base, "VEEAM_TOKEN": o.veeamTk, "VEEAM_INTERVAL": "2s",
+		// The simulator serves plain HTTP on loopback.
+		"ALLOW_INSECURE_HTTP": "true",
 	}
 	start("poller", func() error { return pollerapp.Run(ctx, envconfig.MapLookuper(pollerEnv), stderr) })
 	notifierEnv := map[string]string{
 		"NATS_URL": "nats://" + natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn", "CONSOLE": "true", "SINK_START": "all",
+		"NATS_USER": "notifier", "NATS_PASSWORD_FILE": filepath.Join(dir, pollerapp.AuthDir, "notifier.password"),
 	}
 	start("notifier", func() error { return notifierapp.Run(ctx, envconfig.MapLookuper(notifierEnv), stdout, stderr) })
 	wg.Wait()

@@ -71,7 +71,8 @@ func StreamConfig(c Config) jetstream.StreamConfig {
 	}
 }
 
-// Ensure creates or updates the stream, buckets and object store.
+// Ensure creates or updates the event stream, the buckets, the object store
+// and the dead-letter stream.
 //
 // Each request is retried, within ctx, when it gets no answer in
 // EnsureAttemptTimeout: on a new cluster the server may answer neither of
@@ -114,6 +115,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Handles, er
 	if err != nil {
 		return nil, err
 	}
+	// The poller creates the dead-letter stream too: no notifier may create,
+	// update or delete a stream (deployments/nats/accounts.conf).
+	if err := EnsureDeadLetter(ctx, js, c.Replicas); err != nil {
+		return nil, err
+	}
 	return &Handles{Users: users, Sources: srcs, Baselines: base, Events: stream}, nil
 }
 
@@ -123,7 +129,8 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Handles, er
 // the same Nats-Msg-Id every time — within a week.
 const DeadLetterDuplicateWindow = 7 * 24 * time.Hour
 
-// EnsureDeadLetter creates the dead-letter stream the notifier writes,
+// EnsureDeadLetter creates the dead-letter stream the notifier writes
+// (Ensure does it for the poller),
 // retrying as Ensure does.
 func EnsureDeadLetter(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	if replicas <= 0 {
@@ -148,6 +155,34 @@ var EnsureAttemptTimeout = 2 * time.Second
 // cluster still electing its leaders), until ctx ends. Any other error is
 // the server's answer and is returned at once.
 func retryEnsure[T any](ctx context.Context, what string, do func(context.Context) (T, error)) (T, error) {
+	return Retry(ctx, what, do)
+}
+
+// WithoutDeadline returns a context that ends when ctx ends but has no
+// deadline, and the function that releases it. A JetStream request whose
+// context has no deadline is bounded by the client's default timeout
+// (jetstream.WithDefaultTimeout); one whose context has a deadline waits
+// for it. A service's requests must be bounded each: an answer lost with a
+// connection (a server restarting) would otherwise hold the request, and
+// whatever waits on it, until the caller's deadline, however far away.
+func WithoutDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); !ok {
+		return ctx, func() {}
+	}
+	c, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
+	return c, func() {
+		stop()
+		cancel(context.Canceled)
+	}
+}
+
+// Retry runs one idempotent JetStream request until it is answered, as
+// retryEnsure does: each attempt is bounded by EnsureAttemptTimeout, and
+// an attempt unanswered (timed out, no responders) is sent again until ctx
+// ends. A stream a cluster is still creating or electing a leader for does
+// not answer at first; that is no reason to stop a service.
+func Retry[T any](ctx context.Context, what string, do func(context.Context) (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, EnsureAttemptTimeout)
 		v, err := do(actx)

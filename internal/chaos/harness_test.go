@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -244,7 +245,7 @@ func startPipeline(t *testing.T, natsURL string, replicas int, api, hook string)
 		pollerHTTP: testutil.FreeAddr(t), notifierHTTP: testutil.FreeAddr(t)}
 	common := map[string]string{"NATS_URL": natsURL, "NATS_REPLICAS": strconv.Itoa(replicas), "LOG_LEVEL": "info"}
 	penv := map[string]string{
-		"HTTP_ADDR":    p.pollerHTTP,
+		"HTTP_ADDR": p.pollerHTTP, "ALLOW_INSECURE_HTTP": "true",
 		"VPP_BASE_URL": api + "/mdm", "VPP_STOKEN": simulator.DefaultVPPToken,
 		"VPP_INTERVAL": "100ms", "VPP_FULL_SYNC_INTERVAL": "1ms",
 		"VEEAM_BASE_URL": api, "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "100ms",
@@ -272,6 +273,10 @@ func startPipeline(t *testing.T, natsURL string, replicas int, api, hook string)
 	}()
 	t.Cleanup(func() {
 		p.stop(t)
+		if t.Failed() {
+			_ = os.MkdirAll("/tmp/chaosdbg", 0o755)
+			_ = os.WriteFile(fmt.Sprintf("/tmp/chaosdbg/%s-%d-poller.log", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano()), []byte(p.pollerLog.String()), 0o644)
+		}
 		if t.Failed() || testing.Verbose() {
 			t.Logf("poller warnings:\n%s", tail(problems(p.pollerLog.String()), 40))
 			t.Logf("notifier warnings:\n%s", tail(problems(p.notifierLog.String()), 40))

@@ -195,7 +195,7 @@ func TestCrashLoop(t *testing.T) {
 	api := httptest.NewServer(sim.Handler())
 	defer api.Close()
 	env := map[string]string{
-		"NATS_URL": ns.ClientURL(), "HTTP_ADDR": "", "LOG_LEVEL": "warn", "LEASE_TTL": "0",
+		"NATS_URL": ns.ClientURL(), "HTTP_ADDR": "", "LOG_LEVEL": "warn", "LEASE_TTL": "0", "ALLOW_INSECURE_HTTP": "true",
 		"VPP_BASE_URL": api.URL + "/mdm", "VPP_STOKEN": simulator.DefaultVPPToken, "VPP_INTERVAL": "50ms", "VPP_FULL_SYNC_INTERVAL": "1s",
 		"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "50ms", "VEEAM_PAGE_SIZE": "50",
 	}
@@ -282,7 +282,7 @@ func TestKilledReplicaIsReplaced(t *testing.T) {
 	logDir := t.TempDir()
 	for i := range procs {
 		procs[i] = start(t, map[string]string{
-			"NATS_URL": ns.ClientURL(), "HTTP_ADDR": "", "LOG_LEVEL": "info", "LEASE_TTL": ttl.String(), "POLLER_ID": fmt.Sprintf("replica-%d", i),
+			"NATS_URL": ns.ClientURL(), "HTTP_ADDR": "", "LOG_LEVEL": "info", "LEASE_TTL": ttl.String(), "POLLER_ID": fmt.Sprintf("replica-%d", i), "ALLOW_INSECURE_HTTP": "true",
 			"VEEAM_BASE_URL": urls[i], "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "50ms",
 		}, filepath.Join(logDir, fmt.Sprintf("replica-%d.log", i)))
 		defer procs[i].kill()

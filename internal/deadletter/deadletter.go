@@ -22,10 +22,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/notifier"
+	"github.com/rollcall/rollcall/internal/redact"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -146,12 +148,19 @@ func decode(m *jetstream.RawStreamMsg) Entry {
 	}
 	// The original message, as it was on the event stream.
 	en.Raw = dl.Data
-	e, err := events.FromHeaders(events.Headers(dl.Headers), dl.Data)
-	if err != nil || dl.Cut {
-		en.Undecodable = true
-		if err != nil && dl.EventID != "" {
-			en.ID = dl.EventID
+	if len(dl.HeaderBytes) > 0 {
+		if h, err := nats.DecodeHeadersMsg(dl.HeaderBytes); err == nil {
+			en.Headers = h
 		}
+	}
+	e, err := events.FromHeaders(events.Headers(en.Headers), dl.Data)
+	if err == nil {
+		// A message with no id or type (found by fuzzing, issue 14) is
+		// no event a sink should get.
+		err = e.Validate()
+	}
+	if err != nil || dl.Cut {
+		en.Undecodable, en.ID = true, dl.EventID
 		return en
 	}
 	en.Event = e
@@ -163,7 +172,7 @@ func decode(m *jetstream.RawStreamMsg) Entry {
 // as a JSON string.
 func decodeOld(en Entry, dl notifier.DeadLetter) Entry {
 	var e events.Event
-	if err := json.Unmarshal(dl.Event, &e); err != nil || e.ID() == "" {
+	if err := json.Unmarshal(dl.Event, &e); err != nil || e.Validate() != nil {
 		en.Undecodable, en.Raw = true, dl.Event
 		var raw string
 		if json.Unmarshal(dl.Event, &raw) == nil {
@@ -411,10 +420,19 @@ func msgGone(ctx context.Context, s jetstream.Stream, seq uint64) bool {
 
 func describe(en Entry) string {
 	if en.Undecodable {
-		return fmt.Sprintf("#%d (sink %s, undecodable)", en.Seq, en.Sink)
+		return fmt.Sprintf("#%d (sink %s, undecodable)", en.Seq, shown(en.Sink))
 	}
-	return fmt.Sprintf("#%d %s %s %s to %s", en.Seq, en.Event.ID(), en.Event.Type(), user(en), en.Sink)
+	return fmt.Sprintf("#%d %s %s %s to %s", en.Seq, shown(en.Event.ID()), shown(en.Event.Type()), shown(user(en)), shown(en.Sink))
 }
+
+// fieldWidth bounds every field Print and the redrive progress show.
+const fieldWidth = 200
+
+// shown makes a stored value safe for a terminal: the event id, the e-mail
+// address and the reason come from directory data and sinks' answers, and
+// a newline or an escape sequence in them must not forge a table row or
+// drive the terminal.
+func shown(s string) string { return redact.Excerpt(s, fieldWidth) }
 
 // user names the event's user: source/subject, with the e-mail address when
 // the event carries one.
@@ -451,20 +469,8 @@ func Print(w io.Writer, entries []Entry) {
 			status = strconv.Itoa(en.Status)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", en.Seq, en.At.UTC().Format(time.RFC3339),
-			en.Sink, id, typ, user(en), en.Attempts, status, truncate(oneLine(en.Reason), reasonWidth))
+			shown(en.Sink), shown(id), shown(typ), shown(user(en)), en.Attempts, status, redact.Excerpt(en.Reason, reasonWidth))
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "%d dead letter(s)\n", len(entries))
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n-1]) + "…"
 }

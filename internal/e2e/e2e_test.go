@@ -12,6 +12,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,6 +103,12 @@ func TestPipelineEndToEnd(t *testing.T) {
 	defer hook.Close()
 
 	natsAddr := testutil.FreeAddr(t)
+	dataDir := t.TempDir()
+	// The embedded server requires users (EMBEDDED_NATS_AUTH generate):
+	// the notifier logs in with its own, as an operator would run it.
+	if _, err := pollerapp.EnsureEmbeddedAuth(dataDir); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -109,7 +117,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		runErrs <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
-			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn",
+			"DATA_DIR": dataDir, "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn", "ALLOW_INSECURE_HTTP": "true",
 			"VPP_BASE_URL": api.URL + "/mdm", "VPP_STOKEN": simulator.DefaultVPPToken,
 			"VPP_INTERVAL": "100ms", "VPP_FULL_SYNC_INTERVAL": "1ms",
 			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "100ms",
@@ -120,10 +128,16 @@ func TestPipelineEndToEnd(t *testing.T) {
 		runErrs <- notifierapp.Run(ctx, envconfig.MapLookuper(map[string]string{
 			"NATS_URL": "nats://" + natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn", "CONSOLE": "false",
 			"WEBHOOK_URL": hook.URL, "WEBHOOK_SECRET": whSecret, "SINK_START": "all",
+			"NATS_USER": "notifier", "NATS_PASSWORD_FILE": filepath.Join(dataDir, pollerapp.AuthDir, "notifier.password"),
 		}), io.Discard, io.Discard)
 	}()
 
-	nc, err := nats.Connect("nats://"+natsAddr, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	// The test watches as the admin user.
+	admin, err := os.ReadFile(filepath.Join(dataDir, pollerapp.AuthDir, "admin.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+natsAddr, nats.UserInfo("admin", strings.TrimSpace(string(admin))), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

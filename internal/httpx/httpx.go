@@ -105,6 +105,24 @@ func Retryable(err error) (bool, time.Duration) {
 	return false, 0
 }
 
+// MaxSeconds bounds every wait or lifetime a server states in seconds
+// (Retry-After, retryAfter, expires_in): a larger value would overflow
+// time.Duration (about 292 years) and come out negative, which means "retry
+// now" or "log in before every request".
+const MaxSeconds = 366 * 24 * time.Hour
+
+// Seconds converts a server's count of seconds to a duration, clamped to
+// [0, MaxSeconds]; NaN is 0.
+func Seconds(s float64) time.Duration {
+	switch {
+	case !(s > 0): // also NaN
+		return 0
+	case s >= MaxSeconds.Seconds():
+		return MaxSeconds
+	}
+	return time.Duration(s * float64(time.Second))
+}
+
 // RetryAfter parses a Retry-After header: delay-seconds or an HTTP date.
 func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	v := strings.TrimSpace(h.Get("Retry-After"))
@@ -115,14 +133,10 @@ func RetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 		if s < 0 {
 			return 0, false
 		}
-		return time.Duration(s) * time.Second, true
+		return Seconds(float64(s)), true
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d < 0 {
-			d = 0
-		}
-		return d, true
+		return min(max(t.Sub(now), 0), MaxSeconds), true
 	}
 	return 0, false
 }
@@ -158,6 +172,11 @@ func (b Backoff) Delay(attempt int, floor time.Duration) time.Duration {
 	}
 	return d
 }
+
+// ErrNotSent is wrapped by a sink's error for an event it did not even
+// send (Slack holding every post while its Retry-After runs): the caller
+// waits and tries again, and the try does not count as a delivery attempt.
+var ErrNotSent = errors.New("not sent")
 
 // Sleep waits for d or until ctx ends.
 func Sleep(ctx context.Context, d time.Duration) error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -67,6 +68,28 @@ func TestStripURLDropsTheURL(t *testing.T) {
 	}
 }
 
+func TestSeconds(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		in   float64
+		want time.Duration
+	}{
+		{"zero", 0, 0},
+		{"negative", -3, 0},
+		{"NaN", math.NaN(), 0},
+		{"fraction", 1.5, 1500 * time.Millisecond},
+		{"a year", 365 * 24 * 3600, 365 * 24 * time.Hour},
+		{"overflow", 1e10, httpx.MaxSeconds},
+		{"infinity", math.Inf(1), httpx.MaxSeconds},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := httpx.Seconds(tt.in); got != tt.want {
+				t.Fatalf("Seconds(%v) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestRetryAfter(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -81,6 +104,10 @@ func TestRetryAfter(t *testing.T) {
 		{"absent", "", 0, false},
 		{"negative", "-5", 0, false},
 		{"garbage", "soon", 0, false},
+		// Found by fuzzing (issue 14): beyond 9.2e9 s the conversion
+		// overflowed to a negative wait, which retried at once.
+		{"past a Duration", "10000000000", httpx.MaxSeconds, true},
+		{"date far ahead", "Fri, 31 Dec 9999 23:59:59 GMT", httpx.MaxSeconds, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

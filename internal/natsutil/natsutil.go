@@ -3,10 +3,13 @@
 package natsutil
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +22,10 @@ import (
 type EmbeddedConfig struct {
 	StoreDir string // JetStream file store
 	Listen   string // host:port; port 0 picks a free one
+	// Auth is NATS configuration text for the server's users (an
+	// authorization block and what it refers to); empty: no
+	// authentication.
+	Auth string
 }
 
 // StartEmbedded runs a NATS server with JetStream in this process and waits
@@ -35,15 +42,15 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*server.Server, error)
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	opts := &server.Options{
-		ServerName: "rollcall-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		NoSigs:     true,
-		NoLog:      true,
+	opts := &server.Options{}
+	if cfg.Auth != "" {
+		if err := opts.ProcessConfigString(cfg.Auth); err != nil {
+			// The text holds passwords: name the problem, not the text.
+			return nil, errors.New("embedded nats: the generated authorization configuration does not parse")
+		}
 	}
+	opts.ServerName, opts.Host, opts.Port = "rollcall-embedded", host, port
+	opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = true, cfg.StoreDir, true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -102,6 +109,9 @@ func (cfg ClientConfig) Options() ([]nats.Option, error) {
 	if cfg.User != "" {
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password), nats.CustomInboxPrefix(cfg.InboxPrefix()))
 	}
+	if err := cfg.checkTLSFiles(); err != nil {
+		return nil, err
+	}
 	if cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(cfg.CAFile))
 	}
@@ -109,6 +119,31 @@ func (cfg ClientConfig) Options() ([]nats.Option, error) {
 		opts = append(opts, nats.ClientCert(cfg.CertFile, cfg.KeyFile))
 	}
 	return opts, nil
+}
+
+// checkTLSFiles reads the TLS files before nats.go does, so that a wrong
+// one is named with its variable and what to put there; nats.go's own
+// error reaches the operator only as a failed connection.
+func (cfg ClientConfig) checkTLSFiles() error {
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return fmt.Errorf("NATS_CA_FILE: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return fmt.Errorf("NATS_CA_FILE %s: no PEM certificate in it; give the CA that signed the NATS servers' certificates (ca.pem of deployments/nats/gen-certs.sh)", cfg.CAFile)
+		}
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return errors.New("NATS_CERT_FILE and NATS_KEY_FILE: set both or neither")
+	}
+	if cfg.CertFile != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile); err != nil {
+			// The error quotes no key material.
+			return fmt.Errorf("NATS_CERT_FILE and NATS_KEY_FILE: not a certificate and its private key in PEM: %w", err)
+		}
+	}
+	return nil
 }
 
 // Connect opens a connection that reconnects for ever: the services report

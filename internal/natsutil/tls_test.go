@@ -216,3 +216,36 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A wrong TLS file is named with its variable before any connection is
+// tried: a key given as the CA, a missing file, half a client pair, a
+// certificate given as its own key.
+func TestTLSFilesCheckedUpFront(t *testing.T) {
+	dir := t.TempDir()
+	c := newCA(t, dir, "check")
+	cert, key := c.issue(t, dir, "client", false)
+	for name, tc := range map[string]struct {
+		cfg  natsutil.ClientConfig
+		want string
+	}{
+		"a key as the CA":         {natsutil.ClientConfig{CAFile: key}, "NATS_CA_FILE"},
+		"a missing CA file":       {natsutil.ClientConfig{CAFile: filepath.Join(dir, "nope.pem")}, "NATS_CA_FILE"},
+		"a certificate alone":     {natsutil.ClientConfig{CertFile: cert}, "set both or neither"},
+		"a key alone":             {natsutil.ClientConfig{KeyFile: key}, "set both or neither"},
+		"the certificate as key":  {natsutil.ClientConfig{CertFile: cert, KeyFile: cert}, "NATS_KEY_FILE"},
+		"the CA's file as a pair": {natsutil.ClientConfig{CertFile: c.file, KeyFile: c.file}, "NATS_CERT_FILE"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := tc.cfg.Options()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Options() = %v, want an error naming %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "PRIVATE KEY") {
+				t.Fatalf("error quotes key material: %v", err)
+			}
+		})
+	}
+	if _, err := (natsutil.ClientConfig{CAFile: c.file, CertFile: cert, KeyFile: key}).Options(); err != nil {
+		t.Fatalf("good files refused: %v", err)
+	}
+}

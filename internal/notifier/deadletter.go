@@ -1,12 +1,18 @@
 package notifier
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,10 +35,13 @@ type DeadLetter struct {
 	// EventID is the event's id ("" when the message is not an event).
 	EventID string `json:"event_id,omitempty"`
 	// Subject, Headers and Data are the original message. Data is its
-	// body bytes (base64 in JSON).
-	Subject string              `json:"subject,omitempty"`
-	Headers map[string][]string `json:"headers,omitempty"`
-	Data    []byte              `json:"data,omitempty"`
+	// body bytes (base64 in JSON). JSON strings cannot hold bytes that are
+	// not UTF-8: when a header has such bytes, HeaderBytes holds every
+	// header exactly, in NATS's header format (base64 in JSON).
+	Subject     string              `json:"subject,omitempty"`
+	Headers     map[string][]string `json:"headers,omitempty"`
+	HeaderBytes []byte              `json:"header_bytes,omitempty"`
+	Data        []byte              `json:"data,omitempty"`
 	// Cut says Data (and, if need be, Headers) were cut to fit the
 	// server's maximum payload; Size is the original body's size.
 	Cut  bool `json:"cut,omitempty"`
@@ -52,8 +61,13 @@ type DeadLetter struct {
 // or the event stored again on the stream. An undecodable message has
 // "undecodable" for its event id.
 func DeadLetterMsgID(eventID, sink string, streamSeq uint64, epoch int64) string {
-	if eventID == "" {
+	switch {
+	case eventID == "":
 		eventID = "undecodable"
+	case len(eventID) > 64 || strings.ContainsAny(eventID, "\r\n"):
+		// Not an id rollcall wrote: a hash keeps the header short.
+		sum := sha256.Sum256([]byte(eventID))
+		eventID = "h" + hex.EncodeToString(sum[:16])
 	}
 	return fmt.Sprintf("%s.%s.%d.%d", eventID, sink, streamSeq, epoch)
 }
@@ -79,8 +93,15 @@ func deadLetterBody(dl DeadLetter, limit int) ([]byte, error) {
 	if len(body) <= limit {
 		return body, nil
 	}
-	// The headers alone are too large (a huge subject): keep the id.
-	dl.Data, dl.Headers = nil, map[string][]string{"ce-id": {dl.EventID}}
+	// The headers alone are too large (a huge subject or id): keep what
+	// identifies the message, cut.
+	dl.Data, dl.Headers, dl.HeaderBytes = nil, nil, nil
+	if len(dl.EventID) > 256 {
+		dl.EventID = strings.ToValidUTF8(dl.EventID[:256], "") + "…"
+	}
+	if len(dl.Subject) > 512 {
+		dl.Subject = strings.ToValidUTF8(dl.Subject[:512], "") + "…"
+	}
 	if body, err = json.Marshal(dl); err != nil {
 		return nil, fmt.Errorf("encode dead letter: %w", err)
 	}
@@ -102,18 +123,22 @@ func (n *Notifier) publishDeadLetter(sinkName string, h held, eventID, reason st
 	}
 	dl := DeadLetter{Sink: sinkName, Reason: reason, Status: status, Attempts: attempts, At: time.Now().UTC(),
 		StreamSeq: seq, EventID: eventID, Subject: msg.Subject(), Headers: msg.Headers(), Data: msg.Data()}
+	if !validHeaders(dl.Headers) {
+		dl.HeaderBytes = headerBytes(dl.Headers)
+	}
+	m := nats.NewMsg(bus.DeadLetterPrefix + sinkName)
+	m.Header.Set(jetstream.MsgIDHeader, DeadLetterMsgID(eventID, sinkName, seq, h.epoch))
 	limit := 1 << 20
 	if nc := n.js.Conn(); nc != nil && nc.MaxPayload() > 0 {
 		limit = int(nc.MaxPayload())
 	}
-	limit -= 4 << 10 // headers of the dead letter message itself, and framing
+	// The dead letter's own headers and framing count against the limit.
+	limit -= 4<<10 + len(m.Header.Get(jetstream.MsgIDHeader))
 	body, err := deadLetterBody(dl, limit)
 	if err != nil {
 		return err
 	}
-	m := nats.NewMsg(bus.DeadLetterPrefix + sinkName)
 	m.Data = body
-	m.Header.Set(jetstream.MsgIDHeader, DeadLetterMsgID(eventID, sinkName, seq, h.epoch))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err = n.js.PublishMsg(ctx, m)
@@ -126,6 +151,40 @@ func (n *Notifier) publishDeadLetter(sinkName string, h held, eventID, reason st
 		}
 	}
 	return err
+}
+
+// validHeaders reports whether every header name and value is UTF-8, so
+// that JSON holds them exactly.
+func validHeaders(h map[string][]string) bool {
+	for k, vs := range h {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// headerBytes is h in NATS's header format, names sorted.
+func headerBytes(h map[string][]string) []byte {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	b.WriteString("NATS/1.0\r\n")
+	for _, k := range keys {
+		for _, v := range h[k] {
+			b.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	return b.Bytes()
 }
 
 // deadSet remembers the dead letters on the stream by message id, so that
@@ -152,17 +211,24 @@ func (d *deadSet) add(id string) {
 
 // load reads the message ids of every dead letter on the stream.
 func (d *deadSet) load(ctx context.Context, js jetstream.JetStream) error {
-	s, err := js.Stream(ctx, bus.DeadLetterStream)
+	// A cluster that is still creating the stream or electing its leader
+	// leaves requests unanswered for a while: each is sent again (found by
+	// the compose test, where the notifier starts with the pollers).
+	s, err := bus.Retry(ctx, "dead letters", func(ctx context.Context) (jetstream.Stream, error) {
+		return js.Stream(ctx, bus.DeadLetterStream)
+	})
 	if err != nil {
-		return fmt.Errorf("dead letters: %w", err)
+		return err
 	}
 	for seq := uint64(1); ; {
-		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(bus.DeadLetterPrefix+">"))
+		m, err := bus.Retry(ctx, fmt.Sprintf("dead letters: read from sequence %d", seq), func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(bus.DeadLetterPrefix+">"))
+		})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("dead letters: read from sequence %d: %w", seq, err)
+			return err
 		}
 		if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
 			d.add(id)

@@ -69,13 +69,15 @@ type pump struct {
 
 	slots chan struct{} // one token per send in flight
 
-	mu      sync.Mutex
-	lanes   map[string]*lane
-	held    int            // messages in lanes and behind the gate
-	gated   bool           // collecting into waiting instead of the lanes
-	waiting []held         // collected while gated
-	lastSeq uint64         // the consumer delivery sequence last received
-	wg      sync.WaitGroup // lane goroutines, the gate watcher and the prober
+	mu       sync.Mutex
+	lanes    map[string]*lane
+	held     int            // messages in lanes and behind the gate
+	gated    bool           // collecting into waiting instead of the lanes
+	waiting  []held         // collected while gated
+	deadline time.Time      // when the gate lifts even if messages are still missing
+	lastSeq  uint64         // the consumer delivery sequence last received (or delivered before this run)
+	seqKnown bool           // lastSeq is known: read from the consumer, or a delivery received
+	wg       sync.WaitGroup // lane goroutines, the gate watcher and the prober
 
 	health health
 
@@ -85,12 +87,13 @@ type pump struct {
 
 // health is whether the sink as a whole is failing (see pump).
 type health struct {
-	mu        sync.Mutex
-	failing   map[string]bool // lanes whose last attempt failed
-	down      bool
-	recovered chan struct{} // closed when a delivery succeeds after the sink was down
-	probe     chan struct{} // a waiting lane takes a token: a probe attempt
-	stopProbe chan struct{}
+	mu          sync.Mutex
+	failing     map[string]bool // lanes whose attempts failed since the last delivery
+	lastSuccess time.Time
+	down        bool
+	recovered   chan struct{} // closed when a delivery succeeds after the sink was down
+	probe       chan struct{} // a waiting lane takes a token: a probe attempt
+	stopProbe   chan struct{}
 }
 
 // lane is one user's held messages in stream order; msgs[0] is the one
@@ -177,20 +180,25 @@ func (p *pump) dispatch(msg jetstream.Msg, epoch int64, c jetstream.Consumer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	prev := p.lastSeq
-	skipped := prev != 0 && meta.Sequence.Consumer > prev+1
-	p.lastSeq = max(prev, meta.Sequence.Consumer)
+	skipped := p.seqKnown && meta.Sequence.Consumer > prev+1
+	p.lastSeq, p.seqKnown = max(prev, meta.Sequence.Consumer), true
 	if p.holds(meta.Sequence.Stream) {
 		// The server sent a message again that is still held here (a
 		// keep-alive got lost): the copy held settles it.
 		p.log.Debug("redelivery of an event already held; ignored", "stream_seq", meta.Sequence.Stream)
 		return
 	}
-	if skipped && !p.gated {
-		p.gated = true
+	if skipped {
 		p.log.Info("a delivery was lost on its way (the consumer's delivery sequence skipped); collecting until it comes back, to deliver each user's events in order",
 			"after", prev, "got", meta.Sequence.Consumer)
-		p.wg.Add(1)
-		go p.watchGate(c, time.Now().Add(p.n.cfg.AckWait+5*time.Second))
+		// A loss while already gated pushes the gate's end back: the
+		// lost message comes back only after the ack wait.
+		p.deadline = time.Now().Add(p.n.cfg.AckWait + 5*time.Second)
+		if !p.gated {
+			p.gated = true
+			p.wg.Add(1)
+			go p.watchGate(c)
+		}
 	}
 	if p.gated {
 		p.held++
@@ -253,23 +261,35 @@ func (p *pump) gate(c jetstream.Consumer) {
 		return
 	}
 	p.mu.Unlock()
-	pending, err := p.pending(c)
+	info, err := p.info(c)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	pending := 0
+	if err == nil {
+		pending = info.NumAckPending
+		// The consumer's deliveries so far: the first delivery of this run
+		// that skips one (lost on its way) shows as a gap.
+		p.lastSeq, p.seqKnown = max(p.lastSeq, info.Delivered.Consumer), true
+	}
 	if err == nil && pending <= p.held {
 		return
 	}
 	p.gated = true
+	p.deadline = time.Now().Add(p.n.cfg.AckWait + 5*time.Second)
 	p.log.Info("messages pending that this run does not hold (left by an earlier run, or lost on their way); collecting them to deliver each user's in order",
 		"pending", pending, "held", p.held, "err", err)
 	p.wg.Add(1)
-	go p.watchGate(c, time.Now().Add(p.n.cfg.AckWait+5*time.Second))
+	go p.watchGate(c)
+}
+
+func (p *pump) info(c jetstream.Consumer) (*jetstream.ConsumerInfo, error) {
+	ctx, cancel := context.WithTimeout(p.stopping, 5*time.Second)
+	defer cancel()
+	return c.Info(ctx)
 }
 
 func (p *pump) pending(c jetstream.Consumer) (int, error) {
-	ctx, cancel := context.WithTimeout(p.stopping, 5*time.Second)
-	defer cancel()
-	info, err := c.Info(ctx)
+	info, err := p.info(c)
 	if err != nil {
 		return 0, err
 	}
@@ -277,10 +297,11 @@ func (p *pump) pending(c jetstream.Consumer) (int, error) {
 }
 
 // watchGate lifts the gate once the pump holds every pending message, when
-// the deadline passes (a message delivered to a dead subscriber comes back
-// only after the ack wait; another notifier sharing the consumer would hold
-// some for good), or when the pump stops.
-func (p *pump) watchGate(c jetstream.Consumer, deadline time.Time) {
+// the deadline (p.deadline, pushed back by every further loss) passes (a
+// message delivered to a dead subscriber comes back only after the ack
+// wait; another notifier sharing the consumer would hold some for good), or
+// when the pump stops.
+func (p *pump) watchGate(c jetstream.Consumer) {
 	defer p.wg.Done()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -294,7 +315,7 @@ loop:
 		}
 		pending, err := p.pending(c)
 		p.mu.Lock()
-		held := p.held
+		held, deadline := p.held, p.deadline
 		p.mu.Unlock()
 		if err == nil && pending <= held {
 			reason = "every pending message arrived"
@@ -424,8 +445,8 @@ func (p *pump) deliver(h held, key string) {
 			p.release(msg, log)
 			return
 		}
-		if !probe {
-			attempts++
+		if !probe && !errors.Is(err, httpx.ErrNotSent) {
+			attempts++ // a probe, or an event the sink held back unsent, is not an attempt
 		}
 		retry, after := httpx.Retryable(err)
 		if reason, status, dead := p.verdict(e, h, err, retry, attempts); dead {
@@ -482,12 +503,13 @@ func (p *pump) delivered(h held, key string, attempt int, log *slog.Logger) {
 // an outage or a probe is due; probe then says the next attempt is a probe
 // (not counted). ok is false when the notifier stops.
 func (p *pump) retryWait(delay, floor time.Duration) (probe, ok bool) {
-	if httpx.Sleep(p.stopping, floor) != nil {
-		return false, false
-	}
+	// Taken before the floor's wait: a recovery during it still counts.
 	p.health.mu.Lock()
 	recovered := p.health.recovered
 	p.health.mu.Unlock()
+	if httpx.Sleep(p.stopping, floor) != nil {
+		return false, false
+	}
 	t := time.NewTimer(delay - floor)
 	defer t.Stop()
 	select {
@@ -502,8 +524,11 @@ func (p *pump) retryWait(delay, floor time.Duration) (probe, ok bool) {
 	}
 }
 
-// failed records a failed attempt of lane key; retryable failures of two
-// lanes or more with no success between them mean the sink is down.
+// failed records a failed attempt of lane key. The sink is down when
+// attempts of two lanes or more have failed since its last delivery and
+// that was ProbeEvery ago or more: users that keep failing while others'
+// events go through are stuck users, not an outage, and are left to their
+// schedule.
 func (p *pump) failed(key string, retryable bool) {
 	if !retryable {
 		return
@@ -512,7 +537,7 @@ func (p *pump) failed(key string, retryable bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.failing[key] = true
-	if h.down || len(h.failing) < 2 {
+	if h.down || len(h.failing) < 2 || time.Since(h.lastSuccess) < p.n.cfg.ProbeEvery {
 		return
 	}
 	h.down, h.stopProbe = true, make(chan struct{})
@@ -527,12 +552,12 @@ func (p *pump) succeeded(key string) {
 	h := &p.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.failing, key)
+	h.lastSuccess = time.Now()
+	clear(h.failing)
 	if !h.down {
 		return
 	}
 	h.down = false
-	clear(h.failing)
 	close(h.stopProbe)
 	close(h.recovered)
 	h.recovered = make(chan struct{})

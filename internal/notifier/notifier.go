@@ -114,7 +114,8 @@ type Config struct {
 	// the backlog is still attempted once per event, and only the events
 	// that fail again are dead-lettered. 0 = no maximum age.
 	MaxAge time.Duration
-	// Replicas of the dead-letter stream (NATS_REPLICAS); default 1.
+	// Replicas is kept for configurations that set it; the poller sizes
+	// the dead-letter stream now (NATS_REPLICAS of the poller).
 	Replicas int
 	// Metrics records deliveries, latency, dead letters and each
 	// consumer's pending counts; nil records nothing.
@@ -223,19 +224,24 @@ func FilterSubjects(types, srcs []string) []string {
 	return out
 }
 
-// WaitForStream blocks until the event stream exists, so a notifier started
-// before its poller waits instead of failing.
+// WaitForStream blocks until the event stream and the dead-letter stream
+// exist (the poller creates both; the notifier may create no stream), so
+// a notifier started before its poller waits instead of failing.
 func (n *Notifier) WaitForStream(ctx context.Context) error {
 	logged := false
 	for {
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := n.js.Stream(lctx, bus.EventsStream)
+		if err == nil {
+			_, err = n.js.Stream(lctx, bus.DeadLetterStream)
+		}
 		cancel()
 		if err == nil {
 			return nil
 		}
 		if !logged && ctx.Err() == nil {
-			n.log.Info("waiting for the event stream; is the poller running and NATS_URL right?", "stream", bus.EventsStream, "err", err)
+			n.log.Info("waiting for the event and dead-letter streams, which the poller creates; is the poller running and NATS_URL right?",
+				"streams", []string{bus.EventsStream, bus.DeadLetterStream}, "err", err)
 			logged = true
 		}
 		if err := httpx.Sleep(ctx, time.Second); err != nil {
@@ -251,22 +257,16 @@ func (n *Notifier) WaitForStream(ctx context.Context) error {
 // message the notifier holds is released with a Nak, in stream order per
 // user, so that the next run delivers it. Nothing undelivered is acknowledged.
 func (n *Notifier) Run(ctx context.Context) error {
-	if err := n.WaitForStream(ctx); err != nil {
-		return err
-	}
-	if err := bus.EnsureDeadLetter(ctx, n.js, n.cfg.Replicas); err != nil {
-		return err
-	}
-	if err := n.dead.load(ctx, n.js); err != nil {
-		return err
-	}
-	consumers := make([]jetstream.Consumer, len(n.routes))
-	for i, r := range n.routes {
-		c, err := n.consumer(ctx, r)
-		if err != nil {
-			return err
+	// Each NATS request is bounded by the client's timeout, never by a
+	// far deadline of the caller (see bus.WithoutDeadline).
+	ctx, release := bus.WithoutDeadline(ctx)
+	defer release()
+	consumers, err := n.setUp(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not a failure
 		}
-		consumers[i] = c
+		return err
 	}
 	// A sink that cannot go on (the connection is gone for good) stops the
 	// others too, so that Run reports the failure instead of carrying on
@@ -299,6 +299,26 @@ func (n *Notifier) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// setUp waits for the streams, loads what was dead-lettered and creates or
+// resumes every route's consumer.
+func (n *Notifier) setUp(ctx context.Context) ([]jetstream.Consumer, error) {
+	if err := n.WaitForStream(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.dead.load(ctx, n.js); err != nil {
+		return nil, err
+	}
+	consumers := make([]jetstream.Consumer, len(n.routes))
+	for i, r := range n.routes {
+		c, err := n.consumer(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		consumers[i] = c
+	}
+	return consumers, nil
 }
 
 // watchPending keeps the pending gauges current until ctx ends. A failed

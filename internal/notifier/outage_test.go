@@ -97,7 +97,7 @@ func TestStuckUserNeverStallsASink(t *testing.T) {
 			rc.answer = func(id string, _ int) (int, string) {
 				mu.Lock()
 				defer mu.Unlock()
-				if strings.HasPrefix(idUser[id], "vpp stuck") && stuck {
+				if strings.HasPrefix(userOfID(id), "vpp stuck") && stuck {
 					return http.StatusServiceUnavailable, ""
 				}
 				return 0, ""
@@ -157,6 +157,12 @@ func register(evs []events.Event) {
 	for _, e := range evs {
 		idUser[e.ID()] = events.SourceName(e) + " " + e.Subject()
 	}
+}
+
+func userOfID(id string) string {
+	idUserMu.Lock()
+	defer idUserMu.Unlock()
+	return idUser[id]
 }
 
 // latencies is, sorted, the time from publishing to acceptance of evs.

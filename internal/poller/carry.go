@@ -9,14 +9,25 @@ import (
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
-// capRaw is the prepare stage: it cuts every user's raw record to
-// Config.MaxRawBytes (events.CapRaw), so that one oversized record does not
-// make its events and KV writes too large to store. raw is not part of a
-// user's fingerprint, so cutting it changes no event.
+// capRaw is the prepare stage. It removes the secrets a source's raw record
+// may hold (events.ScrubRaw: Veeam's credentials, VPP's inviteCode and
+// inviteUrl, anything named like a password or token), then cuts every
+// user's raw record to Config.MaxRawBytes (events.CapRaw), so that one
+// oversized record does not make its events and KV writes too large to
+// store. raw is not part of a user's fingerprint, so neither changes an
+// event's type.
 func (p *Poller) capRaw(snap *sources.Snapshot, log *slog.Logger) {
-	cut := 0
+	cut, dropped := 0, 0
 	for i := range snap.Users {
 		u := &snap.Users[i]
+		scrubbed, err := events.ScrubRaw(u.Raw)
+		if err != nil {
+			// A record we cannot parse may hide a secret anywhere: carry
+			// none of it rather than risk it.
+			dropped++
+			scrubbed = nil
+		}
+		u.Raw = scrubbed
 		var was bool
 		if u.Raw, was = events.CapRaw(u.Raw, p.cfg.MaxRawBytes); was {
 			cut++
@@ -27,6 +38,9 @@ func (p *Poller) capRaw(snap *sources.Snapshot, log *slog.Logger) {
 	}
 	if cut > 3 {
 		log.Warn("records cut to MAX_RAW_BYTES in this snapshot", "users", cut)
+	}
+	if dropped > 0 {
+		log.Warn("raw records that are not valid JSON are not carried", "users", dropped)
 	}
 }
 

@@ -247,6 +247,10 @@ func (p *Poller) setHealth(src Source, f func(h *Health)) {
 // Run polls every source on its interval until ctx ends. A failing source
 // is logged and retried on its next tick; it never stops the others.
 func (p *Poller) Run(ctx context.Context) error {
+	// Each NATS request is bounded by the client's timeout, never by a
+	// far deadline of the caller (see bus.WithoutDeadline).
+	ctx, release := bus.WithoutDeadline(ctx)
+	defer release()
 	var wg sync.WaitGroup
 	for _, sc := range p.sources {
 		if len(sc.Watch) > 0 {
@@ -457,6 +461,8 @@ func (ph Phases) logAttrs() []any {
 
 // RunOnce runs one source once, now.
 func (p *Poller) RunOnce(ctx context.Context, name string) (Result, error) {
+	ctx, release := bus.WithoutDeadline(ctx)
+	defer release()
 	for _, sc := range p.sources {
 		if sc.Source.Name() == name {
 			res, err := p.runOnce(ctx, sc, nil)

@@ -120,6 +120,10 @@ func readBaseline(ctx context.Context, obs jetstream.ObjectStore, source string)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("directory of %s: read baseline: %w", source, err)
 	}
+	// A baseline an earlier release stored may hold secrets in raw.
+	if clean, err := events.ScrubRaw(b); err == nil {
+		b = clean
+	}
 	var users []events.User
 	if err := json.Unmarshal(b, &users); err != nil {
 		return nil, time.Time{}, fmt.Errorf("directory of %s: baseline is not a JSON array of users: %w", source, err)

@@ -245,3 +245,20 @@ func TestWriteUsers(t *testing.T) {
 		}
 	}
 }
+
+// A baseline an earlier release stored with a VPP invite code in raw does
+// not print it (issue 14: no secret leaves rollcall).
+func TestDirectoryDropsSecretsOfOldBaselines(t *testing.T) {
+	w := newWorld(t)
+	const invite = "0ld1nv1tec0de0000000000000000001"
+	u := vppUser("vpp", 1, "registered", "a@example.com")
+	u.Raw = json.RawMessage(`{"userId":1,"inviteCode":"` + invite + `","email":"a@example.com"}`)
+	w.seed("vpp", events.KindVPP, []events.User{u})
+	got, err := replay.Directory(context.Background(), w.js, "vpp", time.Time{})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%v %v", got, err)
+	}
+	if strings.Contains(string(got[0].Raw), invite) || !strings.Contains(string(got[0].Raw), `"userId":1`) {
+		t.Fatalf("raw %s", got[0].Raw)
+	}
+}

@@ -185,7 +185,7 @@ func (w *world) startPollerProcess() (*pollerProc, error) {
 		"VPP_INTERVAL": w.s.Interval.String(), "VPP_FULL_SYNC_INTERVAL": w.s.FullSync.String(),
 		"VEEAM_BASE_URL": w.veeSrv.URL, "VEEAM_INTERVAL": w.s.Interval.String(), "VEEAM_PAGE_SIZE": strconv.Itoa(w.s.VeeamPage),
 		"REMOVAL_GUARD_MIN": strconv.Itoa(w.s.GuardMin), "MAX_REMOVAL_RATIO": strconv.FormatFloat(w.s.GuardRatio, 'f', -1, 64),
-		"REMOVAL_HOLD": w.s.GuardHold.String(),
+		"REMOVAL_HOLD": w.s.GuardHold.String(), "ALLOW_INSECURE_HTTP": "true", // the fakes are httptest servers
 	}
 	if w.s.VeeamLogin {
 		env["VEEAM_USERNAME"], env["VEEAM_PASSWORD"] = veeamUser, veeamPassword

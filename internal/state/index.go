@@ -218,15 +218,39 @@ var _ diff.Marker = (*Index)(nil)
 // Records that a release before key hashing stored under the full
 // reversible key of a long id are moved to the hashed key first.
 func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
-	x, legacy, err := u.loadIndex(ctx)
-	if err != nil || len(legacy) == 0 {
+	x, old, err := u.loadIndex(ctx)
+	if err != nil || len(old.keys) == 0 && len(old.secrets) == 0 {
 		return x, err
 	}
-	if err := u.migrate(ctx, legacy); err != nil {
+	if err := u.migrate(ctx, old.keys); err != nil {
+		return nil, err
+	}
+	if err := u.scrub(ctx, old.secrets); err != nil {
 		return nil, err
 	}
 	x, _, err = u.loadIndex(ctx)
 	return x, err
+}
+
+// stale is what an earlier release left in the bucket for LoadIndex to
+// mend.
+type stale struct {
+	keys    []legacyKey // records under the reversible key of a hashed id
+	secrets []legacyKey // records whose raw holds secrets, value scrubbed
+}
+
+// scrub rewrites the records an earlier release stored with secrets in
+// raw (a Veeam password, a VPP invite code), compare-and-set on the
+// revision read: a record written since is the poller's own, scrubbed.
+// The bucket keeps one revision per key, so the old value is gone.
+func (u *Users) scrub(ctx context.Context, recs []legacyKey) error {
+	for _, l := range recs {
+		_, err := u.kv.Update(ctx, l.key, l.value, l.revision)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("remove secrets from the state of %s: %w", l.key, err)
+		}
+	}
+	return nil
 }
 
 // legacyKey is a record stored under the reversible key of an id that is
@@ -254,11 +278,11 @@ func (u *Users) migrate(ctx context.Context, legacy []legacyKey) error {
 	return nil
 }
 
-func (u *Users) loadIndex(ctx context.Context) (*Index, []legacyKey, error) {
-	var legacy []legacyKey
+func (u *Users) loadIndex(ctx context.Context) (*Index, stale, error) {
+	var old stale
 	w, stop, err := u.watch(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load state of %s: %w", u.source, err)
+		return nil, stale{}, fmt.Errorf("load state of %s: %w", u.source, err)
 	}
 	defer stop()
 	var x *Index
@@ -268,13 +292,13 @@ func (u *Users) loadIndex(ctx context.Context) (*Index, []legacyKey, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("load state of %s: %w", u.source, ctx.Err())
+			return nil, stale{}, fmt.Errorf("load state of %s: %w", u.source, ctx.Err())
 		case <-stall.C:
-			return nil, nil, fmt.Errorf("load state of %s: %w", u.source, ErrStalled)
+			return nil, stale{}, fmt.Errorf("load state of %s: %w", u.source, ErrStalled)
 		case e, ok := <-w.Updates():
 			stall.Reset(StallTimeout)
 			if !ok {
-				return nil, nil, fmt.Errorf("load state of %s: watcher closed", u.source)
+				return nil, stale{}, fmt.Errorf("load state of %s: watcher closed", u.source)
 			}
 			if x == nil {
 				// Size the map once, from what the watch has left to
@@ -288,7 +312,7 @@ func (u *Users) loadIndex(ctx context.Context) (*Index, []legacyKey, error) {
 			}
 			if e == nil { // the initial values are all delivered
 				x.checked = x.lastSeq
-				return x, legacy, nil
+				return x, old, nil
 			}
 			if e.Operation() != jetstream.KeyValuePut {
 				// A deleted key is not a user, but its marker is the
@@ -299,15 +323,20 @@ func (u *Users) loadIndex(ctx context.Context) (*Index, []legacyKey, error) {
 			}
 			id, err := keyID(e.Key()[prefix:], e.Value())
 			if err != nil {
-				return nil, nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
+				return nil, stale{}, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
 			}
 			if events.EncodeKey(id) != e.Key()[prefix:] {
-				legacy = append(legacy, legacyKey{key: e.Key(), value: e.Value(), revision: e.Revision()})
+				old.keys = append(old.keys, legacyKey{key: e.Key(), value: e.Value(), revision: e.Revision()})
 				continue
+			}
+			// None of a record's own members is a secret name, so
+			// ScrubRaw of the whole record removes only what raw holds.
+			if clean, err := events.ScrubRaw(e.Value()); err == nil && len(clean) != len(e.Value()) {
+				old.secrets = append(old.secrets, legacyKey{key: e.Key(), value: clean, revision: e.Revision()})
 			}
 			d, g, err := scanRecord(e.Value())
 			if err != nil {
-				return nil, nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
+				return nil, stale{}, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
 			}
 			x.put(id, pack(e.Revision(), d, g))
 			x.lastSeq = max(x.lastSeq, e.Revision())

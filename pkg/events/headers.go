@@ -91,7 +91,24 @@ func FromHeaders(h Headers, body []byte) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("events: decode message %q: %w", get(h, HeaderMsgID), err)
 	}
+	scrubData(&e)
 	return e, nil
+}
+
+// scrubData removes from an event's JSON data the secrets ScrubRaw
+// removes. Events published since the poller scrubs records hold none, and
+// their data is left as it is; events an earlier release published with a
+// password or an invite code in data.user.raw lose it on the way out, so no
+// sink, redrive or replay sends it on. (Its data's own members, user,
+// previous, changes and reason, are not secret names.)
+func scrubData(e *Event) {
+	d := e.Data()
+	if len(d) == 0 || (e.DataContentType() != "" && e.DataContentType() != event.ApplicationJSON) {
+		return
+	}
+	if clean, err := ScrubRaw(d); err == nil && len(clean) != len(d) {
+		e.DataEncoded = clean
+	}
 }
 
 // readBinary is what binding.ToEvent does with a binary-mode message

@@ -38,7 +38,8 @@ type User struct {
 	Role           string `json:"role,omitempty"`
 	OrganizationID string `json:"organizationId,omitempty"`
 	ClientUserID   string `json:"clientUserId,omitempty"`
-	// Raw is the source's own record, as it arrived.
+	// Raw is the source's own record, as it arrived less the members that
+	// hold secrets (ScrubRaw) and cut to MAX_RAW_BYTES (CapRaw).
 	Raw json.RawMessage `json:"raw,omitempty"`
 }
 

@@ -91,7 +91,7 @@ func TestFilterLists(t *testing.T) {
 		{"blank is every event", map[string]string{"WEBHOOK_TYPES": "  ", "SINK_SOURCES": ""}, nil, nil, nil, nil},
 		{"repeats count once", map[string]string{"WEBHOOK_TYPES": "user.retired,user.retired, user.updated", "SINK_SOURCES": "vpp,vpp"},
 			[]string{"user.retired", "user.updated"}, nil, []string{"vpp"}, nil},
-		{"per-url types", map[string]string{"WEBHOOK_2_TYPES": "user.retired, user.updated"},
+		{"per-url types", map[string]string{"WEBHOOK_URL": "https://a.example/h,https://b.example/h", "WEBHOOK_2_TYPES": "user.retired, user.updated"},
 			nil, nil, nil, []string{"user.retired", "user.updated"}},
 	}
 	for _, tt := range tests {

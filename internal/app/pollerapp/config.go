@@ -33,6 +33,9 @@ type Config struct {
 
 	DataDir        string `env:"DATA_DIR, default=./data"`
 	EmbeddedListen string `env:"EMBEDDED_NATS_LISTEN, default=127.0.0.1:4222"`
+	// EmbeddedAuth is generate (users with passwords in DATA_DIR/auth) or
+	// none (loopback only).
+	EmbeddedAuth string `env:"EMBEDDED_NATS_AUTH, default=generate"`
 
 	EventsMaxAge          time.Duration `env:"EVENTS_MAX_AGE, default=8760h"`
 	EventsDuplicateWindow time.Duration `env:"EVENTS_DUPLICATE_WINDOW, default=24h"`
@@ -53,6 +56,14 @@ type Config struct {
 	// Sources names several sources as name:kind pairs; each then reads the
 	// VPP_ or VEEAM_ variables with the prefix <NAME>_.
 	Sources string `env:"SOURCES"`
+
+	// AllowInsecureHTTP lets a source URL (VPP_BASE_URL,
+	// VPP_SERVICE_CONFIG_URL, VEEAM_BASE_URL, and their SOURCES-prefixed
+	// forms) be http://, over which the sToken, API key or password travel
+	// in clear text. It exists for the simulator and tests; each source
+	// using it is logged as a warning at start. Loopback URLs are not
+	// exempt: the variable must say so.
+	AllowInsecureHTTP bool `env:"ALLOW_INSECURE_HTTP, default=false"`
 
 	HTTPAddr  string `env:"HTTP_ADDR, default=127.0.0.1:9090"`
 	LogFormat string `env:"LOG_FORMAT, default=text"`
@@ -117,7 +128,7 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 	switch {
 	case c.NATSReplicas < 1 || c.NATSReplicas > 5:
 		return Config{}, nil, fmt.Errorf("configuration: NATS_REPLICAS %d must be between 1 and 5", c.NATSReplicas)
-	case c.MaxRemovalRatio <= 0 || c.MaxRemovalRatio > 1:
+	case !(c.MaxRemovalRatio > 0 && c.MaxRemovalRatio <= 1): // NaN too
 		return Config{}, nil, fmt.Errorf("configuration: MAX_REMOVAL_RATIO %v must be above 0 and at most 1", c.MaxRemovalRatio)
 	case c.RemovalGuardMin < 1:
 		return Config{}, nil, fmt.Errorf("configuration: REMOVAL_GUARD_MIN %d must be at least 1", c.RemovalGuardMin)
@@ -127,6 +138,10 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 		return Config{}, nil, fmt.Errorf("configuration: REMOVAL_HOLD must be positive")
 	case c.MaxRawBytes < 256:
 		return Config{}, nil, fmt.Errorf("configuration: MAX_RAW_BYTES %d is below 256", c.MaxRawBytes)
+	case c.EventsMaxAge <= 0:
+		return Config{}, nil, fmt.Errorf("configuration: EVENTS_MAX_AGE %s must be positive", c.EventsMaxAge)
+	case c.EventsDuplicateWindow <= 0 || c.EventsDuplicateWindow > c.EventsMaxAge:
+		return Config{}, nil, fmt.Errorf("configuration: EVENTS_DUPLICATE_WINDOW %s must be positive and at most EVENTS_MAX_AGE", c.EventsDuplicateWindow)
 	case c.MaxResponseBytes < 1024:
 		return Config{}, nil, fmt.Errorf("configuration: MAX_RESPONSE_BYTES %d is below 1024", c.MaxResponseBytes)
 	}
@@ -175,13 +190,46 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 		switch {
 		case s.Kind == events.KindVPP && s.VPP.Interval <= 0:
 			return Config{}, nil, fmt.Errorf("configuration: %sVPP_INTERVAL must be positive", s.Prefix)
+		case s.Kind == events.KindVPP && s.VPP.FullSyncInterval < 0:
+			return Config{}, nil, fmt.Errorf("configuration: %sVPP_FULL_SYNC_INTERVAL %s must not be negative (0 makes every run a full sync)", s.Prefix, s.VPP.FullSyncInterval)
 		case s.Kind == events.KindVeeam && s.Veeam.Interval <= 0:
 			return Config{}, nil, fmt.Errorf("configuration: %sVEEAM_INTERVAL must be positive", s.Prefix)
 		case s.Kind == events.KindVeeam && (s.Veeam.PageSize < 1 || s.Veeam.PageSize > 500):
 			return Config{}, nil, fmt.Errorf("configuration: %sVEEAM_PAGE_SIZE %d must be between 1 and 500", s.Prefix, s.Veeam.PageSize)
 		}
+		if vars := s.insecureURLs(); len(vars) > 0 && !c.AllowInsecureHTTP {
+			// The URL itself is not repeated: it may carry credentials.
+			return Config{}, nil, fmt.Errorf("configuration: %s is an http:// URL, which would send %s in clear text: "+
+				"use an https:// URL (only for the simulator and tests, set ALLOW_INSECURE_HTTP=true)", vars[0], s.credential())
+		}
 	}
 	return c, specs, nil
+}
+
+// insecureURLs names the variables of s that hold an http:// URL.
+func (s sourceSpec) insecureURLs() []string {
+	var urls [][2]string // variable, value
+	switch s.Kind {
+	case events.KindVPP:
+		urls = [][2]string{{"VPP_BASE_URL", s.VPP.BaseURL}, {"VPP_SERVICE_CONFIG_URL", s.VPP.ServiceConfigURL}}
+	case events.KindVeeam:
+		urls = [][2]string{{"VEEAM_BASE_URL", s.Veeam.BaseURL}}
+	}
+	var vars []string
+	for _, u := range urls {
+		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(u[1])), "http:") {
+			vars = append(vars, s.Prefix+u[0])
+		}
+	}
+	return vars
+}
+
+// credential names what the requests of s carry.
+func (s sourceSpec) credential() string {
+	if s.Kind == events.KindVPP {
+		return "the sToken"
+	}
+	return "the API key or password"
 }
 
 // natsClient is how the service reaches NATS at url, with the password read

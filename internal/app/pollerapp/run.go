@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sethvargo/go-envconfig"
 
@@ -46,6 +47,12 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	if len(specs) == 0 {
 		return ErrNoSource
 	}
+	for _, spec := range specs {
+		for _, v := range spec.insecureURLs() { // only with ALLOW_INSECURE_HTTP=true
+			log.Warn("source URL is http:// and ALLOW_INSECURE_HTTP=true: its credentials travel in clear text; use https:// outside the simulator and tests",
+				"source", spec.Name, "variable", v)
+		}
+	}
 	reg := ops.NewRegistry()
 	pm := metrics.NewPoller(reg)
 	srcs := make([]poller.SourceConfig, 0, len(specs))
@@ -58,12 +65,9 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	}
 
 	url := cfg.NATSURL
+	var embeddedPassword string
 	if url == "" {
-		dir, err := filepath.Abs(cfg.DataDir)
-		if err != nil {
-			return fmt.Errorf("DATA_DIR %s: %w", cfg.DataDir, err)
-		}
-		ns, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), Listen: cfg.EmbeddedListen}, log)
+		ns, pw, err := startEmbedded(cfg, log)
 		if err != nil {
 			return err
 		}
@@ -72,11 +76,14 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 			ns.Shutdown()
 			ns.WaitForShutdown()
 		}()
-		url = ns.ClientURL()
+		url, embeddedPassword = ns.ClientURL(), pw
 	}
 	cc, err := cfg.natsClient(url, "rollcall-poller")
 	if err != nil {
 		return err
+	}
+	if embeddedPassword != "" {
+		cc.User, cc.Password = "poller", embeddedPassword
 	}
 	nc, err := natsutil.Connect(cc, log)
 	if err != nil {
@@ -127,6 +134,36 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	err = ops.RunService(ctx, cfg.HTTPAddr, handler, log, p.Run)
 	log.Info("poller stopped")
 	return err
+}
+
+// startEmbedded starts the embedded NATS server, with the users of
+// EMBEDDED_NATS_AUTH=generate, and returns it and the poller's password
+// ("" without authentication).
+func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, string, error) {
+	if err := checkEmbeddedListen(cfg, log); err != nil {
+		return nil, "", err
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, "", fmt.Errorf("DATA_DIR %s: %w", cfg.DataDir, err)
+	}
+	ec := natsutil.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), Listen: cfg.EmbeddedListen}
+	var pw map[string]string
+	if cfg.EmbeddedAuth == AuthGenerate {
+		if pw, err = EnsureEmbeddedAuth(dir); err != nil {
+			return nil, "", err
+		}
+		ec.Auth = embeddedAuthConfig(pw)
+	}
+	ns, err := natsutil.StartEmbedded(ec, log)
+	if err != nil {
+		return nil, "", err
+	}
+	if pw != nil {
+		log.Info("the embedded NATS server requires a user: the notifier connects with NATS_USER=notifier and NATS_PASSWORD_FILE="+
+			filepath.Join(dir, AuthDir, "notifier.password")+" (replay and admin likewise)", "auth_dir", filepath.Join(dir, AuthDir))
+	}
+	return ns, pw["poller"], nil
 }
 
 // sourceReady turns a source's health into readiness: a stopped or failing

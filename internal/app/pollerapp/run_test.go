@@ -38,19 +38,23 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	}{
 		{"no source", map[string]string{}, []string{"VPP_STOKEN", "VEEAM_BASE_URL"}},
 		{"bad interval", map[string]string{"VPP_STOKEN": "x", "VPP_INTERVAL": "often"}, []string{"VPP_INTERVAL"}},
-		{"page size out of range", map[string]string{"VEEAM_BASE_URL": "http://x", "VEEAM_TOKEN": "t", "VEEAM_PAGE_SIZE": "900"}, []string{"VEEAM_PAGE_SIZE"}},
+		{"page size out of range", map[string]string{"VEEAM_BASE_URL": "https://x", "VEEAM_TOKEN": "t", "VEEAM_PAGE_SIZE": "900"}, []string{"VEEAM_PAGE_SIZE"}},
 		{"bad bool", map[string]string{"VPP_STOKEN": "x", "EMIT_INITIAL": "perhaps"}, []string{"EMIT_INITIAL"}},
+		// Issue 14 point 7: values that used to pass.
+		{"ratio NaN", map[string]string{"VPP_STOKEN": "x", "MAX_REMOVAL_RATIO": "NaN"}, []string{"MAX_REMOVAL_RATIO"}},
+		{"negative full sync interval", map[string]string{"VPP_STOKEN": "x", "VPP_FULL_SYNC_INTERVAL": "-1h"}, []string{"VPP_FULL_SYNC_INTERVAL"}},
+		{"negative duplicate window", map[string]string{"VPP_STOKEN": "x", "EVENTS_DUPLICATE_WINDOW": "-1s"}, []string{"EVENTS_DUPLICATE_WINDOW"}},
 		{"token and token file", map[string]string{"VPP_STOKEN": "x", "VPP_STOKEN_FILE": tokenFile}, []string{"VPP_STOKEN", "VPP_STOKEN_FILE"}},
 		{"missing token file", map[string]string{"VPP_STOKEN_FILE": filepath.Join(dir, "nope")}, []string{"VPP_STOKEN_FILE"}},
-		{"veeam without credentials", map[string]string{"VEEAM_BASE_URL": "http://x"}, []string{"VEEAM_TOKEN", "VEEAM_USERNAME"}},
+		{"veeam without credentials", map[string]string{"VEEAM_BASE_URL": "https://x"}, []string{"VEEAM_TOKEN", "VEEAM_USERNAME"}},
 		{"bad log level", map[string]string{"VPP_STOKEN": "x", "LOG_LEVEL": "loud"}, []string{"LOG_LEVEL"}},
 		{"bad SOURCES entry", map[string]string{"SOURCES": "eu-veeam"}, []string{"SOURCES", "eu-veeam"}},
 		{"SOURCES with an unknown kind", map[string]string{"SOURCES": "eu:ldap"}, []string{"SOURCES"}},
-		{"SOURCES with unprefixed variables", map[string]string{"SOURCES": "eu:veeam", "VEEAM_BASE_URL": "http://x"}, []string{"SOURCES", "VEEAM_BASE_URL"}},
+		{"SOURCES with unprefixed variables", map[string]string{"SOURCES": "eu:veeam", "VEEAM_BASE_URL": "https://x"}, []string{"SOURCES", "VEEAM_BASE_URL"}},
 		{"named source without its variables", map[string]string{"SOURCES": "eu:veeam"}, []string{"EU_VEEAM_BASE_URL"}},
-		{"named source with a bad value", map[string]string{"SOURCES": "eu:veeam", "EU_VEEAM_BASE_URL": "http://x", "EU_VEEAM_TOKEN": "t", "EU_VEEAM_INTERVAL": "often"}, []string{"EU_VEEAM_INTERVAL"}},
-		{"named source twice", map[string]string{"SOURCES": "eu:veeam,eu:vpp", "EU_VEEAM_BASE_URL": "http://x", "EU_VEEAM_TOKEN": "t"}, []string{"twice"}},
-		{"two names, one prefix", map[string]string{"SOURCES": "eu-1:veeam,eu_1:veeam", "EU_1_VEEAM_BASE_URL": "http://x", "EU_1_VEEAM_TOKEN": "t"}, []string{"eu-1", "eu_1", "EU_1_"}},
+		{"named source with a bad value", map[string]string{"SOURCES": "eu:veeam", "EU_VEEAM_BASE_URL": "https://x", "EU_VEEAM_TOKEN": "t", "EU_VEEAM_INTERVAL": "often"}, []string{"EU_VEEAM_INTERVAL"}},
+		{"named source twice", map[string]string{"SOURCES": "eu:veeam,eu:vpp", "EU_VEEAM_BASE_URL": "https://x", "EU_VEEAM_TOKEN": "t"}, []string{"twice"}},
+		{"two names, one prefix", map[string]string{"SOURCES": "eu-1:veeam,eu_1:veeam", "EU_1_VEEAM_BASE_URL": "https://x", "EU_1_VEEAM_TOKEN": "t"}, []string{"eu-1", "eu_1", "EU_1_"}},
 		{"ratio out of range", map[string]string{"VPP_STOKEN": "x", "MAX_REMOVAL_RATIO": "1.5"}, []string{"MAX_REMOVAL_RATIO"}},
 		{"bad embedded listen", map[string]string{"VPP_STOKEN": "x", "DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": "nowhere"}, []string{"nowhere"}},
 	}
@@ -88,7 +92,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	go func() {
 		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
 			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "HTTP_ADDR": "", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
-			"VPP_BASE_URL": api.URL + "/mdm", "VPP_STOKEN": vppSecret, "VPP_INTERVAL": "50ms",
+			"ALLOW_INSECURE_HTTP": "true", "VPP_BASE_URL": api.URL + "/mdm", "VPP_STOKEN": vppSecret, "VPP_INTERVAL": "50ms",
 			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": veeamSecret, "VEEAM_INTERVAL": "50ms",
 		}), logs)
 	}()
@@ -128,7 +132,7 @@ func TestSeveralSourcesIsolated(t *testing.T) {
 	go func() {
 		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
 			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "HTTP_ADDR": httpAddr,
-			"SOURCES":           "eu:veeam,us:veeam,school:vpp",
+			"SOURCES": "eu:veeam,us:veeam,school:vpp", "ALLOW_INSECURE_HTTP": "true",
 			"EU_VEEAM_BASE_URL": api.URL, "EU_VEEAM_TOKEN": simulator.DefaultVeeamToken, "EU_VEEAM_INTERVAL": "50ms",
 			"US_VEEAM_BASE_URL": api.URL, "US_VEEAM_TOKEN": "wrong-key", "US_VEEAM_INTERVAL": "50ms",
 			"SCHOOL_VPP_BASE_URL": api.URL + "/mdm", "SCHOOL_VPP_STOKEN": simulator.DefaultVPPToken, "SCHOOL_VPP_INTERVAL": "50ms",
@@ -186,13 +190,14 @@ func TestAPIMetrics(t *testing.T) {
 	api := httptest.NewServer(sim.Handler())
 	defer api.Close()
 	httpAddr, natsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	dataDir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &syncbuf.Buffer{}
 	go func() {
 		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
-			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": httpAddr, "LOG_FORMAT": "json",
-			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "1h",
+			"DATA_DIR": dataDir, "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": httpAddr, "LOG_FORMAT": "json",
+			"ALLOW_INSECURE_HTTP": "true", "VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "1h",
 		}), logs)
 	}()
 	defer func() {
@@ -245,7 +250,12 @@ func TestAPIMetrics(t *testing.T) {
 	if r := readyz(t, httpAddr); r["status"] != "ready" {
 		t.Fatalf("not ready after a successful run: %v", r)
 	}
-	nc, err := nats.Connect("nats://" + natsAddr)
+	// An operator deletes the stream, as the admin user.
+	admin, err := os.ReadFile(filepath.Join(dataDir, pollerapp.AuthDir, "admin.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("nats://"+natsAddr, nats.UserInfo("admin", strings.TrimSpace(string(admin))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,7 +201,7 @@ func (s *Sink) Post(ctx context.Context, m Message) error {
 // attempt. The same error also wraps an *httpx.StatusError with Code 429
 // and RetryAfter set to the time left, so httpx.Retryable reports it
 // retryable no sooner than that, and the notifier waits it out.
-var ErrHeld = errors.New("not posted while slack's retry-after runs")
+var ErrHeld = fmt.Errorf("not posted while slack's retry-after runs: %w", httpx.ErrNotSent)
 
 // hold starts or extends the hold after a post that ended in err.
 func (s *Sink) hold(err error) {

@@ -53,6 +53,13 @@ func decodeSecret(secret string) ([]byte, error) {
 	return k, nil
 }
 
+// CheckSecret reports whether secret is a usable whsec_<base64> signing
+// secret; the error never quotes it.
+func CheckSecret(secret string) error {
+	_, err := decodeSecret(secret)
+	return err
+}
+
 func signature(key []byte, id string, ts int64, body []byte) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(id))

@@ -35,6 +35,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/redact"
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -58,6 +59,12 @@ const (
 	DefaultMaxSweeps    = 3
 	defaultTimeout      = 30 * time.Second
 	tokenBodyLimit      = 1 << 20
+	// APITextLimit bounds each piece of text an APIError quotes from the
+	// server (its message; type and code get codeLimit): the message of a
+	// 403 can be megabytes, and the error is logged on every retry and
+	// kept in the source's health for /readyz.
+	APITextLimit = 300
+	codeLimit    = 100
 )
 
 // Config configures a Client.
@@ -99,7 +106,10 @@ type Config struct {
 
 // APIError is a failure the API explained in its errors envelope (or, for
 // the token endpoint, in its OAuth error body). It never contains a secret:
-// anything in the server's message that equals a credential is redacted.
+// every credential the client holds is redacted from the server's text in
+// each spelling an echo may take (see redact.New). Message, Type and Code
+// are excerpts (redact.Excerpt): without control characters and at most
+// APITextLimit bytes each.
 type APIError struct {
 	Status  int
 	Message string
@@ -172,6 +182,46 @@ func orDash(s string) string {
 
 // errDrift marks a sweep that saw the listing move under it.
 var errDrift = errors.New("paging drift")
+
+// RedirectError is a 3xx answer to a request of the client. Redirects are
+// never followed, because every request carries a credential (the password
+// form, a refresh token or the bearer token) that would go to wherever the
+// server points, another host or the same host on another port included. It
+// is not retried: a server that redirects once will do so again.
+type RedirectError struct {
+	Status int
+	// Scheme and Host (host[:port]) are where the Location points, resolved
+	// against the request; both are empty when the answer has no usable
+	// Location. The path and query are left out: they may carry a token.
+	Scheme, Host string
+}
+
+func (e *RedirectError) Error() string {
+	if e.Host == "" {
+		return fmt.Sprintf("veeam api: status %d redirect without a usable location, not followed", e.Status)
+	}
+	return fmt.Sprintf("veeam api: status %d redirect to %s://%s not followed, because the request carries credentials; "+
+		"if the server has moved, set VEEAM_BASE_URL to its new address", e.Status, e.Scheme, e.Host)
+}
+
+// redirectError describes resp, a 3xx answer.
+func (c *Client) redirectError(resp *http.Response) *RedirectError {
+	re := &RedirectError{Status: resp.StatusCode}
+	if loc, err := resp.Location(); err == nil && loc.Host != "" {
+		// A host cannot hold a control character or a secret, but the
+		// header is the server's text: cut and clean it all the same.
+		re.Scheme = redact.Excerpt(loc.Scheme, 16)
+		re.Host = redact.Excerpt(loc.Host, 255)
+	}
+	return re
+}
+
+// isRedirect reports a 3xx status.
+func isRedirect(status int) bool { return status >= 300 && status < 400 }
+
+// refuseRedirects makes http.Client hand a redirect back instead of
+// following it.
+func refuseRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Client lists the users of one Veeam Service Provider Console. It is safe
 // for concurrent use.
@@ -251,10 +301,23 @@ func (c *Client) warnInsecure(ctx context.Context) {
 		"insecureSkipVerify", true)
 }
 
-// httpClient returns the client New uses: cfg.HTTPClient as given when no
-// TLS option is set, otherwise a copy whose transport trusts cfg.CAFile or
-// skips verification.
+// httpClient returns the client New uses: a copy of cfg.HTTPClient (or of
+// the default) that follows no redirect and, with a TLS option set, whose
+// transport trusts cfg.CAFile or skips verification.
 func httpClient(cfg Config) (*http.Client, error) {
+	hc, err := tlsClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cp := *hc
+	cp.CheckRedirect = refuseRedirects
+	return &cp, nil
+}
+
+// tlsClient returns cfg.HTTPClient as given (or the default) when no TLS
+// option is set, otherwise a copy whose transport trusts cfg.CAFile or
+// skips verification.
+func tlsClient(cfg Config) (*http.Client, error) {
 	if cfg.CAFile == "" && !cfg.InsecureSkipVerify {
 		if cfg.HTTPClient != nil {
 			return cfg.HTTPClient, nil
@@ -535,6 +598,9 @@ func (c *Client) send(ctx context.Context, rawURL, what, bearer string) ([]byte,
 		return nil, httpx.StripURL("get "+what, err)
 	}
 	defer resp.Body.Close()
+	if isRedirect(resp.StatusCode) {
+		return nil, c.redirectError(resp)
+	}
 	body, err := httpx.ReadBody(resp.Body, c.cfg.MaxBodyBytes)
 	if err != nil {
 		if errors.Is(err, httpx.ErrBodyTooLarge) {
@@ -558,7 +624,8 @@ func (c *Client) send(ctx context.Context, rawURL, what, bearer string) ([]byte,
 }
 
 // parseAPIError builds an APIError from a non-200 answer, preferring the
-// server's errors envelope. The caller redacts it.
+// server's errors envelope. Its text is the server's, whole: the caller
+// scrubs it.
 func parseAPIError(resp *http.Response, body []byte) *APIError {
 	ae := &APIError{Status: resp.StatusCode}
 	var env struct {
@@ -573,11 +640,15 @@ func parseAPIError(resp *http.Response, body []byte) *APIError {
 		e := env.Errors[0]
 		ae.enveloped = true
 		ae.Message, ae.Type = e.Message, e.Type
-		if code := string(e.Code); code != "null" {
-			ae.Code = strings.Trim(code, `"`)
+		var code string
+		switch {
+		case json.Unmarshal(e.Code, &code) == nil:
+			ae.Code = code
+		case len(e.Code) > 0 && string(e.Code) != "null":
+			ae.Code = string(e.Code) // a number, as the API sends it
 		}
-		if s, err := e.RetryAfter.Float64(); err == nil && s > 0 {
-			ae.retryAfter = time.Duration(s * float64(time.Second))
+		if s, err := e.RetryAfter.Float64(); err == nil {
+			ae.retryAfter = httpx.Seconds(s)
 		}
 	} else if resp.StatusCode == http.StatusAccepted {
 		ae.Message = "unexpected asynchronous answer"
@@ -596,23 +667,21 @@ func (c *Client) secretsLocked() []string {
 	return []string{c.cfg.Token, c.cfg.Password, c.access, c.refresh}
 }
 
-// redact removes every credential the client holds from the text of ae, in
-// case a server echoes one back in an error message.
+// redact makes the server's text in ae safe to quote: see scrubLocked.
 func (c *Client) redact(ae *APIError) *APIError {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return redactWith(ae, c.secretsLocked())
+	return c.scrubLocked(ae)
 }
 
-func redactWith(ae *APIError, secrets []string) *APIError {
-	for _, sec := range secrets {
-		if sec == "" {
-			continue
-		}
-		ae.Message = strings.ReplaceAll(ae.Message, sec, "[redacted]")
-		ae.Type = strings.ReplaceAll(ae.Type, sec, "[redacted]")
-		ae.Code = strings.ReplaceAll(ae.Code, sec, "[redacted]")
-	}
+// scrubLocked removes every credential the client holds from the text of
+// ae, in case a server echoes one back (escaped or encoded too), strips
+// control characters and cuts each field to its limit; c.mu must be held.
+func (c *Client) scrubLocked(ae *APIError) *APIError {
+	r := redact.New(c.secretsLocked()...)
+	ae.Message = r.Excerpt(ae.Message, APITextLimit)
+	ae.Type = r.Excerpt(ae.Type, codeLimit)
+	ae.Code = r.Excerpt(ae.Code, codeLimit)
 	return ae
 }
 
@@ -668,6 +737,9 @@ func (c *Client) grantLocked(ctx context.Context, form url.Values) error {
 		return httpx.StripURL("token "+grant, err)
 	}
 	defer resp.Body.Close()
+	if isRedirect(resp.StatusCode) {
+		return fmt.Errorf("token %s: %w", grant, c.redirectError(resp))
+	}
 	body, err := httpx.ReadBody(resp.Body, tokenBodyLimit)
 	if err != nil {
 		if errors.Is(err, httpx.ErrBodyTooLarge) {
@@ -684,6 +756,7 @@ func (c *Client) grantLocked(ctx context.Context, form url.Values) error {
 		if json.Unmarshal(body, &oe) == nil && oe.Error != "" {
 			ae.Message, ae.Code = oe.Description, oe.Error
 		}
+		c.scrubLocked(ae)
 		ae.Message = "token " + grant + ": " + ae.Message
 		if grant == "password" && httpx.Classify(ae.Status) == httpx.Permanent {
 			ae.login = true
@@ -692,7 +765,7 @@ func (c *Client) grantLocked(ctx context.Context, form url.Values) error {
 				ae.hint = mfaHint
 			}
 		}
-		return redactWith(ae, c.secretsLocked())
+		return ae
 	}
 	var tok struct {
 		AccessToken  string      `json:"access_token"`
@@ -711,8 +784,8 @@ func (c *Client) grantLocked(ctx context.Context, form url.Values) error {
 		return fmt.Errorf("token %s: response has no access token", grant)
 	}
 	ttl := time.Hour
-	if s, err := tok.ExpiresIn.Float64(); err == nil && s > 0 {
-		ttl = time.Duration(s * float64(time.Second))
+	if s, err := tok.ExpiresIn.Float64(); err == nil && httpx.Seconds(s) > 0 {
+		ttl = httpx.Seconds(s)
 	}
 	// Refresh a little early so a page never goes out with a token that
 	// expires in flight.

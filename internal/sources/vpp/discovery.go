@@ -1,7 +1,6 @@
 package vpp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -219,8 +218,8 @@ func (c *Client) readServiceConfig(ctx context.Context, where string) (serviceUR
 // serviceURLs decodes a 2xx VPPServiceConfigSrv answer.
 func (c *Client) serviceURLs(raw []byte, floor time.Duration) (serviceURLs, time.Duration, error) {
 	var sc serviceConfig
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&sc); err != nil {
+	// Unmarshal, not a Decoder: data after the JSON value is malformed too.
+	if err := json.Unmarshal(raw, &sc); err != nil {
 		return serviceURLs{}, 0, fmt.Errorf("%w: %w", ErrServiceConfig, describeJSONError(err))
 	}
 	switch sc.Status {

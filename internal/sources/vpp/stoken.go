@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/rollcall/rollcall/internal/redact"
 )
 
 // TokenInfo is what an sToken says about itself.
@@ -68,5 +70,6 @@ func DecodeSToken(s string) (TokenInfo, error) {
 		}
 	}
 	// expDate is not secret; showing it helps whoever has to fix it.
-	return info, fmt.Errorf("vpp: decode sToken: expDate %q is not a date", exp)
+	// It is cut and cleaned: the sToken file is not ours.
+	return info, fmt.Errorf("vpp: decode sToken: expDate %q is not a date", redact.Excerpt(exp, 64))
 }

@@ -23,6 +23,7 @@ package vpp
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,7 @@ import (
 	"time"
 
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/redact"
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -118,7 +120,14 @@ const (
 	spareBatches = 5
 )
 
-// APIError is a status -1 answer.
+// MessageLimit bounds APIError.Message, in bytes: Apple's errorMessage is
+// quoted in errors that are logged on every retry and kept in the source's
+// health for /readyz.
+const MessageLimit = 300
+
+// APIError is a status -1 answer. Message is Apple's errorMessage made safe
+// to quote: without the sToken in any spelling (see redact.New), control
+// characters or line breaks, and at most MessageLimit bytes.
 type APIError struct {
 	Number  int
 	Message string
@@ -208,6 +217,7 @@ type Client struct {
 	name     string
 	base     string // BaseURL without a trailing slash, used without discovery
 	sToken   string
+	redactor *redact.Redactor // the sToken and the token inside it
 	token    TokenInfo
 	tokenOK  bool
 	hc       *http.Client
@@ -264,6 +274,7 @@ func New(cfg Config) (*Client, error) {
 		name:     cfg.Name,
 		base:     base,
 		sToken:   tok,
+		redactor: redact.New(tok, innerToken(tok)).WithMarker("[sToken]"),
 		token:    info,
 		tokenOK:  terr == nil,
 		hc:       httpx.Observe(&hc, cfg.Observer),
@@ -744,13 +755,30 @@ func (c *Client) do(ctx context.Context, k call, endpoint string) (time.Duration
 	return k.answer(raw, floor)
 }
 
-// scrub keeps a server's error message short and free of the sToken, which
-// a server might echo back.
+// scrub makes a server's error message safe to quote: free of the sToken,
+// which a server might echo back (escaped, too), and of control characters,
+// and at most MessageLimit bytes.
 func (c *Client) scrub(msg string) string {
-	msg = strings.ReplaceAll(msg, c.sToken, "[sToken]")
-	const max = 300
-	if len(msg) > max {
-		msg = strings.ToValidUTF8(msg[:max], "") + "…"
+	return c.redactor.Excerpt(msg, MessageLimit)
+}
+
+// innerToken is the token field inside the sToken s, the secret proper, or
+// "" when s does not decode or the field is too short to be told from
+// ordinary text.
+func innerToken(s string) string {
+	s = strings.TrimSpace(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		raw, err := enc.DecodeString(s)
+		if err != nil {
+			continue
+		}
+		var t struct {
+			Token string `json:"token"`
+		}
+		if json.Unmarshal(raw, &t) != nil || len(t.Token) < 8 {
+			return ""
+		}
+		return t.Token
 	}
-	return msg
+	return ""
 }

@@ -13,14 +13,15 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/redact"
 )
 
-// MessageLimit is how much of an error response body becomes
-// StatusError.Message: enough for "channel_not_found" or a short JSON error,
-// not enough to fill logs with an HTML error page.
+// MessageLimit is how many bytes of an error response body become
+// StatusError.Message, at most (an ellipsis included when the body was
+// cut): enough for "channel_not_found" or a short JSON error, not enough to
+// fill logs with an HTML error page.
 const MessageLimit = 200
 
 // drainLimit bounds how much of a response is read so that the connection
@@ -90,36 +91,43 @@ func Do(client *http.Client, req *http.Request, op string, now func() time.Time,
 		se.RetryAfter = d
 	}
 	// A failure to read the explanation does not change the outcome: the
-	// status code alone decides retry or not.
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, MessageLimit))
-	se.Message = Message(b, redact...)
+	// status code alone decides retry or not. More than MessageLimit is
+	// read, so that a secret is redacted whole before the cut.
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, bodyLimit))
+	se.Message = message(b, len(b) == bodyLimit, redact)
 	return se
 }
 
-// Message turns the start of an error body into a one-line, valid UTF-8
-// explanation with every redact string replaced.
+// bodyLimit is how much of an error body is read for its Message: enough
+// for any secret that starts within MessageLimit bytes of the start to be
+// redacted whole, with room for white space and control characters.
+const bodyLimit = 8 << 10
+
+// Message turns an error body into a one-line, valid UTF-8 explanation of
+// at most MessageLimit bytes, without control characters (see
+// redact.Excerpt), with every redact string replaced in every spelling
+// redact.New knows — before the cut, so that no start of a secret survives
+// it.
 func Message(b []byte, redact ...string) string {
-	if len(b) > MessageLimit {
-		b = b[:MessageLimit]
-	}
-	// Cut a rune split by the byte limit rather than leave a U+FFFD behind.
-	for len(b) > 0 && !utf8.Valid(b) {
-		r, size := utf8.DecodeLastRune(b)
-		if r != utf8.RuneError || size != 1 {
-			break
-		}
-		b = b[:len(b)-1]
-	}
-	s := strings.ToValidUTF8(string(b), "\uFFFD")
-	s = strings.Join(strings.Fields(s), " ")
-	for _, r := range redact {
-		// Very short strings (a path of "/") are no secret, and replacing
-		// them would mangle the message.
-		if len(r) >= 4 {
-			s = strings.ReplaceAll(s, r, "[redacted]")
+	return message(b, false, redact)
+}
+
+// message is Message for b that is the start of a longer body when more is
+// set.
+func message(b []byte, more bool, secrets []string) string {
+	// Very short strings (a path of "/") are no secret, and replacing them
+	// would mangle the message.
+	long := make([]string, 0, len(secrets))
+	for _, s := range secrets {
+		if len(s) >= 4 {
+			long = append(long, s)
 		}
 	}
-	return s
+	r := redact.New(long...)
+	if more {
+		return r.ExcerptPrefix(string(b), MessageLimit)
+	}
+	return r.Excerpt(string(b), MessageLimit)
 }
 
 // Endpoint validates a sink's endpoint (http(s) with a host) and returns

@@ -1,11 +1,17 @@
 package post
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/rollcall/rollcall/internal/httpx"
@@ -28,11 +34,12 @@ func TestMessage(t *testing.T) {
 			t.Errorf("%s: Message = %q, want %q", c.name, got, c.want)
 		}
 	}
-	// A rune cut by the byte limit is dropped, not turned into U+FFFD.
-	long := strings.Repeat("a", MessageLimit-1) + "é" + strings.Repeat("b", 100)
+	// A rune cut by the byte limit is dropped, not turned into U+FFFD, and
+	// the cut is marked.
+	long := strings.Repeat("a", MessageLimit-4) + "é" + strings.Repeat("b", 100)
 	got := Message([]byte(long))
-	if !utf8.ValidString(got) || strings.ContainsRune(got, utf8.RuneError) || len(got) != MessageLimit-1 {
-		t.Errorf("truncated message %q (%d bytes)", got, len(got))
+	if want := strings.Repeat("a", MessageLimit-4) + "…"; got != want {
+		t.Errorf("truncated message %q (%d bytes), want %q", got, len(got), want)
 	}
 }
 
@@ -68,4 +75,115 @@ func TestCheckHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// slackPath is the secret part of a Slack webhook URL.
+const slackPath = "/services/T0AAAAAAA/B0BBBBBBB/abcdefghijklmnopqrstuvwx"
+
+// answering starts a server that answers every request with status and
+// body, and returns a sink's endpoint URL on it (with slackPath) and its
+// redact list.
+func answering(t *testing.T, status int, body string) (string, []string) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	endpoint := srv.URL + slackPath
+	redact, err := Endpoint(endpoint)
+	if err != nil {
+		t.Fatalf("Endpoint: %v", err)
+	}
+	return endpoint, redact
+}
+
+func post(t *testing.T, endpoint string, redact []string) *httpx.StatusError {
+	t.Helper()
+	req, err := NewRequest(context.Background(), "test", endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Do(NewClient(), req, "test: post", time.Now, redact...)
+	var se *httpx.StatusError
+	if !errors.As(err, &se) {
+		t.Fatalf("Do: %v, want a StatusError", err)
+	}
+	return se
+}
+
+// leaked returns the longest piece of secret longer than 8 bytes that
+// appears in s.
+func leaked(s, secret string) string {
+	for n := len(secret); n > 8; n-- {
+		for i := 0; i+n <= len(secret); i++ {
+			if strings.Contains(s, secret[i:i+n]) {
+				return secret[i : i+n]
+			}
+		}
+	}
+	return ""
+}
+
+func clean(t *testing.T, s string) {
+	t.Helper()
+	if !utf8.ValidString(s) {
+		t.Errorf("invalid utf-8 in %q", s)
+	}
+	if i := strings.IndexFunc(s, unicode.IsControl); i >= 0 {
+		t.Errorf("control character at byte %d of %q", i, s)
+	}
+}
+
+// TestDoRedactsBeforeCut: a server echoing the endpoint URL (or its path) in
+// any spelling, where the cut to MessageLimit would fall inside it, leaves
+// no piece of the secret path longer than 8 bytes in the message.
+func TestDoRedactsBeforeCut(t *testing.T) {
+	pad := func(n int) string { return strings.Repeat("x", n) }
+	cases := []struct {
+		name string
+		body func(endpoint string) string
+	}{
+		{"url across the cut", func(e string) string { return pad(150) + e + pad(300-150-len(e)) }},
+		{"path across the cut", func(string) string { return pad(180) + slackPath + pad(50) }},
+		{"url query-escaped", func(e string) string { return "no hook " + url.QueryEscape(e) }},
+		{"path json-escaped", func(string) string { return pad(150) + strings.ReplaceAll(slackPath, "/", `\/`) }},
+		{"url after white space", func(e string) string { return strings.Repeat(" \r\n\t", 500) + pad(150) + e }},
+		{"url beyond what is read", func(e string) string { return pad(8<<10-20) + e }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var body string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, body)
+			}))
+			defer srv.Close()
+			endpoint := srv.URL + slackPath
+			body = c.body(endpoint)
+			redact, err := Endpoint(endpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			se := post(t, endpoint, redact)
+			if l := leaked(se.Message, slackPath); l != "" {
+				t.Errorf("message %q keeps %q of the secret path", se.Message, l)
+			}
+			if len(se.Message) > MessageLimit {
+				t.Errorf("message of %d bytes, limit %d", len(se.Message), MessageLimit)
+			}
+			clean(t, se.Message)
+		})
+	}
+}
+
+// TestDoHugeBody: a 5 MB body of terminal escapes and line breaks becomes a
+// short, clean message.
+func TestDoHugeBody(t *testing.T) {
+	endpoint, redact := answering(t, http.StatusForbidden, strings.Repeat("\x1b[31mforbidden\r\n", 5<<20/17))
+	se := post(t, endpoint, redact)
+	if len(se.Message) > MessageLimit || !strings.HasPrefix(se.Message, "forbidden forbidden") {
+		t.Errorf("message of %d bytes: %q", len(se.Message), se.Message)
+	}
+	clean(t, se.Message)
 }

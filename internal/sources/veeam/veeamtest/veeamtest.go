@@ -50,6 +50,9 @@ type User struct {
 	InstanceUID, OrganizationUID, UserName, Status, Role string
 	Profile                                              Profile
 	MFAPolicyStatus                                      string
+	// Password, when set, is served in credentials.password, as the
+	// users schema allows: a secret the poller must never carry on.
+	Password string
 }
 
 func ptr(s string) *string { return &s }
@@ -575,6 +578,10 @@ type wireUser struct {
 
 func toWire(u User) wireUser {
 	p := u.Profile
+	var password *string
+	if u.Password != "" {
+		password = &u.Password
+	}
 	return wireUser{
 		InstanceUID:     u.InstanceUID,
 		OrganizationUID: u.OrganizationUID,
@@ -582,7 +589,7 @@ func toWire(u User) wireUser {
 		Status:          u.Status,
 		Role:            u.Role,
 		Profile:         wireProfile(p),
-		Credentials:     wireCredentials{UserName: u.UserName},
+		Credentials:     wireCredentials{UserName: u.UserName, Password: password},
 		MFAPolicyStatus: u.MFAPolicyStatus,
 	}
 }
