@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -399,6 +400,25 @@ func testPermissions(t *testing.T, ackV2 bool) {
 	}
 	if _, err := h.Baselines.PutString(ctx, "veeam-copy", "[ ]"); err != nil {
 		t.Fatalf("poller: replace baseline: %v", err)
+	}
+	// After an upgrade, the baseline an earlier release stored (unmarked,
+	// a password in raw) is read, scrubbed and stored again at the next
+	// run's start, even one whose listing then fails.
+	const legacyPW = "earlier-release-password"
+	if _, err := h.Baselines.PutString(ctx, "legacy", `[{"source":"legacy","sourceKind":"veeam","id":"x","status":"enabled",`+
+		`"raw":{"credentials":{"password":"`+legacyPW+`"}}}]`); err != nil {
+		t.Fatalf("poller: put a legacy baseline: %v", err)
+	}
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	legacy, err := veeam.New(veeam.Config{Name: "legacy", BaseURL: dead.URL, Token: "api-key", MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := poller.New(pol.js, h, poller.Config{}, poller.SourceConfig{Source: legacy, Interval: time.Hour})
+	_, _ = pl.RunOnce(ctx, "legacy") // the listing fails; the baseline is scrubbed before it
+	if b, err := h.Baselines.GetBytes(ctx, "legacy"); err != nil || strings.Contains(string(b), legacyPW) {
+		t.Fatalf("poller: the legacy baseline was not scrubbed (%v): %s", err, b)
 	}
 	// Two replicas racing to create one user: the loser reads the key and
 	// reports a conflict, rather than waiting for a reply it may not get.

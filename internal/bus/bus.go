@@ -27,6 +27,18 @@ const (
 	BaselinesBucket  = "rollcall_baselines"
 )
 
+// Metadata of a baseline object.
+const (
+	// BaselineScrubbed marks a baseline whose raw records hold no secrets
+	// (events.ScrubRaw): every one this release stores, and one an earlier
+	// release stored once the poller has scrubbed it.
+	BaselineScrubbed = "rollcall-scrubbed"
+	// BaselineStored is when a rewritten baseline was first stored
+	// (RFC 3339); the object's own time is then the rewrite's. Replay's
+	// --as-of takes the baseline's time from it when it is there.
+	BaselineStored = "rollcall-stored"
+)
+
 // Config sizes the stream and buckets.
 type Config struct {
 	Replicas        int           // NATS_REPLICAS
@@ -120,6 +132,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) (*Handles, er
 	if err := EnsureDeadLetter(ctx, js, c.Replicas); err != nil {
 		return nil, err
 	}
+	// The poller writes what it read with compare-and-set: it reads from
+	// the leader (see LeaderReads).
+	users, srcs = LeaderReads(js.Conn(), users), LeaderReads(js.Conn(), srcs)
 	return &Handles{Users: users, Sources: srcs, Baselines: base, Events: stream}, nil
 }
 

@@ -253,7 +253,7 @@ func startPipeline(t *testing.T, natsURL string, replicas int, api, hook string)
 		"REMOVAL_GUARD_MIN": "100000",
 	}
 	nenv := map[string]string{
-		"HTTP_ADDR": p.notifierHTTP, "CONSOLE": "false", "WEBHOOK_URL": hook, "SINK_START": "all",
+		"HTTP_ADDR": p.notifierHTTP, "CONSOLE": "false", "WEBHOOK_URL": hook, "SINK_START": "all", "ALLOW_INSECURE_HTTP": "true",
 	}
 	for k, v := range common {
 		penv[k], nenv[k] = v, v

@@ -127,7 +127,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		defer wg.Done()
 		runErrs <- notifierapp.Run(ctx, envconfig.MapLookuper(map[string]string{
 			"NATS_URL": "nats://" + natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn", "CONSOLE": "false",
-			"WEBHOOK_URL": hook.URL, "WEBHOOK_SECRET": whSecret, "SINK_START": "all",
+			"WEBHOOK_URL": hook.URL, "WEBHOOK_SECRET": whSecret, "SINK_START": "all", "ALLOW_INSECURE_HTTP": "true",
 			"NATS_USER": "notifier", "NATS_PASSWORD_FILE": filepath.Join(dataDir, pollerapp.AuthDir, "notifier.password"),
 		}), io.Discard, io.Discard)
 	}()

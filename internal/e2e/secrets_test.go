@@ -99,7 +99,7 @@ func TestNoSecretReachesAnyStoreOrDelivery(t *testing.T) {
 		_ = notifierapp.Run(ctx, envconfig.MapLookuper(map[string]string{
 			"NATS_URL": "nats://" + natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "debug", "CONSOLE": "false", "SINK_START": "all",
 			"NATS_USER": "notifier", "NATS_PASSWORD_FILE": filepath.Join(dataDir, pollerapp.AuthDir, "notifier.password"),
-			"WEBHOOK_URL": okSrv.URL + "," + refSrv.URL, "WEBHOOK_SECRET": whSecret,
+			"WEBHOOK_URL": okSrv.URL + "," + refSrv.URL, "WEBHOOK_SECRET": whSecret, "ALLOW_INSECURE_HTTP": "true",
 		}), io.Discard, notifierLog)
 	}()
 	defer func() {

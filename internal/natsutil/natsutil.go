@@ -26,6 +26,9 @@ type EmbeddedConfig struct {
 	// authorization block and what it refers to); empty: no
 	// authentication.
 	Auth string
+	// TLSCert and TLSKey, when set, make every network client use TLS
+	// (in-process connections are exempt: see ClientConfig.InProcess).
+	TLSCert, TLSKey string
 }
 
 // StartEmbedded runs a NATS server with JetStream in this process and waits
@@ -48,6 +51,13 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*server.Server, error)
 			// The text holds passwords: name the problem, not the text.
 			return nil, errors.New("embedded nats: the generated authorization configuration does not parse")
 		}
+	}
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: EMBEDDED_NATS_TLS_CERT and EMBEDDED_NATS_TLS_KEY: %w", err)
+		}
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, tc, 2
 	}
 	opts.ServerName, opts.Host, opts.Port = "rollcall-embedded", host, port
 	opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = true, cfg.StoreDir, true, true
@@ -79,6 +89,9 @@ type ClientConfig struct {
 	CAFile   string
 	CertFile string
 	KeyFile  string
+	// InProcess connects to a server of this process without the network
+	// (the poller to its embedded server when that requires TLS).
+	InProcess *server.Server
 }
 
 // InboxPrefix is where replies to a user come: _INBOX.<user>, so that each
@@ -108,6 +121,9 @@ func (cfg ClientConfig) Options() ([]nats.Option, error) {
 	}
 	if cfg.User != "" {
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password), nats.CustomInboxPrefix(cfg.InboxPrefix()))
+	}
+	if cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(cfg.InProcess))
 	}
 	if err := cfg.checkTLSFiles(); err != nil {
 		return nil, err

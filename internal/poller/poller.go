@@ -140,6 +140,9 @@ type Poller struct {
 type known struct {
 	mu  sync.Mutex
 	idx *state.Index
+	// baselineScrubbed is set once this process has made sure the
+	// source's baseline holds no secrets (scrubBaseline).
+	baselineScrubbed bool
 }
 
 // Health is a source's condition, for readiness and the operator.
@@ -568,7 +571,8 @@ func (p *Poller) putBaseline(ctx context.Context, name string, snap sources.Snap
 	go func() { pw.CloseWithError(encodeUsers(pw, snap.Users)) }()
 	defer pr.Close()
 	meta := jetstream.ObjectMeta{Name: name, Description: "first complete snapshot of " + name,
-		Opts: &jetstream.ObjectMetaOptions{ChunkSize: baselineChunkSize}}
+		Metadata: map[string]string{bus.BaselineScrubbed: "1"}, // capRaw has scrubbed every record
+		Opts:     &jetstream.ObjectMetaOptions{ChunkSize: baselineChunkSize}}
 	if _, err := p.h.Baselines.Put(ctx, meta, pr); err != nil {
 		return fmt.Errorf("source %s: store baseline: %w", name, err)
 	}

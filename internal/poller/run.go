@@ -114,6 +114,14 @@ func (p *Poller) load(ctx context.Context, src Source) (*run, context.Context, f
 	if r.idx, err = p.index(ctx, r.k, r.users, r.log); err != nil {
 		return r, ctx, unlock, err
 	}
+	if !r.k.baselineScrubbed {
+		// Not a reason to fail the run: the next one tries again.
+		if err := p.scrubBaseline(ctx, r.name, r.log); err != nil {
+			r.log.Warn("could not check the baseline for secrets an earlier release stored; trying again next run", "err", err)
+		} else {
+			r.k.baselineScrubbed = true
+		}
+	}
 	mark := time.Now()
 	r.res.Phases.State = mark.Sub(phaseStart)
 	r.lap = func(d *time.Duration) {

@@ -142,3 +142,71 @@ func TestSecretsStoredByEarlierReleasesAreRemoved(t *testing.T) {
 		t.Fatalf("the old event, read: %s", read.Data())
 	}
 }
+
+// A baseline an earlier release stored with a password is stored again
+// without it, keeping the time it was first stored (replay's --as-of
+// depends on it), and marked, so that a later start does not read it
+// again; a baseline this release stores is marked from the start.
+func TestOldBaselineIsScrubbedKeepingItsTime(t *testing.T) {
+	js, h := rawEnv(t)
+	ctx := context.Background()
+	src := &fakeSrc{name: "v", kind: events.KindVeeam, complete: true, users: veeamUsers(1, 2)}
+	p := poller.New(js, h, poller.Config{}, poller.SourceConfig{Source: src, Interval: time.Hour})
+	if _, err := p.RunOnce(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := h.Baselines.GetInfo(ctx, "v")
+	if err != nil || info.Metadata[bus.BaselineScrubbed] == "" {
+		t.Fatalf("a new baseline is not marked scrubbed: %v %v", info, err)
+	}
+
+	const pw = "earlier-release-pa55word"
+	old := veeamUsers(1, 2)
+	old[0].Raw = json.RawMessage(`{"instanceUid":"u1","credentials":{"userName":"a","password":"` + pw + `"}}`)
+	b, _ := json.Marshal(old)
+	if _, err := h.Baselines.PutBytes(ctx, "v", b); err != nil { // as an earlier release stored it
+		t.Fatal(err)
+	}
+	before, err := h.Baselines.GetInfo(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the rewrite's own time differs
+
+	p = poller.New(js, h, poller.Config{}, poller.SourceConfig{Source: src, Interval: time.Hour})
+	if _, err := p.RunOnce(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.Baselines.GetBytes(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(got, []byte(pw)) {
+		t.Fatal("the baseline still holds the password")
+	}
+	var users []events.User
+	if err := json.Unmarshal(got, &users); err != nil || len(users) != 2 || users[0].ID != old[0].ID {
+		t.Fatalf("the scrubbed baseline lost users: %d, %v", len(users), err)
+	}
+	after, err := h.Baselines.GetInfo(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := time.Parse(time.RFC3339Nano, after.Metadata[bus.BaselineStored])
+	if err != nil || !stored.Equal(before.ModTime) {
+		t.Fatalf("stored time %q (%v), want the original %v", after.Metadata[bus.BaselineStored], err, before.ModTime)
+	}
+	if after.Metadata[bus.BaselineScrubbed] == "" {
+		t.Fatal("the rewritten baseline is not marked")
+	}
+
+	// Marked: a third start neither reads nor rewrites it.
+	p = poller.New(js, h, poller.Config{}, poller.SourceConfig{Source: src, Interval: time.Hour})
+	if _, err := p.RunOnce(ctx, "v"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := h.Baselines.GetInfo(ctx, "v")
+	if err != nil || again.NUID != after.NUID || !again.ModTime.Equal(after.ModTime) {
+		t.Fatalf("a marked baseline was stored again: %v → %v (%v)", after.ModTime, again.ModTime, err)
+	}
+}

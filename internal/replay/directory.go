@@ -128,7 +128,17 @@ func readBaseline(ctx context.Context, obs jetstream.ObjectStore, source string)
 	if err := json.Unmarshal(b, &users); err != nil {
 		return nil, time.Time{}, fmt.Errorf("directory of %s: baseline is not a JSON array of users: %w", source, err)
 	}
-	return users, info.ModTime, nil
+	return users, baselineTime(info), nil
+}
+
+// baselineTime is when a baseline was stored: its object's time, unless
+// the poller stored it again without the secrets an earlier release left
+// in it (bus.BaselineStored keeps the first time).
+func baselineTime(info *jetstream.ObjectInfo) time.Time {
+	if t, err := time.Parse(time.RFC3339Nano, info.Metadata[bus.BaselineStored]); err == nil {
+		return t
+	}
+	return info.ModTime
 }
 
 // compareIDs orders numeric ids (VPP userId) by value and everything else

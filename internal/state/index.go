@@ -286,6 +286,7 @@ func (u *Users) loadIndex(ctx context.Context) (*Index, stale, error) {
 	}
 	defer stop()
 	var x *Index
+	var seen uint64 // the last revision the watch delivered
 	prefix := len(u.source) + 1
 	stall := newStall()
 	defer stall.Stop()
@@ -311,9 +312,13 @@ func (u *Users) loadIndex(ctx context.Context) (*Index, stale, error) {
 				x = NewIndex(n)
 			}
 			if e == nil { // the initial values are all delivered
+				if err := u.caughtUp(ctx, seen); err != nil {
+					return nil, stale{}, fmt.Errorf("load state of %s: %w", u.source, err)
+				}
 				x.checked = x.lastSeq
 				return x, old, nil
 			}
+			seen = max(seen, e.Revision())
 			if e.Operation() != jetstream.KeyValuePut {
 				// A deleted key is not a user, but its marker is the
 				// last write Valid will find.
@@ -396,6 +401,14 @@ func (u *Users) Valid(ctx context.Context, x *Index) (bool, error) {
 				// the markers compacted away): count the keys too.
 				if n, err := u.keys(ctx); err != nil || n != x.Len()+x.markers {
 					return false, err
+				}
+				// The watch may have been served by a replica that is
+				// behind: a foreign write it has not applied yet is
+				// still a foreign write.
+				if err := u.caughtUp(ctx, max(last, from-1)); errors.Is(err, ErrBehind) {
+					return false, nil
+				} else if err != nil {
+					return false, fmt.Errorf("check state of %s: %w", u.source, err)
 				}
 				x.checkedThrough(last, len(own))
 				return true, nil
@@ -491,4 +504,36 @@ func (u *Users) Commit(ctx context.Context, writes []diff.Write, x *Index) error
 		x.set(w.User.ID, rev, d, diff.GoneOf(w.User.Status))
 		return nil
 	})
+}
+
+// ErrBehind is a load or check of the state served by a replica of the
+// bucket's stream that had not applied the last writes yet.
+var ErrBehind = errors.New("the replica that answered is behind the stream leader; the next run reads again")
+
+// lastRevisioner is a bucket that can say, from its stream leader, the
+// revision of the last write to some keys (bus.LeaderReads).
+type lastRevisioner interface {
+	LastRevision(ctx context.Context, keys string) (uint64, error)
+}
+
+// caughtUp returns ErrBehind when the last write to the source's keys on
+// the stream leader is after seen, the last revision a watch delivered. A
+// watch is an ordered consumer, which a follower may serve from its own
+// copy: a follower that is behind (a node back from an outage) delivers
+// an old state, a user retired since looks present, and the run would
+// retire it again under a new event id. Buckets that cannot tell (tests
+// that wrap nothing) are taken as caught up.
+func (u *Users) caughtUp(ctx context.Context, seen uint64) error {
+	lr, ok := u.kv.(lastRevisioner)
+	if !ok {
+		return nil
+	}
+	last, err := lr.LastRevision(ctx, u.source+".>")
+	if err != nil {
+		return err
+	}
+	if last > seen {
+		return fmt.Errorf("%w (it delivered revision %d, the leader has %d)", ErrBehind, seen, last)
+	}
+	return nil
 }

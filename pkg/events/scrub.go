@@ -70,11 +70,19 @@ func IsSecretMember(name string) bool {
 	return secretName([]byte(name))
 }
 
-// Folded-name rules of IsSecretMember.
+// Folded-name rules of IsSecretMember. A name is folded (lower case,
+// without _ - . and spaces) and tested as it is and, when it ends in "s",
+// without that "s": accessTokens, apiKeys and inviteUrls are plurals of
+// secrets, and their whole value goes.
 var (
-	secretContains = [][]byte{[]byte("password"), []byte("passwd"), []byte("passphrase"), []byte("secret"), []byte("credential")}
-	secretSuffixes = [][]byte{[]byte("token"), []byte("apikey"), []byte("privatekey")}
-	secretNames    = []string{"pwd", "pass", "authorization", "cookie", "invitecode", "inviteurl", "invitationcode", "invitationurl"}
+	secretContains = [][]byte{[]byte("password"), []byte("passwd"), []byte("passphrase"), []byte("passcode"), []byte("secret"),
+		[]byte("credential"), []byte("recoverycode"), []byte("backupcode")}
+	secretSuffixes = [][]byte{[]byte("token"), []byte("apikey"), []byte("privatekey"), []byte("otp")}
+	secretNames    = []string{"pwd", "pass", "authorization", "cookie"}
+	// An invitation's code, URL or link lets whoever holds it claim the
+	// account (VPP's inviteCode and inviteUrl).
+	invitePrefixes = [][]byte{[]byte("invite"), []byte("invitation")}
+	inviteParts    = [][]byte{[]byte("code"), []byte("url"), []byte("uri"), []byte("link")}
 )
 
 // secretName is IsSecretMember on the name's bytes, without allocating for
@@ -91,6 +99,13 @@ func secretName(name []byte) bool {
 		}
 		f = append(f, c)
 	}
+	if secretFolded(f) {
+		return true
+	}
+	return len(f) > 1 && f[len(f)-1] == 's' && secretFolded(f[:len(f)-1])
+}
+
+func secretFolded(f []byte) bool {
 	for _, s := range secretContains {
 		if bytes.Contains(f, s) {
 			return true
@@ -104,6 +119,16 @@ func secretName(name []byte) bool {
 	for _, s := range secretNames {
 		if string(f) == s {
 			return true
+		}
+	}
+	for _, p := range invitePrefixes {
+		if !bytes.Contains(f, p) {
+			continue
+		}
+		for _, s := range inviteParts {
+			if bytes.Contains(f, s) {
+				return true
+			}
 		}
 	}
 	return false

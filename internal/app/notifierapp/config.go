@@ -44,6 +44,11 @@ type Config struct {
 	WebhookTypes      []string      `env:"WEBHOOK_TYPES"`
 	WebhookTimeout    time.Duration `env:"WEBHOOK_TIMEOUT, default=10s"`
 
+	// AllowInsecureHTTP lets a webhook or Slack URL be http://: a Slack
+	// URL is its own credential, and a webhook's signature secret is no
+	// protection against a reader of the bodies. For test receivers only.
+	AllowInsecureHTTP bool `env:"ALLOW_INSECURE_HTTP, default=false"`
+
 	SlackWebhookURL     string   `env:"SLACK_WEBHOOK_URL"`
 	SlackWebhookURLFile string   `env:"SLACK_WEBHOOK_URL_FILE"`
 	SlackTypes          []string `env:"SLACK_TYPES"`

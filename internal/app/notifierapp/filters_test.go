@@ -184,7 +184,7 @@ func TestBadFilterKeepsConsumer(t *testing.T) {
 	}
 	base := map[string]string{
 		"NATS_URL": srv.ClientURL(), "HTTP_ADDR": "127.0.0.1:0", "CONSOLE": "false",
-		"WEBHOOK_URL": hook.URL + "/a," + hook.URL + "/b", "SLACK_WEBHOOK_URL": hook.URL + "/slack",
+		"WEBHOOK_URL": hook.URL + "/a," + hook.URL + "/b", "SLACK_WEBHOOK_URL": hook.URL + "/slack", "ALLOW_INSECURE_HTTP": "true",
 		"WEBHOOK_TYPES": events.TypeRetired, "WEBHOOK_2_TYPES": events.TypeRegistered,
 		"SLACK_TYPES": events.TypeRoleChanged, "SINK_SOURCES": "vpp",
 	}

@@ -29,7 +29,7 @@ func TestWebhookOverrides(t *testing.T) {
 	}))
 	defer srv.Close()
 	cfg, err := Load(context.Background(), envconfig.MapLookuper(map[string]string{
-		"WEBHOOK_URL": srv.URL + "/a," + srv.URL + "/b", "WEBHOOK_SECRET": secretA,
+		"WEBHOOK_URL": srv.URL + "/a," + srv.URL + "/b", "WEBHOOK_SECRET": secretA, "ALLOW_INSECURE_HTTP": "true",
 		"WEBHOOK_2_SECRET": secretB, "WEBHOOK_2_TYPES": "user.retired", "CONSOLE": "false",
 	}))
 	if err != nil {

@@ -142,6 +142,41 @@ func warnUnseenSources(ctx context.Context, js jetstream.JetStream, sources []st
 	}
 }
 
+// cleartext refuses an http:// sink URL unless ALLOW_INSECURE_HTTP: the
+// events carry people's names and e-mail addresses, and a Slack URL is a
+// credential. The URL is never quoted (it may hold a token).
+func cleartext(variable, u string, allow bool) error {
+	if allow || !strings.HasPrefix(strings.ToLower(strings.TrimSpace(u)), "http://") {
+		return nil
+	}
+	return fmt.Errorf("configuration: %s is http://: the deliveries (and a Slack URL, which is a credential) would travel in clear text; "+
+		"use an https:// URL (only for test receivers, set ALLOW_INSECURE_HTTP=true)", variable)
+}
+
+// checkOverrides refuses more webhooks than WEBHOOK_<n>_ variables are
+// read for (a 33rd webhook would get every type and the shared secret,
+// whatever WEBHOOK_33_* said), and an override of a webhook the URLs do not
+// have, from WEBHOOK_URL or WEBHOOK_URL_FILE alike.
+func checkOverrides(urls []string, overrides map[int]WebhookOverride) error {
+	if len(urls) > maxWebhooks {
+		return fmt.Errorf("configuration: %d webhook URLs; at most %d are supported (run another notifier for more)", len(urls), maxWebhooks)
+	}
+	for n, o := range overrides {
+		if n <= len(urls) {
+			continue
+		}
+		v := "TYPES"
+		switch {
+		case o.Secret != "":
+			v = "SECRET"
+		case o.SecretFile != "":
+			v = "SECRET_FILE"
+		}
+		return fmt.Errorf("configuration: WEBHOOK_%d_%s is set but there are %d webhook URL(s): it would apply to none; remove it or add the URL", n, v, len(urls))
+	}
+	return nil
+}
+
 func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 	var routes []notifier.Route
 	route := func(s notifier.Sink, types []string) notifier.Route {
@@ -157,6 +192,9 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 			return nil, fmt.Errorf("configuration: %w", err)
 		}
 		urls = strings.Split(s, ",")
+	}
+	if err := checkOverrides(urls, cfg.WebhookOverrides); err != nil {
+		return nil, err
 	}
 	whSecret, err := secret.Resolve("WEBHOOK_SECRET", cfg.WebhookSecret, cfg.WebhookSecretFile)
 	if err != nil {
@@ -187,6 +225,9 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 				types = o.Types
 			}
 		}
+		if err := cleartext(fmt.Sprintf("WEBHOOK_URL #%d", i+1), u, cfg.AllowInsecureHTTP); err != nil {
+			return nil, err
+		}
 		s, err := webhook.New(webhook.Config{Name: name, URL: u, Secrets: own, Mode: cfg.WebhookMode, Timeout: cfg.WebhookTimeout})
 		if err != nil {
 			return nil, fmt.Errorf("configuration: WEBHOOK_URL #%d: %w", i+1, err)
@@ -198,6 +239,9 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if slackURL != "" {
+		if err := cleartext("SLACK_WEBHOOK_URL", slackURL, cfg.AllowInsecureHTTP); err != nil {
+			return nil, err
+		}
 		s, err := slack.New(slack.Config{WebhookURL: slackURL, DigestThreshold: cfg.SlackDigestThreshold, DigestWindow: cfg.SlackDigestWindow})
 		if err != nil {
 			return nil, fmt.Errorf("configuration: SLACK_WEBHOOK_URL: %w", err)

@@ -36,6 +36,10 @@ type Config struct {
 	// EmbeddedAuth is generate (users with passwords in DATA_DIR/auth) or
 	// none (loopback only).
 	EmbeddedAuth string `env:"EMBEDDED_NATS_AUTH, default=generate"`
+	// EmbeddedTLSCert and EmbeddedTLSKey are the embedded server's
+	// certificate and key (PEM files); required to listen beyond loopback.
+	EmbeddedTLSCert string `env:"EMBEDDED_NATS_TLS_CERT"`
+	EmbeddedTLSKey  string `env:"EMBEDDED_NATS_TLS_KEY"`
 
 	EventsMaxAge          time.Duration `env:"EVENTS_MAX_AGE, default=8760h"`
 	EventsDuplicateWindow time.Duration `env:"EVENTS_DUPLICATE_WINDOW, default=24h"`

@@ -40,8 +40,17 @@ func checkEmbeddedListen(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("configuration: EMBEDDED_NATS_LISTEN %q: %w", cfg.EmbeddedListen, err)
 	}
+	if (cfg.EmbeddedTLSCert == "") != (cfg.EmbeddedTLSKey == "") {
+		return fmt.Errorf("configuration: EMBEDDED_NATS_TLS_CERT and EMBEDDED_NATS_TLS_KEY: set both or neither")
+	}
 	switch cfg.EmbeddedAuth {
 	case AuthGenerate:
+		if !loopback(host) && cfg.EmbeddedTLSCert == "" {
+			return fmt.Errorf("configuration: EMBEDDED_NATS_LISTEN %s is not a loopback address and the embedded server has no TLS: "+
+				"the users' passwords and every user's record would cross the network in clear text; set EMBEDDED_NATS_TLS_CERT and "+
+				"EMBEDDED_NATS_TLS_KEY (a server certificate for this host, e.g. from deployments/nats/gen-certs.sh) or listen on 127.0.0.1",
+				cfg.EmbeddedListen)
+		}
 		return nil
 	case AuthNone:
 		if !loopback(host) {

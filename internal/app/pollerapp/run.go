@@ -66,6 +66,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 
 	url := cfg.NATSURL
 	var embeddedPassword string
+	var inProcess *server.Server
 	if url == "" {
 		ns, pw, err := startEmbedded(cfg, log)
 		if err != nil {
@@ -77,11 +78,18 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 			ns.WaitForShutdown()
 		}()
 		url, embeddedPassword = ns.ClientURL(), pw
+		if cfg.EmbeddedTLSCert != "" {
+			// Its certificate names the host others reach it by; the
+			// poller itself connects in process, where TLS is not asked.
+			inProcess = ns
+			url = strings.Replace(url, "tls://", "nats://", 1) // not asked in process
+		}
 	}
 	cc, err := cfg.natsClient(url, "rollcall-poller")
 	if err != nil {
 		return err
 	}
+	cc.InProcess = inProcess
 	if embeddedPassword != "" {
 		cc.User, cc.Password = "poller", embeddedPassword
 	}
@@ -147,7 +155,8 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, string, error)
 	if err != nil {
 		return nil, "", fmt.Errorf("DATA_DIR %s: %w", cfg.DataDir, err)
 	}
-	ec := natsutil.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), Listen: cfg.EmbeddedListen}
+	ec := natsutil.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), Listen: cfg.EmbeddedListen,
+		TLSCert: cfg.EmbeddedTLSCert, TLSKey: cfg.EmbeddedTLSKey}
 	var pw map[string]string
 	if cfg.EmbeddedAuth == AuthGenerate {
 		if pw, err = EnsureEmbeddedAuth(dir); err != nil {

@@ -740,7 +740,14 @@ func (c *Client) do(ctx context.Context, k call, endpoint string) (time.Duration
 		// Drain a little so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 64<<10))
 		se := &httpx.StatusError{Code: res.StatusCode, RetryAfter: floor}
-		if httpx.Classify(res.StatusCode) == httpx.Retry || (res.StatusCode >= 300 && res.StatusCode < 400) {
+		if res.StatusCode >= 300 && res.StatusCode < 400 {
+			// Apple may answer throttling with a 3xx and Retry-After
+			// (SPEC §1.1): retried as throttling, never followed (the
+			// request carries the sToken); the error says where it
+			// pointed.
+			return floor, retryError{redirectError(res, se)}
+		}
+		if httpx.Classify(res.StatusCode) == httpx.Retry {
 			return floor, retryError{se}
 		}
 		return 0, fmt.Errorf("source %s: %s: %w", c.name, k.where, se)
@@ -753,6 +760,17 @@ func (c *Client) do(ctx context.Context, k call, endpoint string) (time.Duration
 		return floor, retryError{&httpx.TransportError{Op: "read " + k.svc.String() + " response", Err: err}}
 	}
 	return k.answer(raw, floor)
+}
+
+// redirectError names a 3xx answer's status and where its Location points
+// (scheme and host only: the path and query may carry a token).
+func redirectError(res *http.Response, se *httpx.StatusError) error {
+	loc, err := res.Location()
+	if err != nil || loc.Host == "" {
+		return fmt.Errorf("%w: a redirect without a usable location, not followed", se)
+	}
+	return fmt.Errorf("%w: a redirect to %s://%s, not followed because the request carries the sToken; "+
+		"retried as throttling; if Apple's service has moved, check VPP_BASE_URL", se, redact.Excerpt(loc.Scheme, 16), redact.Excerpt(loc.Host, 255))
 }
 
 // scrub makes a server's error message safe to quote: free of the sToken,

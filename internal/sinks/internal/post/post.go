@@ -134,6 +134,11 @@ func message(b []byte, more bool, secrets []string) string {
 // every part of it that could be a credential, to scrub from server text
 // quoted in errors. Its errors never quote the URL, which may carry a token
 // (Slack's always does).
+// minSecretPart is the length from which a path segment or query value of
+// an endpoint is taken for a credential: shorter ones ("services",
+// "hooks") are words an error may hold for other reasons.
+const minSecretPart = 12
+
 func Endpoint(raw string) (redact []string, err error) {
 	if raw == "" {
 		return nil, errors.New("url is empty")
@@ -153,6 +158,21 @@ func Endpoint(raw string) (redact []string, err error) {
 	redact = []string{raw, u.String(), u.RawQuery, u.EscapedPath(), u.Path}
 	if p, ok := u.User.Password(); ok {
 		redact = append(redact, p)
+	}
+	// A receiver may echo one part of the URL alone ("webhook token
+	// <token> revoked"): every path segment and query value long enough to
+	// be a credential (a Slack webhook's token, a signature) goes too.
+	for _, seg := range strings.Split(u.Path, "/") {
+		if len(seg) >= minSecretPart {
+			redact = append(redact, seg)
+		}
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			if len(v) >= minSecretPart {
+				redact = append(redact, v)
+			}
+		}
 	}
 	return redact, nil
 }
