@@ -138,6 +138,10 @@ type Plan struct {
 	touched []int
 }
 
+// Touched returns the indexes in the snapshot of the users new or changed:
+// the only ones whose records a run can publish or store.
+func (p Plan) Touched() []int { return p.touched }
+
 // Scan is Compute's first pass: it checks the snapshot for duplicate ids
 // and compares each user's fingerprint with Known, without any previous
 // record.

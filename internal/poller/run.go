@@ -40,7 +40,7 @@ type run struct {
 
 // runOnce runs a source once, as a sequence of stages:
 //
-//	load → repair → snapshot → prepare → scan → removals (guard, confirm) →
+//	load → repair → snapshot → scan → prepare → removals (guard, confirm) →
 //	read → compute → carry → commit (mark, publish, write)
 //
 // Every stage between repair and commit only reads; a failure anywhere
@@ -58,12 +58,12 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 	if err != nil {
 		return r.res, err
 	}
-	p.capRaw(&snap, r.log)
 	in := diff.Input{Source: r.name, Kind: r.src.Kind(), Known: r.idx, Snapshot: snap.Users, Complete: snap.Complete, Observed: r.observed}
 	plan, err := diff.Scan(in)
 	if err != nil {
 		return r.res, err
 	}
+	p.capRaw(&snap, plan.Touched(), !r.st.Seeded, r.log) // a seed's baseline stores every user
 	in.Plan = &plan
 	rm, err := p.removals(ctx, r, &plan, snap)
 	if err != nil {

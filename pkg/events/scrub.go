@@ -51,21 +51,23 @@ func ScrubRaw(raw json.RawMessage) (json.RawMessage, error) {
 // IsSecretMember reports whether ScrubRaw removes an object member of this
 // name. The name is compared case-insensitively (ASCII) after dropping
 // '_', '-', '.' and spaces, so "api_key", "API-Key" and "apiKey" are one
-// name. A member is removed when its folded name
+// name, and as it is and without a final "s" (accessTokens, apiKeys). A
+// member is removed when its folded name
 //
-//   - contains "password", "passwd", "passphrase", "secret" or
-//     "credential" (password, newPassword, passwordHash, clientSecret,
-//     credentials, userCredentials, …);
-//   - ends in "token", "apikey" or "privatekey" (token, accessToken,
-//     refresh_token, sToken, mfa_token, apiKey, x-api-key, privateKey, …);
-//   - or is one of "pwd", "pass", "authorization", "cookie", "invitecode",
-//     "inviteurl", "invitationcode", "invitationurl" (VPP's invite code and
-//     URL let whoever holds them associate their Apple Account with the
-//     invited user, as a bearer token would).
+//   - contains "password", "passwd", "passphrase", "passcode", "secret",
+//     "credential", "recoverycode" or "backupcode" (password, newPassword,
+//     passwordHash, clientSecret, credentials, recoveryCodes, …);
+//   - ends in "token", "apikey", "privatekey" or "otp" (token,
+//     accessToken, refresh_token, sToken, apiKey, x-api-key, totp, …);
+//   - is one of "pwd", "pass", "authorization", "cookie";
+//   - or names an invitation's code, URL, URI or link (inviteCode,
+//     inviteUrl, invitationLink: VPP's invite code and URL let whoever
+//     holds them associate their Apple Account with the invited user, as a
+//     bearer token would).
 //
 // The list errs on the side of removing: a passwordLastChanged member goes
-// too. Names that merely resemble these (key, pin, hash, itsIdHash,
-// userName, tokenExpDate) are kept.
+// too. Names that merely resemble these (key, keys, pin, hash, itsIdHash,
+// userName, tokenExpDate, tokenCount, invited) are kept.
 func IsSecretMember(name string) bool {
 	return secretName([]byte(name))
 }
