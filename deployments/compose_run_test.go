@@ -473,7 +473,7 @@ func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]compos
 			t.Fatalf("%s: the JetStream store %s is on no volume: it would be lost with the container", name, opts.StoreDir)
 		}
 		opts.StoreDir = filepath.Join(t.TempDir(), strings.TrimPrefix(opts.StoreDir, dataTarget))
-		clientPort, httpPort := opts.Port, opts.HTTPPort
+		clientPort, httpPort, httpHost := opts.Port, opts.HTTPPort, opts.HTTPHost
 		opts.Host, opts.Port = ip, -1
 		opts.HTTPHost, opts.HTTPPort = ip, -1
 		opts.Cluster.Host, opts.Cluster.Port = ip, ports[i]
@@ -492,8 +492,9 @@ func tryComposeNATS(t *testing.T, doc map[string]any, services map[string]compos
 		// Monitoring is on the container's loopback only (cluster.conf):
 		// the healthcheck asks it there, and publishing it would reach
 		// nothing.
-		if h, _ := hostPort(check); net.ParseIP(opts.HTTPHost) == nil || !net.ParseIP(opts.HTTPHost).IsLoopback() || h != opts.HTTPHost {
-			t.Fatalf("%s: monitoring on %q, healthcheck %q: want both on loopback", name, opts.HTTPHost, check)
+		// (Checked on the file's address, before the test moves it to ip.)
+		if h, _ := hostPort(check); net.ParseIP(httpHost) == nil || !net.ParseIP(httpHost).IsLoopback() || h != httpHost {
+			t.Fatalf("%s: monitoring on %q, healthcheck %q: want both on loopback", name, httpHost, check)
 		}
 		for _, p := range stringList(svc.raw["ports"]) {
 			if strings.HasSuffix(p, ":"+strconv.Itoa(httpPort)) {

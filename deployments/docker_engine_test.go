@@ -135,7 +135,8 @@ func standins(t *testing.T) []string {
 // runs.
 func testDockerImage(t *testing.T) {
 	start := time.Now()
-	mustDocker(t, 20*time.Minute, "build", "-f", "deployments/docker/Dockerfile", "-t", dockerImage, ".")
+	mustDocker(t, 20*time.Minute, "build", "-f", "deployments/docker/Dockerfile",
+		"--build-arg", "VERSION=v0.0.0-imagetest", "--build-arg", "REVISION=0123abc", "-t", dockerImage, ".")
 	t.Logf("docker build took %s", time.Since(start).Round(time.Second))
 
 	var img []struct {
@@ -164,10 +165,15 @@ func testDockerImage(t *testing.T) {
 	if out, err := dockerRunAllWith([]string{"--entrypoint", "/bin/sh"}, "-c", "true"); err == nil || !strings.Contains(out, "no such file or directory") {
 		t.Errorf("the image has a shell, or running one failed otherwise: %v %s", err, out)
 	}
-	for bin, want := range map[string]string{"notifier": "notifier replay", "poller": "no source configured"} {
+	for bin, want := range map[string]string{"notifier": "notifier replay", "poller": "usage: poller"} {
 		out, err := dockerRunAll(bin, "--help")
 		if !strings.Contains(out, want) {
 			t.Errorf("`%s --help` in the image: want %q in its output, got %q (%v)", bin, want, out, err)
+		}
+		// The build arguments reach --version through -ldflags.
+		out, err = dockerRunAll(bin, "--version")
+		if want := bin + " v0.0.0-imagetest (revision 0123abc, go"; err != nil || !strings.HasPrefix(out, want) {
+			t.Errorf("`%s --version` in the image: %q (%v), want it to begin %q", bin, out, err, want)
 		}
 	}
 	// The simulator does not ship in the production image…

@@ -168,6 +168,7 @@ spec:
         - name: notifier
           env:
             - {name: NATS_URL, value: %q}
+            - {name: ALLOW_INSECURE_HTTP, value: "true"}
 `, strings.Join(natsURLs, ",")),
 	}
 	for name, text := range files {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
+	"github.com/rollcall/rollcall/internal/version"
 )
 
 const usage = `usage:
@@ -27,37 +29,46 @@ const usage = `usage:
         --as-of T --source S      print the directory of S as it was at T
   notifier deadletter list [--sink NAME]
   notifier deadletter redrive [--sink NAME] [--id EVENT_ID]
+  notifier version                version, commit and Go version
 See README.md.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env := envconfig.OsLookuper()
-	cmd, args := "run", os.Args[1:]
+	os.Exit(run(ctx, os.Args[1:], envconfig.OsLookuper(), os.Stdout, os.Stderr))
+}
+
+// run is the command with its arguments; it returns the exit code.
+func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) int {
+	cmd := "run"
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
 	switch cmd {
 	case "run":
-		err = notifierapp.Run(ctx, env, os.Stdout, os.Stderr)
+		err = notifierapp.Run(ctx, env, stdout, stderr)
 	case "replay":
-		err = notifierapp.Replay(ctx, args, env, os.Stdout, os.Stderr)
+		err = notifierapp.Replay(ctx, args, env, stdout, stderr)
 	case "deadletter":
-		err = notifierapp.DeadLetter(ctx, args, env, os.Stdout, os.Stderr)
+		err = notifierapp.DeadLetter(ctx, args, env, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, version.Get().String("notifier"))
+		return 0
 	default:
 		err = fmt.Errorf("%w: unknown command %q", notifierapp.ErrUsage, cmd)
 	}
 	if errors.Is(err, notifierapp.ErrUsage) {
-		fmt.Fprintf(os.Stderr, "notifier: %v\n\n%s", err, usage)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "notifier: %v\n\n%s", err, usage)
+		return 2
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "notifier:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "notifier:", err)
+		return 1
 	}
+	return 0
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
 	"github.com/rollcall/rollcall/internal/app/pollerapp"
 	"github.com/rollcall/rollcall/internal/simulator"
+	"github.com/rollcall/rollcall/internal/version"
 )
 
 func main() {
@@ -85,6 +86,10 @@ func parse(name string, args []string, stderr io.Writer, defAddr string) (option
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version" || args[0] == "-version") {
+		_, err := fmt.Fprintln(stdout, version.Get().String("simulator"))
+		return err
+	}
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "serve" || args[0] == "demo" || args[0] == "bench" || args[0] == "soak") {
 		cmd, args = args[0], args[1:]

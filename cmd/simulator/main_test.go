@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,19 @@ func TestChosenTokensNotPrinted(t *testing.T) {
 				t.Errorf("demo tokens hidden:\n%s", out)
 			}
 		})
+	}
+}
+
+// version prints the build and starts nothing (it used to start a server
+// on 8080).
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"version", "--version", "-version"} {
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := run(ctx, []string{arg}, &out, &bytes.Buffer{})
+		cancel()
+		if err != nil || !strings.HasPrefix(out.String(), "simulator ") || !strings.Contains(out.String(), runtime.Version()) {
+			t.Fatalf("%s: %v, %q", arg, err, out.String())
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/rollcall/rollcall/internal/sinks/console"
 	"github.com/rollcall/rollcall/internal/sinks/slack"
 	"github.com/rollcall/rollcall/internal/sinks/webhook"
+	"github.com/rollcall/rollcall/internal/version"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -38,6 +39,8 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	build := version.Get()
+	log.Info("rollcall notifier starting", build.LogAttrs()...)
 	routes, err := buildRoutes(cfg, stdout)
 	if err != nil {
 		return err
@@ -57,6 +60,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	}
 	warnUnseenSources(ctx, js, cfg.Sources, log)
 	reg := ops.NewRegistry()
+	version.Register(reg, build)
 	n := notifier.New(js, notifier.Config{MaxAttempts: cfg.MaxAttempts, MaxAge: cfg.MaxAge, Concurrency: cfg.SinkConcurrency,
 		Schedule: cfg.RetrySchedule, Window: cfg.SinkWindow, ProbeEvery: cfg.ProbeEvery,
 		ShutdownGrace: cfg.ShutdownGrace, Replicas: cfg.NATSReplicas, Metrics: metrics.NewNotifier(reg), Logger: log}, routes...)

@@ -27,6 +27,7 @@ import (
 	"github.com/rollcall/rollcall/internal/secret"
 	"github.com/rollcall/rollcall/internal/sources/veeam"
 	"github.com/rollcall/rollcall/internal/sources/vpp"
+	"github.com/rollcall/rollcall/internal/version"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -47,6 +48,8 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	if len(specs) == 0 {
 		return ErrNoSource
 	}
+	build := version.Get()
+	log.Info("rollcall poller starting", build.LogAttrs()...)
 	for _, spec := range specs {
 		for _, v := range spec.insecureURLs() { // only with ALLOW_INSECURE_HTTP=true
 			log.Warn("source URL is http:// and ALLOW_INSECURE_HTTP=true: its credentials travel in clear text; use https:// outside the simulator and tests",
@@ -54,6 +57,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		}
 	}
 	reg := ops.NewRegistry()
+	version.Register(reg, build)
 	pm := metrics.NewPoller(reg)
 	srcs := make([]poller.SourceConfig, 0, len(specs))
 	for _, spec := range specs {

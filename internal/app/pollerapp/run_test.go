@@ -23,6 +23,7 @@ import (
 	"github.com/rollcall/rollcall/internal/simulator"
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/syncbuf"
+	"github.com/rollcall/rollcall/internal/version"
 )
 
 func TestConfigErrorsNameTheVariable(t *testing.T) {
@@ -219,6 +220,14 @@ func TestAPIMetrics(t *testing.T) {
 	}
 	if ok, err := testutil.Metric(httpAddr, `rollcall_source_api_requests_total{code="200",source="veeam"}`); err != nil || ok < 1 {
 		t.Errorf("successful requests not counted: %v %v", ok, err)
+	}
+	b := version.Get()
+	if v, err := testutil.Metric(httpAddr, fmt.Sprintf(`rollcall_build_info{goversion=%q,revision=%q,version=%q}`, b.GoVersion, b.Revision, b.Version)); err != nil || v != 1 {
+		t.Errorf("rollcall_build_info = %v (%v), want 1 labelled with %+v", v, err, b)
+	}
+	// The first log line names the build.
+	if first, _, _ := strings.Cut(logs.String(), "\n"); !strings.Contains(first, `"version":"`+b.Version+`"`) || !strings.Contains(first, `"revision":"`+b.Revision+`"`) {
+		t.Errorf("first log line without the build: %s", first)
 	}
 	if users, _ := testutil.Metric(httpAddr, `rollcall_source_users{source="veeam"}`); users != float64(len(sim.Veeam.Users())) {
 		t.Errorf("rollcall_source_users = %v, want %d", users, len(sim.Veeam.Users()))
