@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		err = notifierapp.Replay(ctx, args, env, stdout, stderr)
 	case "deadletter":
 		err = notifierapp.DeadLetter(ctx, args, env, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
 	case "version", "-version", "--version":
@@ -61,6 +61,11 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return 0
 	default:
 		err = fmt.Errorf("%w: unknown command %q", notifierapp.ErrUsage, cmd)
+	}
+	var ue *notifierapp.UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "notifier: %v\n\n%s", err, ue.Usage)
+		return 2
 	}
 	if errors.Is(err, notifierapp.ErrUsage) {
 		fmt.Fprintf(stderr, "notifier: %v\n\n%s", err, usage)

@@ -37,3 +37,50 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 		})
 	}
 }
+
+// Every subcommand answers -h/--help/help with its own usage on stdout and
+// exit 0 (it used to exit 2 with Go's flag output, "flag: help requested"
+// and the whole top-level usage); an unknown flag, argument or subcommand
+// exits 2 with that subcommand's usage, before anything starts.
+func TestSubcommandHelpAndMistakes(t *testing.T) {
+	env := envconfig.MapLookuper(map[string]string{"NATS_URL": "nats://127.0.0.1:1"})
+	for _, tc := range []struct {
+		args          []string
+		code          int
+		out, inErr    string
+		notOut, noErr string
+	}{
+		{args: []string{"-help"}, code: 0, out: "notifier replay [flags]"},
+		{args: []string{"replay", "--help"}, code: 0, out: "usage: notifier replay [flags]", notOut: "deadletter redrive"},
+		{args: []string{"replay", "-h"}, code: 0, out: "-as-of"},
+		{args: []string{"replay", "help"}, code: 0, out: "-since"},
+		{args: []string{"replay", "--bogus"}, code: 2, inErr: "flag provided but not defined: -bogus", noErr: "notifier deadletter redrive"},
+		{args: []string{"replay", "--source", "vpp", "extra"}, code: 2, inErr: `unexpected argument "extra"`},
+		{args: []string{"deadletter", "--help"}, code: 0, out: "list|redrive"},
+		{args: []string{"deadletter", "list", "--help"}, code: 0, out: "usage: notifier deadletter list [flags]"},
+		{args: []string{"deadletter", "redrive", "-h"}, code: 0, out: "-sink"},
+		{args: []string{"deadletter", "nosuch"}, code: 2, inErr: `unknown subcommand "nosuch"`},
+		{args: []string{"deadletter"}, code: 2, inErr: "a subcommand is missing"},
+		{args: []string{"deadletter", "list", "--bogus"}, code: 2, inErr: "usage: notifier deadletter list [flags]"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			code := run(ctx, tc.args, env, &out, &errOut)
+			if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errOut.String(), tc.inErr) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d, stdout with %q, stderr with %q",
+					code, out.String(), errOut.String(), tc.code, tc.out, tc.inErr)
+			}
+			if tc.code == 0 && errOut.Len() > 0 {
+				t.Errorf("help wrote to stderr: %q", errOut.String())
+			}
+			if tc.notOut != "" && strings.Contains(out.String(), tc.notOut) || tc.noErr != "" && strings.Contains(errOut.String(), tc.noErr) {
+				t.Errorf("more than the subcommand's usage: stdout %q, stderr %q", out.String(), errOut.String())
+			}
+			if strings.Contains(out.String()+errOut.String(), "help requested") {
+				t.Errorf("Go's flag message leaked: %q %q", out.String(), errOut.String())
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rollcall/rollcall/internal/bench"
+	"github.com/rollcall/rollcall/internal/cli"
 )
 
 // benchCmd runs the benchmarks of issue 7 and prints the table. It fails
@@ -18,7 +19,6 @@ import (
 // directory wrote to NATS; timings are reported, never asserted.
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulator bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	users := fs.String("users", "10000,100000,1000000", "users per source, comma-separated sizes (10k, 1M allowed)")
 	scen := fs.String("scenarios", strings.Join(bench.Scenarios, ","), "scenarios to run, comma-separated")
 	srcs := fs.String("sources", "vpp,veeam", "directories the per-size scenarios poll: vpp, veeam or both")
@@ -32,7 +32,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuprof := fs.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file")
 	memprof := fs.String("memprofile", "", "write a heap (allocs) profile at the end to this file")
 	md := fs.String("markdown", "", "also write the table as Markdown to this file")
-	if err := fs.Parse(args); err != nil {
+	if help, err := cli.Parse(fs, args, stdout, ""); help || err != nil {
+		if help {
+			return errHelp
+		}
 		return err
 	}
 	if fs.NArg() > 0 {

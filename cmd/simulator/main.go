@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +32,7 @@ import (
 
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
 	"github.com/rollcall/rollcall/internal/app/pollerapp"
+	"github.com/rollcall/rollcall/internal/cli"
 	"github.com/rollcall/rollcall/internal/simulator"
 	"github.com/rollcall/rollcall/internal/version"
 )
@@ -38,7 +40,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	var ue *cli.UsageError
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "simulator: %v\n\n%s", err, ue.Usage)
+		os.Exit(2)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "simulator:", err)
 		os.Exit(1)
 	}
@@ -60,15 +68,17 @@ func envOr(k, def string) string {
 	return def
 }
 
-func parse(name string, args []string, stderr io.Writer, defAddr string) (options, error) {
+// errHelp ends a command that printed its usage because it was asked to.
+var errHelp = errors.New("help shown")
+
+func parse(name string, args []string, stdout io.Writer, defAddr, defChurn string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	users, err := strconv.Atoi(envOr("SIM_USERS", "20"))
 	if err != nil || users < 0 {
 		return o, fmt.Errorf("SIM_USERS=%q: want a number of users, such as 40", os.Getenv("SIM_USERS"))
 	}
-	churn, err := time.ParseDuration(envOr("SIM_CHURN", "3s"))
+	churn, err := time.ParseDuration(envOr("SIM_CHURN", defChurn))
 	if err != nil {
 		return o, fmt.Errorf("SIM_CHURN=%q: want a duration, such as 3s (0 = never)", os.Getenv("SIM_CHURN"))
 	}
@@ -82,7 +92,11 @@ func parse(name string, args []string, stderr io.Writer, defAddr string) (option
 	fs.Int64Var(&o.seed, "seed", seed, "random seed of the churn (SIM_SEED)")
 	fs.StringVar(&o.vppTok, "vpp-stoken", envOr("SIM_VPP_STOKEN", simulator.DefaultVPPToken), "sToken the VPP API accepts (SIM_VPP_STOKEN)")
 	fs.StringVar(&o.veeamTk, "veeam-token", envOr("SIM_VEEAM_TOKEN", simulator.DefaultVeeamToken), "bearer token the Veeam API accepts (SIM_VEEAM_TOKEN)")
-	return o, fs.Parse(args)
+	help, err := cli.Parse(fs, args, stdout, "Each flag's variable (SIM_*) sets its default.\n")
+	if help {
+		return o, errHelp
+	}
+	return o, err
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -90,24 +104,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_, err := fmt.Fprintln(stdout, version.Get().String("simulator"))
 		return err
 	}
+	if len(args) > 0 && cli.IsHelp(args[0]) {
+		_, err := fmt.Fprint(stdout, usage)
+		return err
+	}
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "demo" || args[0] == "bench" || args[0] == "soak") {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	var err error
 	switch cmd {
+	case "serve":
+		err = serve(ctx, args, stdout, stderr)
 	case "demo":
-		return demo(ctx, args, stdout, stderr)
+		err = demo(ctx, args, stdout, stderr)
 	case "bench":
-		return benchCmd(ctx, args, stdout, stderr)
+		err = benchCmd(ctx, args, stdout, stderr)
 	case "soak":
-		return soak(ctx, args, stdout, stderr)
+		err = soak(ctx, args, stdout, stderr)
 	default:
-		return serve(ctx, args, stderr)
+		err = &cli.UsageError{Err: fmt.Errorf("unknown command %q", cmd), Usage: usage}
 	}
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	o, err := parse("simulator serve", args, stderr, "127.0.0.1:8080")
+const usage = `usage: simulator [command] [flags]
+
+commands:
+  serve     serve the fake VPP and Veeam APIs on -addr (the default command)
+  demo      simulator, poller with embedded NATS and notifier printing events
+  bench     the benchmark command (docs/BENCHMARKS.md)
+  soak      randomized simulations for a while (docs/RELIABILITY.md)
+  version   the build
+
+"simulator <command> --help" lists a command's flags.
+`
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parse("simulator serve", args, stdout, "127.0.0.1:8080", "3s")
 	if err != nil {
 		return err
 	}
@@ -161,12 +198,9 @@ func serveUntil(ctx context.Context, ln net.Listener, sim *simulator.Simulator, 
 // notifier (console) in one process, with short intervals so that changes
 // show within seconds. Ctrl-C stops all three.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parse("simulator demo", args, stderr, "127.0.0.1:0")
+	o, err := parse("simulator demo", args, stdout, "127.0.0.1:0", "2s")
 	if err != nil {
 		return err
-	}
-	if o.churn == 3*time.Second {
-		o.churn = 2 * time.Second
 	}
 	dir, err := os.MkdirTemp("", "rollcall-demo-")
 	if err != nil {

@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rollcall/rollcall/internal/cli"
 )
 
 // A malformed SIM_* variable stops the simulator with an error naming it,
@@ -75,5 +79,47 @@ func TestVersion(t *testing.T) {
 		if err != nil || !strings.HasPrefix(out.String(), "simulator ") || !strings.Contains(out.String(), runtime.Version()) {
 			t.Fatalf("%s: %v, %q", arg, err, out.String())
 		}
+	}
+}
+
+// help names every command and exits 0; an unknown word or a stray
+// argument is a usage error (exit 2) before anything starts — it used to
+// start a server on 8080; each command's help shows its real defaults (the
+// demo's churn is 2s, not serve's 3s).
+func TestCommandLine(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		usage bool   // a usage error
+		out   string // in stdout, when not a usage error
+	}{
+		{args: []string{"help"}, out: "demo"},
+		{args: []string{"--help"}, out: "bench"},
+		{args: []string{"-h"}, out: "soak"},
+		{args: []string{"demo", "--help"}, out: "(default 2s)"},
+		{args: []string{"serve", "-h"}, out: "(default 3s)"},
+		{args: []string{"bench", "--help"}, out: "-users"},
+		{args: []string{"soak", "help"}, out: "-duration"},
+		{args: []string{"nosuch"}, usage: true},
+		{args: []string{"-users", "5", "demo"}, usage: true},
+		{args: []string{"serve", "--bogus"}, usage: true},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Setenv("SIM_CHURN", "")
+			os.Unsetenv("SIM_CHURN")
+			var out bytes.Buffer
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := run(ctx, tc.args, &out, &bytes.Buffer{})
+			var ue *cli.UsageError
+			if tc.usage {
+				if !errors.As(err, &ue) || !strings.Contains(ue.Usage, "usage: simulator") {
+					t.Fatalf("want a usage error with the usage, got %v", err)
+				}
+				return
+			}
+			if err != nil || !strings.Contains(out.String(), tc.out) {
+				t.Fatalf("err %v, stdout %q; want %q in it", err, out.String(), tc.out)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/rollcall/rollcall/internal/cli"
 	"github.com/rollcall/rollcall/internal/simulation"
 )
 
@@ -20,12 +21,14 @@ import (
 // replays it.
 func soak(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulator soak", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 10*time.Minute, "how long to run schedules (0 = until -schedules)")
 	schedules := fs.Int("schedules", 0, "how many schedules to run (0 = until -duration)")
 	seed := fs.Uint64("seed", 0, "first seed (0 = one from the clock); schedule n runs seed+n")
 	bin := fs.String("poller-bin", "", "poller binary for the schedules that SIGKILL a poller process (default: built with go build; none if that fails)")
-	if err := fs.Parse(args); err != nil {
+	if help, err := cli.Parse(fs, args, stdout, ""); help || err != nil {
+		if help {
+			return errHelp
+		}
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/rollcall/rollcall/internal/cli"
 	"github.com/rollcall/rollcall/internal/deadletter"
 	"github.com/rollcall/rollcall/internal/logging"
 	"github.com/rollcall/rollcall/internal/natsutil"
@@ -24,7 +25,19 @@ import (
 
 // ErrUsage marks a command line that could not be parsed; the message says
 // what was wrong.
-var ErrUsage = errors.New("usage")
+var ErrUsage = cli.ErrUsage
+
+// UsageError is a subcommand's command line that could not be parsed, with
+// that subcommand's usage (cli.UsageError).
+type UsageError = cli.UsageError
+
+// usageMore ends each subcommand's usage.
+const usageMore = "The NATS connection and the sinks come from the environment (README.md, Configuration).\n"
+
+// parseArgs parses a subcommand's flags (cli.Parse).
+func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (help bool, err error) {
+	return cli.Parse(fs, args, stdout, usageMore)
+}
 
 // connect opens NATS for a one-shot command (no reconnect loop: a command
 // that cannot reach NATS should say so and exit).
@@ -60,7 +73,6 @@ func parseTime(name, v string) (time.Time, error) {
 // with --as-of the directory as it was then.
 func Replay(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("notifier replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	since := fs.String("since", "", "first event time (RFC 3339)")
 	until := fs.String("until", "", "last event time (RFC 3339)")
 	types := fs.String("type", "", "event types, comma-separated (e.g. user.retired,user.roleChanged)")
@@ -68,8 +80,8 @@ func Replay(ctx context.Context, args []string, env envconfig.Lookuper, stdout, 
 	user := fs.String("user", "", "a user id of the source (its whole history)")
 	to := fs.String("to", "console", "console, webhook or slack: where the events go (webhook and slack use the sink configuration)")
 	asOf := fs.String("as-of", "", "with --source: print the directory as it was at this time (RFC 3339)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if help, err := parseArgs(fs, args, stdout); help || err != nil {
+		return err
 	}
 	cfg, err := Load(ctx, env)
 	if err != nil {
@@ -174,16 +186,26 @@ func (m multi) Send(ctx context.Context, e events.Event) error {
 
 // DeadLetter runs `notifier deadletter list|redrive`.
 func DeadLetter(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	const deadUsage = "usage: notifier deadletter list|redrive [--sink NAME] [--id EVENT_ID]\n\n" +
+		"  list     print the dead letters (reason, sink, attempts, event)\n" +
+		"  redrive  send them again to their sink; those delivered are removed\n"
+	if len(args) > 0 && cli.IsHelp(args[0]) {
+		_, err := fmt.Fprint(stdout, deadUsage)
+		return err
+	}
 	if len(args) == 0 || (args[0] != "list" && args[0] != "redrive") {
-		return fmt.Errorf("%w: notifier deadletter list|redrive [--sink NAME] [--id EVENT_ID]", ErrUsage)
+		what := "a subcommand is missing"
+		if len(args) > 0 {
+			what = fmt.Sprintf("unknown subcommand %q", args[0])
+		}
+		return &UsageError{Err: errors.New(what), Usage: deadUsage}
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet("notifier deadletter "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	sink := fs.String("sink", "", "only this sink's dead letters")
 	id := fs.String("id", "", "only the dead letters of this event id")
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if help, err := parseArgs(fs, args[1:], stdout); help || err != nil {
+		return err
 	}
 	cfg, err := Load(ctx, env)
 	if err != nil {
