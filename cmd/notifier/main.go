@@ -15,6 +15,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
+	"github.com/rollcall/rollcall/internal/envx"
 	"github.com/rollcall/rollcall/internal/version"
 )
 
@@ -54,7 +55,8 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	case "deadletter":
 		err = notifierapp.DeadLetter(ctx, args, env, stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage+"\n"+envx.Usage(&notifierapp.Config{})+
+			"Per webhook: WEBHOOK_<n>_SECRET, WEBHOOK_<n>_SECRET_FILE, WEBHOOK_<n>_TYPES (n = its place in WEBHOOK_URL).\n")
 		return 0
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version.Get().String("notifier"))

@@ -84,3 +84,16 @@ func TestSubcommandHelpAndMistakes(t *testing.T) {
 		})
 	}
 }
+
+// help lists the service's environment variables with their defaults.
+func TestHelpListsEnvironment(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"help"}, envconfig.MapLookuper(nil), &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"RETRY_SCHEDULE", "5s,5m,30m,2h,5h,10h,10h", "WEBHOOK_TIMEOUT", "WEBHOOK_<n>_SECRET"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, out.String())
+		}
+	}
+}

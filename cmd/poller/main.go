@@ -14,6 +14,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/app/pollerapp"
+	"github.com/rollcall/rollcall/internal/envx"
 	"github.com/rollcall/rollcall/internal/version"
 )
 
@@ -21,8 +22,8 @@ const usage = `usage: poller [--version | --help]
 
 Polls the user directories configured in the environment (VPP_STOKEN,
 VEEAM_BASE_URL, SOURCES, NATS_URL, …) and publishes what changed on NATS
-JetStream. It takes no arguments: every setting, with its default, is in
-README.md under "Configuration".
+JetStream. It takes no arguments: its settings, with their defaults, are
+below and in README.md under "Configuration".
 `
 
 func main() {
@@ -40,7 +41,8 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 			fmt.Fprintln(stdout, version.Get().String("poller"))
 			return 0
 		case "--help", "-help", "-h", "help":
-			fmt.Fprint(stdout, usage)
+			fmt.Fprint(stdout, usage+"\n"+envx.Usage(&pollerapp.Config{})+
+				"A source named in SOURCES reads the same variables under its own prefix (<NAME>_STOKEN, …).\n")
 			return 0
 		}
 		fmt.Fprintf(stderr, "poller: unknown argument %q\n\n%s", args[0], usage)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -38,5 +39,19 @@ func TestArguments(t *testing.T) {
 					code, out.String(), errOut.String(), tc.code, tc.out, tc.inErr)
 			}
 		})
+	}
+}
+
+// --help lists every environment variable with the default the poller
+// really uses: both come from the same struct tags.
+func TestHelpListsEnvironment(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, envconfig.MapLookuper(nil), &out, &bytes.Buffer{}); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, re := range []string{`(?m)^  VPP_INTERVAL +15m$`, `(?m)^  VEEAM_PAGE_SIZE +500$`, `(?m)^  MAX_REMOVAL_RATIO +0\.2$`, `(?m)^  NATS_URL +\(none\)$`} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("--help lacks %s:\n%s", re, out.String())
+		}
 	}
 }
