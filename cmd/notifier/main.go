@@ -15,6 +15,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
+	"github.com/rollcall/rollcall/internal/cli"
 	"github.com/rollcall/rollcall/internal/envx"
 	"github.com/rollcall/rollcall/internal/version"
 )
@@ -49,6 +50,13 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	var err error
 	switch cmd {
 	case "run":
+		if len(args) > 0 && cli.IsHelp(args[0]) {
+			return run(ctx, []string{"help"}, env, stdout, stderr)
+		}
+		if len(args) > 0 {
+			err = &notifierapp.UsageError{Err: fmt.Errorf("unexpected argument %q", args[0]), Usage: usage}
+			break
+		}
 		err = notifierapp.Run(ctx, env, stdout, stderr)
 	case "replay":
 		err = notifierapp.Replay(ctx, args, env, stdout, stderr)

@@ -62,6 +62,8 @@ func TestSubcommandHelpAndMistakes(t *testing.T) {
 		{args: []string{"deadletter", "nosuch"}, code: 2, inErr: `unknown subcommand "nosuch"`},
 		{args: []string{"deadletter"}, code: 2, inErr: "a subcommand is missing"},
 		{args: []string{"deadletter", "list", "--bogus"}, code: 2, inErr: "usage: notifier deadletter list [flags]"},
+		{args: []string{"run", "--bogus"}, code: 2, inErr: `unexpected argument "--bogus"`},
+		{args: []string{"run", "--help"}, code: 0, out: "RETRY_SCHEDULE"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer
