@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/rollcall/rollcall/internal/bench"
-	"github.com/rollcall/rollcall/internal/cli"
 )
 
 // benchCmd runs the benchmarks of issue 7 and prints the table. It fails
@@ -32,14 +31,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuprof := fs.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file")
 	memprof := fs.String("memprofile", "", "write a heap (allocs) profile at the end to this file")
 	md := fs.String("markdown", "", "also write the table as Markdown to this file")
-	if help, err := cli.Parse(fs, args, stdout, ""); help || err != nil {
-		if help {
-			return errHelp
-		}
+	if err := parseFlags(fs, args, stdout, ""); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
 	sizes, err := parseSizes(*users)
 	if err != nil {

@@ -92,11 +92,17 @@ func parse(name string, args []string, stdout io.Writer, defAddr, defChurn strin
 	fs.Int64Var(&o.seed, "seed", seed, "random seed of the churn (SIM_SEED)")
 	fs.StringVar(&o.vppTok, "vpp-stoken", envOr("SIM_VPP_STOKEN", simulator.DefaultVPPToken), "sToken the VPP API accepts (SIM_VPP_STOKEN)")
 	fs.StringVar(&o.veeamTk, "veeam-token", envOr("SIM_VEEAM_TOKEN", simulator.DefaultVeeamToken), "bearer token the Veeam API accepts (SIM_VEEAM_TOKEN)")
-	help, err := cli.Parse(fs, args, stdout, "Each flag's variable (SIM_*) sets its default.\n")
-	if help {
-		return o, errHelp
+	return o, parseFlags(fs, args, stdout, "Each flag's variable (SIM_*) sets its default.\n")
+}
+
+// parseFlags is cli.Parse for the simulator's commands: help ends the
+// command with errHelp, which run turns into exit 0.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer, more string) error {
+	help, err := cli.Parse(fs, args, stdout, more)
+	if help && err == nil {
+		return errHelp
 	}
-	return o, err
+	return err
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/rollcall/rollcall/internal/cli"
 	"github.com/rollcall/rollcall/internal/simulation"
 )
 
@@ -25,14 +24,8 @@ func soak(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	schedules := fs.Int("schedules", 0, "how many schedules to run (0 = until -duration)")
 	seed := fs.Uint64("seed", 0, "first seed (0 = one from the clock); schedule n runs seed+n")
 	bin := fs.String("poller-bin", "", "poller binary for the schedules that SIGKILL a poller process (default: built with go build; none if that fails)")
-	if help, err := cli.Parse(fs, args, stdout, ""); help || err != nil {
-		if help {
-			return errHelp
-		}
+	if err := parseFlags(fs, args, stdout, ""); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("soak: unexpected argument %q", fs.Arg(0))
 	}
 	if *duration == 0 && *schedules == 0 {
 		return errors.New("soak: set -duration or -schedules")

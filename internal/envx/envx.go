@@ -43,29 +43,8 @@ func (e *Error) Unwrap() error { return e.err }
 // ("VPP_INTERVAL") for every field of t.
 func fields(t reflect.Type, path, prefix string) map[string]string {
 	out := map[string]string{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag := f.Tag.Get("env")
-		name, opts, _ := strings.Cut(tag, ",")
-		p := f.Name
-		if path != "" {
-			p = path + ": " + f.Name
-		}
-		if f.Type.Kind() == reflect.Struct && name == "" {
-			pre := prefix
-			for _, o := range strings.Split(opts, ",") {
-				if v, ok := strings.CutPrefix(strings.TrimSpace(o), "prefix="); ok {
-					pre += v
-				}
-			}
-			for k, v := range fields(f.Type, p, pre) {
-				out[k] = v
-			}
-			continue
-		}
-		if name != "" {
-			out[p] = prefix + name
-		}
+	for _, f := range walk(t, path, prefix) {
+		out[f.path] = f.Name
 	}
 	return out
 }

@@ -20,49 +20,71 @@ func Vars(cfg any) []Var {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	return envVars(t, "")
+	fs := walk(t, "", "")
+	out := make([]Var, len(fs))
+	for i, f := range fs {
+		out[i] = f.Var
+	}
+	return out
 }
 
-func envVars(t reflect.Type, prefix string) []Var {
-	var out []Var
+// field is a variable with go-envconfig's path to its field ("VPP:
+// Interval"), which its errors quote.
+type field struct {
+	Var
+	path string
+}
+
+// walk is the one reader of the env tags: Vars, Names and the renaming of
+// errors all come from it.
+func walk(t reflect.Type, path, prefix string) []field {
+	var out []field
 	for i := range t.NumField() {
 		f := t.Field(i)
 		tag, ok := f.Tag.Lookup("env")
 		if !ok || !f.IsExported() {
 			continue
 		}
-		name, opts, _ := strings.Cut(tag, ",")
-		name = strings.TrimSpace(name)
-		var def, pre string
-		for opts != "" {
-			var opt string
-			opt, opts, _ = strings.Cut(opts, ",")
-			opt = strings.TrimSpace(opt)
-			switch {
-			case strings.HasPrefix(opt, "default="):
-				// The default is the last option and may hold commas.
-				def = strings.TrimPrefix(opt, "default=")
-				if opts != "" {
-					def += "," + opts
-				}
-				opts = ""
-			case strings.HasPrefix(opt, "prefix="):
-				pre = strings.TrimPrefix(opt, "prefix=")
-			}
+		name, def, pre := parseTag(tag)
+		p := f.Name
+		if path != "" {
+			p = path + ": " + f.Name
 		}
 		ft := f.Type
 		for ft.Kind() == reflect.Pointer {
 			ft = ft.Elem()
 		}
 		if name == "" && ft.Kind() == reflect.Struct {
-			out = append(out, envVars(ft, prefix+pre)...)
+			out = append(out, walk(ft, p, prefix+pre)...)
 			continue
 		}
 		if name != "" {
-			out = append(out, Var{Name: prefix + name, Default: def})
+			out = append(out, field{Var: Var{Name: prefix + name, Default: def}, path: p})
 		}
 	}
 	return out
+}
+
+// parseTag splits env:"NAME, opt, …" into the name, the default (the last
+// option, which may hold commas) and the prefix of a nested struct.
+func parseTag(tag string) (name, def, prefix string) {
+	name, opts, _ := strings.Cut(tag, ",")
+	for opts != "" {
+		var opt string
+		opt, opts, _ = strings.Cut(opts, ",")
+		opt = strings.TrimSpace(opt)
+		switch {
+		case strings.HasPrefix(opt, "default="):
+			def = strings.TrimPrefix(opt, "default=")
+			if opts != "" {
+				def += "," + opts
+			}
+			opts = ""
+		case strings.HasPrefix(opt, "prefix="):
+			prefix = strings.TrimPrefix(opt, "prefix=")
+		}
+	}
+	return strings.TrimSpace(name), def, prefix
 }
 
 // Usage is the environment section of a service's usage: every variable

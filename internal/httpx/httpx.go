@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rollcall/rollcall/internal/redact"
 )
 
 // Outcome is what a status code means.
@@ -206,4 +208,16 @@ func ReadBody(r io.Reader, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrBodyTooLarge, limit)
 	}
 	return b, nil
+}
+
+// RedirectTarget is where a 3xx answer points: its scheme and host[:port],
+// cut and cleaned (the header is the server's text), without the path and
+// query, which may carry a token; both empty when it has no usable
+// Location. rollcall's clients never follow a redirect, and say this.
+func RedirectTarget(resp *http.Response) (scheme, host string) {
+	loc, err := resp.Location()
+	if err != nil || loc.Host == "" {
+		return "", ""
+	}
+	return redact.Excerpt(loc.Scheme, 16), redact.Excerpt(loc.Host, 255)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,9 +40,9 @@ func (p *Poller) scrubBaseline(ctx context.Context, name string, log *slog.Logge
 		return fmt.Errorf("source %s: read the baseline: %w", name, err)
 	}
 	meta := jetstream.ObjectMeta{Name: name, Description: info.Description, Headers: info.Headers,
-		Metadata: map[string]string{bus.BaselineScrubbed: "1"}, Opts: &jetstream.ObjectMetaOptions{ChunkSize: baselineChunkSize}}
-	for k, v := range info.Metadata {
-		meta.Metadata[k] = v
+		Metadata: maps.Clone(info.Metadata), Opts: &jetstream.ObjectMetaOptions{ChunkSize: baselineChunkSize}}
+	if meta.Metadata == nil {
+		meta.Metadata = map[string]string{}
 	}
 	meta.Metadata[bus.BaselineScrubbed] = "1"
 	clean, err := events.ScrubRaw(b)

@@ -89,7 +89,7 @@ func TestLostReplyUnderADeadlineDoesNotStopTheSource(t *testing.T) {
 	// the connection: that request's answer is lost for good.
 	sent := px.hold()
 	waitUntil(t, 5*time.Second, "a request while answers are held", func() bool { return px.sent() > sent })
-	time.Sleep(50 * time.Millisecond) // the server answers, into the void
+	waitUntil(t, 5*time.Second, "the server's answer, held back", func() bool { return px.held.Load() > 0 })
 	cut := time.Now()
 	px.cutAndRelease()
 	waitUntil(t, 10*time.Second, "a successful run after the lost answer", func() bool { return succeededAfter(cut) })
@@ -112,6 +112,7 @@ type proxy struct {
 	l        net.Listener
 	target   string
 	up       atomic.Int64 // bytes forwarded client → server
+	held     atomic.Int64 // bytes of the server held back (never forwarded)
 	holding  atomic.Bool
 	mu       sync.Mutex
 	conns    []net.Conn
@@ -176,15 +177,16 @@ func (p *proxy) accept() {
 		p.conns = append(p.conns, c, s)
 		p.mu.Unlock()
 		go func() {
-			n, _ := io.Copy(countingWriter{c: s, n: &p.up}, c)
-			_ = n
+			_, _ = io.Copy(countingWriter{c: s, n: &p.up}, c)
 			s.Close()
 		}()
 		go func() {
 			buf := make([]byte, 32<<10)
 			for {
 				n, err := s.Read(buf)
-				if n > 0 && !p.holding.Load() {
+				if n > 0 && p.holding.Load() {
+					p.held.Add(int64(n))
+				} else if n > 0 {
 					if _, werr := c.Write(buf[:n]); werr != nil {
 						break
 					}

@@ -131,7 +131,7 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	if c.Sources, err = filterList(l, "SINK_SOURCES", "source names", events.CheckSourceName); err != nil {
 		return Config{}, err
 	}
-	if err := c.checkWebhooks(l); err != nil {
+	if err := c.checkWebhooks(); err != nil {
 		return Config{}, err
 	}
 	switch c.Console {
@@ -241,34 +241,16 @@ func (c Config) natsAuthError() error {
 }
 
 // checkWebhooks refuses, each under its own name, a webhook timeout that is
-// not positive, a shared secret that is not in whsec_ form, and a
-// WEBHOOK_<n>_ variable for a URL that WEBHOOK_URL does not have (it would
-// be ignored silently). The URLs themselves, and secrets from files, are
-// checked when the sinks are built.
-func (c Config) checkWebhooks(l envconfig.Lookuper) error {
+// not positive and a shared secret that is not in whsec_ form. The URLs,
+// the WEBHOOK_<n>_ variables beyond them (checkOverrides) and secrets from
+// files are checked when the sinks are built.
+func (c Config) checkWebhooks() error {
 	if c.WebhookTimeout <= 0 {
 		return fmt.Errorf("configuration: WEBHOOK_TIMEOUT %s must be positive", c.WebhookTimeout)
 	}
 	for i, s := range strings.Fields(c.WebhookSecret) {
 		if err := webhook.CheckSecret(s); err != nil {
 			return fmt.Errorf("configuration: WEBHOOK_SECRET (secret %d): %w; want whsec_ followed by base64, as `openssl rand -base64 32` prints it", i+1, err)
-		}
-	}
-	urls := 0
-	for _, u := range c.WebhookURL {
-		if strings.TrimSpace(u) != "" {
-			urls++
-		}
-	}
-	if c.WebhookURLFile != "" {
-		return nil // the file's URLs are counted when it is read
-	}
-	for n := urls + 1; n <= maxWebhooks; n++ {
-		for _, v := range []string{"SECRET", "SECRET_FILE", "TYPES"} {
-			name := fmt.Sprintf("WEBHOOK_%d_%s", n, v)
-			if val, ok := l.Lookup(name); ok && strings.TrimSpace(val) != "" {
-				return fmt.Errorf("configuration: %s is set but WEBHOOK_URL has %d URL(s): it would apply to none; remove it or add the URL", name, urls)
-			}
 		}
 	}
 	return nil

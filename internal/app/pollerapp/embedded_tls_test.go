@@ -115,7 +115,7 @@ func TestEmbeddedServerBeyondLoopbackNeedsTLS(t *testing.T) {
 		js, _ := jetstream.New(nc)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err = js.Stream(ctx, bus.EventsStream)
+		_, err = js.Stream(ctx, bus.DeadLetterStream) // the last one bus.Ensure makes
 		return err
 	})
 

@@ -207,12 +207,7 @@ func (e *RedirectError) Error() string {
 // redirectError describes resp, a 3xx answer.
 func (c *Client) redirectError(resp *http.Response) *RedirectError {
 	re := &RedirectError{Status: resp.StatusCode}
-	if loc, err := resp.Location(); err == nil && loc.Host != "" {
-		// A host cannot hold a control character or a secret, but the
-		// header is the server's text: cut and clean it all the same.
-		re.Scheme = redact.Excerpt(loc.Scheme, 16)
-		re.Host = redact.Excerpt(loc.Host, 255)
-	}
+	re.Scheme, re.Host = httpx.RedirectTarget(resp)
 	return re
 }
 

@@ -765,12 +765,12 @@ func (c *Client) do(ctx context.Context, k call, endpoint string) (time.Duration
 // redirectError names a 3xx answer's status and where its Location points
 // (scheme and host only: the path and query may carry a token).
 func redirectError(res *http.Response, se *httpx.StatusError) error {
-	loc, err := res.Location()
-	if err != nil || loc.Host == "" {
+	scheme, host := httpx.RedirectTarget(res)
+	if host == "" {
 		return fmt.Errorf("%w: a redirect without a usable location, not followed", se)
 	}
 	return fmt.Errorf("%w: a redirect to %s://%s, not followed because the request carries the sToken; "+
-		"retried as throttling; if Apple's service has moved, check VPP_BASE_URL", se, redact.Excerpt(loc.Scheme, 16), redact.Excerpt(loc.Host, 255))
+		"retried as throttling; if Apple's service has moved, check VPP_BASE_URL", se, scheme, host)
 }
 
 // scrub makes a server's error message safe to quote: free of the sToken,
