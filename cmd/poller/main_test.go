@@ -49,7 +49,7 @@ func TestHelpListsEnvironment(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, envconfig.MapLookuper(nil), &out, &bytes.Buffer{}); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, re := range []string{`(?m)^  VPP_INTERVAL +15m$`, `(?m)^  VEEAM_PAGE_SIZE +500$`, `(?m)^  MAX_REMOVAL_RATIO +0\.2$`, `(?m)^  NATS_URL +\(none\)$`} {
+	for _, re := range []string{`(?m)^  VPP_INTERVAL +15m$`, `(?m)^  VEEAM_PAGE_SIZE +500$`, `(?m)^  MAX_REMOVAL_RATIO +0\.2$`, `(?m)^  NATS_URL +\(unset\)$`} {
 		if !regexp.MustCompile(re).MatchString(out.String()) {
 			t.Errorf("--help lacks %s:\n%s", re, out.String())
 		}

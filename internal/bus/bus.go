@@ -186,10 +186,29 @@ func WithoutDeadline(ctx context.Context) (context.Context, context.CancelFunc) 
 	}
 	c, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
-	return c, func() {
+	return detached{Context: c, parent: ctx}, func() {
 		stop()
 		cancel(context.Canceled)
 	}
+}
+
+// detached is WithoutDeadline's context: it reports the caller's error
+// once the caller is done (context.DeadlineExceeded when its deadline
+// passed), so that a run stopped by the deadline still says so.
+type detached struct {
+	context.Context
+	parent context.Context
+}
+
+func (d detached) Err() error {
+	err := d.Context.Err()
+	if err == nil {
+		return nil
+	}
+	if perr := d.parent.Err(); perr != nil {
+		return perr
+	}
+	return err
 }
 
 // Retry runs one idempotent JetStream request until it is answered, as

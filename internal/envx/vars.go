@@ -97,11 +97,11 @@ func Usage(cfg any) string {
 		width = max(width, len(v.Name))
 	}
 	var b strings.Builder
-	b.WriteString("environment (default):\n")
+	b.WriteString("environment (default; unset: README.md says what the program does without it):\n")
 	for _, v := range vars {
 		def := v.Default
 		if def == "" {
-			def = "(none)"
+			def = "(unset)"
 		}
 		fmt.Fprintf(&b, "  %-*s  %s\n", width, v.Name, def)
 	}

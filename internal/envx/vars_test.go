@@ -33,7 +33,7 @@ func TestVars(t *testing.T) {
 		}
 	}
 	u := envx.Usage(cfg{})
-	for _, line := range []string{"RETRY_SCHEDULE  5s,5m,30m", "VPP_INTERVAL    5m", "NATS_URL        (none)"} {
+	for _, line := range []string{"RETRY_SCHEDULE  5s,5m,30m", "VPP_INTERVAL    5m", "NATS_URL        (unset)"} {
 		if !strings.Contains(u, line) {
 			t.Errorf("Usage lacks %q:\n%s", line, u)
 		}

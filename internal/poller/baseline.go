@@ -45,6 +45,11 @@ func (p *Poller) scrubBaseline(ctx context.Context, name string, log *slog.Logge
 		meta.Metadata = map[string]string{}
 	}
 	meta.Metadata[bus.BaselineScrubbed] = "1"
+	// Either update below gives the object a new time; replay's --as-of
+	// needs the first one.
+	if meta.Metadata[bus.BaselineStored] == "" {
+		meta.Metadata[bus.BaselineStored] = info.ModTime.UTC().Format(time.RFC3339Nano)
+	}
 	clean, err := events.ScrubRaw(b)
 	if err != nil || bytes.Equal(clean, b) {
 		// Nothing to remove (or not JSON, which replay refuses anyway):
@@ -53,9 +58,6 @@ func (p *Poller) scrubBaseline(ctx context.Context, name string, log *slog.Logge
 			return fmt.Errorf("source %s: mark the baseline scrubbed: %w", name, err)
 		}
 		return nil
-	}
-	if meta.Metadata[bus.BaselineStored] == "" {
-		meta.Metadata[bus.BaselineStored] = info.ModTime.UTC().Format(time.RFC3339Nano)
 	}
 	if _, err := p.h.Baselines.Put(ctx, meta, bytes.NewReader(clean)); err != nil {
 		return fmt.Errorf("source %s: store the scrubbed baseline: %w", name, err)

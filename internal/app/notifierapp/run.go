@@ -166,7 +166,8 @@ func checkOverrides(urls []string, overrides map[int]WebhookOverride) error {
 		return fmt.Errorf("configuration: %d webhook URLs; at most %d are supported (run another notifier for more)", len(urls), maxWebhooks)
 	}
 	for n, o := range overrides {
-		if n <= len(urls) {
+		// Webhook n is the nth entry of the list; a blank entry is none.
+		if n <= len(urls) && strings.TrimSpace(urls[n-1]) != "" {
 			continue
 		}
 		v := "TYPES"
@@ -176,7 +177,7 @@ func checkOverrides(urls []string, overrides map[int]WebhookOverride) error {
 		case o.SecretFile != "":
 			v = "SECRET_FILE"
 		}
-		return fmt.Errorf("configuration: WEBHOOK_%d_%s is set but there are %d webhook URL(s): it would apply to none; remove it or add the URL", n, v, len(urls))
+		return fmt.Errorf("configuration: WEBHOOK_%d_%s is set but webhook URL #%d is missing or blank: it would apply to none; remove it or add the URL", n, v, n)
 	}
 	return nil
 }
