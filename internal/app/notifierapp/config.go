@@ -15,6 +15,7 @@ import (
 	"github.com/rollcall/rollcall/internal/envx"
 	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/secret"
+	"github.com/rollcall/rollcall/internal/sinks/console"
 	"github.com/rollcall/rollcall/internal/sinks/webhook"
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -35,6 +36,8 @@ type Config struct {
 
 	// Console is "true", "false" or empty (= on when no other sink is set).
 	Console string `env:"CONSOLE"`
+	// ConsoleFormat is how the console sink prints: json or text.
+	ConsoleFormat string `env:"CONSOLE_FORMAT, default=json"`
 
 	WebhookURL        []string      `env:"WEBHOOK_URL"`
 	WebhookURLFile    string        `env:"WEBHOOK_URL_FILE"`
@@ -138,6 +141,9 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 	case "", "true", "false":
 	default:
 		return Config{}, fmt.Errorf("configuration: CONSOLE %q: want true or false", c.Console)
+	}
+	if !slices.Contains(console.Formats, c.ConsoleFormat) {
+		return Config{}, fmt.Errorf("configuration: CONSOLE_FORMAT %q: want json or text", c.ConsoleFormat)
 	}
 	switch c.WebhookMode {
 	case "binary", "structured":

@@ -254,7 +254,7 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 		routes = append(routes, route(s, cfg.SlackTypes))
 	}
 	if cfg.Console == "true" || cfg.Console == "" && len(routes) == 0 {
-		routes = append(routes, route(console.New(console.Config{Out: stdout}), nil))
+		routes = append(routes, route(console.New(console.Config{Out: stdout, Format: cfg.ConsoleFormat}), nil))
 	}
 	if len(routes) == 0 {
 		return nil, fmt.Errorf("configuration: no sink: set WEBHOOK_URL, SLACK_WEBHOOK_URL or CONSOLE=true")

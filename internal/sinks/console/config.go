@@ -12,9 +12,15 @@ const DefaultName = "console"
 type Config struct {
 	// Name is the sink name; default "console".
 	Name string
-	// Out receives one JSON line per event; default os.Stdout.
+	// Out receives one line per event; default os.Stdout.
 	Out io.Writer
+	// Format is "json" (CloudEvents structured JSON, the default) or
+	// "text" (one line a person reads: time, source, user, what changed).
+	Format string
 }
+
+// Formats are the values Config.Format takes.
+var Formats = []string{"json", "text"}
 
 // New returns a console sink writing to cfg.Out.
 func New(cfg Config) *Sink {
