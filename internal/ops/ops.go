@@ -71,16 +71,46 @@ func Handler(reg *prometheus.Registry, checks map[string]Check) http.Handler {
 	return mux
 }
 
-// Serve listens on addr until ctx ends, then shuts down within 5s. An empty
-// addr serves nothing.
-func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+// Listen binds the operational endpoints' address, so that a service can
+// refuse to start, naming HTTP_ADDR, before it starts anything else. An
+// empty addr serves nothing: the listener is nil.
+func Listen(addr string) (net.Listener, error) {
 	if addr == "" {
-		<-ctx.Done()
-		return nil
+		return nil, nil
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("HTTP_ADDR %s: %w (set HTTP_ADDR to a free address, or empty to disable)", addr, err)
+		return nil, fmt.Errorf("HTTP_ADDR %s: %w (another process listens there, perhaps a second copy of this service: set HTTP_ADDR to a free address, or empty to serve no /metrics, /healthz and /readyz)", addr, bindCause(err))
+	}
+	return ln, nil
+}
+
+// bindCause is the system's reason of a failed listen ("bind: address
+// already in use"), without the address the caller names already.
+func bindCause(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// Serve listens on addr until ctx ends, then shuts down within 5s. An empty
+// addr serves nothing.
+func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	ln, err := Listen(addr)
+	if err != nil {
+		return err
+	}
+	return ServeListener(ctx, ln, h, log)
+}
+
+// ServeListener serves h on ln (from Listen) until ctx ends, then shuts
+// down within 5s. A nil ln serves nothing.
+func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	if ln == nil {
+		<-ctx.Done()
+		return nil
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
@@ -120,9 +150,21 @@ func NATSConnected(nc *nats.Conn) Check {
 }
 
 // RunService serves the operational endpoints on addr while main runs, and
-// stops both when either ends or ctx does. main's error wins unless ctx was
-// cancelled (a requested stop is not a failure).
+// stops both when either ends or ctx does. The address is bound first: when
+// it cannot be, RunService returns that error, naming HTTP_ADDR, without
+// running main. main's error wins unless ctx was cancelled (a requested
+// stop is not a failure).
 func RunService(ctx context.Context, addr string, h http.Handler, log *slog.Logger, main func(context.Context) error) error {
+	ln, err := Listen(addr)
+	if err != nil {
+		return err
+	}
+	return RunListener(ctx, ln, h, log, main)
+}
+
+// RunListener is RunService on a listener from Listen (nil: no endpoints),
+// for a service that binds its address before it starts anything else.
+func RunListener(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, main func(context.Context) error) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
@@ -130,7 +172,7 @@ func RunService(ctx context.Context, addr string, h http.Handler, log *slog.Logg
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if httpErr = Serve(ctx, addr, h, log); httpErr != nil {
+		if httpErr = ServeListener(ctx, ln, h, log); httpErr != nil {
 			stop()
 		}
 	}()
