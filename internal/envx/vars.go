@@ -33,6 +33,7 @@ func Vars(cfg any) []Var {
 type field struct {
 	Var
 	path string
+	typ  reflect.Type // the field's type, pointers removed
 }
 
 // walk is the one reader of the env tags: Vars, Names and the renaming of
@@ -59,7 +60,7 @@ func walk(t reflect.Type, path, prefix string) []field {
 			continue
 		}
 		if name != "" {
-			out = append(out, field{Var: Var{Name: prefix + name, Default: def}, path: p})
+			out = append(out, field{Var: Var{Name: prefix + name, Default: def}, path: p, typ: ft})
 		}
 	}
 	return out
