@@ -30,5 +30,5 @@ func New(cfg Config) *Sink {
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
 	}
-	return &Sink{name: cfg.Name, out: cfg.Out}
+	return &Sink{name: cfg.Name, out: cfg.Out, text: cfg.Format == "text"}
 }

@@ -1,6 +1,7 @@
-// Package console is the sink that prints each event as one line of
-// CloudEvents structured-mode JSON, so that the output can be piped into jq,
-// a file or any CloudEvents tooling.
+// Package console is the sink that prints each event as one line: of
+// CloudEvents structured-mode JSON (Format "json", the default), so that
+// the output can be piped into jq, a file or any CloudEvents tooling, or of
+// text a person reads (Format "text", see Line).
 package console
 
 import (
@@ -18,8 +19,9 @@ type Sink struct {
 	name string
 	// mu keeps each line whole: consumers of several sinks may share one
 	// writer, and a line split by another goroutine's write is unreadable.
-	mu  sync.Mutex
-	out io.Writer
+	mu   sync.Mutex
+	out  io.Writer
+	text bool
 }
 
 // Name is the sink name.
@@ -31,13 +33,18 @@ func (s *Sink) Send(ctx context.Context, e events.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// The structured form never contains a newline: encoding/json escapes
-	// control characters inside strings.
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("console: encode event %s: %w", e.ID(), err)
+	var b []byte
+	if s.text {
+		b = append([]byte(Line(e)), '\n')
+	} else {
+		// The structured form never contains a newline: encoding/json
+		// escapes control characters inside strings.
+		j, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("console: encode event %s: %w", e.ID(), err)
+		}
+		b = append(j, '\n')
 	}
-	b = append(b, '\n')
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.out.Write(b); err != nil {
