@@ -48,6 +48,71 @@ type Route struct {
 	// Start is where a newly created consumer begins: "new" (default),
 	// "all", or an RFC 3339 time. An existing consumer resumes where it was.
 	Start string
+	// Endpoint is where the sink delivers; zero for a sink with no remote
+	// endpoint (the console). It is stored on the consumer, and a consumer
+	// that delivered to one endpoint is not handed to another (its place in
+	// the stream, its undelivered events) unless MoveEndpoint is set: a
+	// reordered WEBHOOK_URL must not silently swap two receivers.
+	Endpoint     Endpoint
+	MoveEndpoint bool
+}
+
+// Endpoint identifies a sink's destination: Host may be logged, ID (a hash
+// of the whole URL) may be stored; neither gives a token in the URL away.
+type Endpoint struct{ Host, ID string }
+
+// Consumer metadata keys holding the Endpoint a consumer delivers to.
+const (
+	metaEndpoint     = "rollcall_endpoint"
+	metaEndpointHost = "rollcall_endpoint_host"
+)
+
+// EndpointChangedError refuses to start a sink whose consumer delivered to
+// another endpoint than the one now configured for it.
+type EndpointChangedError struct {
+	Sink    string
+	Was, Is Endpoint
+}
+
+func (e *EndpointChangedError) Error() string {
+	what := fmt.Sprintf("%s, but the configuration now gives it %s", hostOrUnknown(e.Was.Host), hostOrUnknown(e.Is.Host))
+	if e.Was.Host == e.Is.Host {
+		what = fmt.Sprintf("one URL on %s, but the configuration now gives it another", hostOrUnknown(e.Is.Host))
+	}
+	return fmt.Sprintf("sink %s: its consumer delivers to %s; starting would hand its place in the stream, and every event it has not delivered yet, to a different endpoint", e.Sink, what)
+}
+
+func hostOrUnknown(h string) string {
+	if h == "" {
+		return "an unnamed host"
+	}
+	return h
+}
+
+// endpointChange compares the endpoint stored on an existing consumer with
+// the route's: nil when they agree, when the route has none, when the
+// consumer predates stored endpoints (it is adopted), or when the route may
+// move.
+func endpointChange(cfg jetstream.ConsumerConfig, r Route) error {
+	was := Endpoint{Host: cfg.Metadata[metaEndpointHost], ID: cfg.Metadata[metaEndpoint]}
+	if r.Endpoint.ID == "" || was.ID == "" || was.ID == r.Endpoint.ID || r.MoveEndpoint {
+		return nil
+	}
+	return &EndpointChangedError{Sink: r.Sink.Name(), Was: was, Is: r.Endpoint}
+}
+
+// setEndpoint stores r's endpoint on cfg; it says whether that changed it.
+func setEndpoint(cfg *jetstream.ConsumerConfig, r Route) bool {
+	if r.Endpoint.ID == "" || cfg.Metadata[metaEndpoint] == r.Endpoint.ID && cfg.Metadata[metaEndpointHost] == r.Endpoint.Host {
+		return false
+	}
+	md := make(map[string]string, len(cfg.Metadata)+2)
+	for k, v := range cfg.Metadata {
+		md[k] = v
+	}
+	md[metaEndpoint], md[metaEndpointHost] = r.Endpoint.ID, r.Endpoint.Host
+	cfg.Metadata = md
+	return true
 }
 
 // DefaultSchedule is the wait before each retry of a delivery, Svix's:
@@ -310,6 +375,9 @@ func (n *Notifier) setUp(ctx context.Context) ([]jetstream.Consumer, error) {
 	if err := n.dead.load(ctx, n.js); err != nil {
 		return nil, err
 	}
+	if err := n.checkEndpoints(ctx); err != nil {
+		return nil, err
+	}
 	consumers := make([]jetstream.Consumer, len(n.routes))
 	for i, r := range n.routes {
 		c, err := n.consumer(ctx, r)
@@ -319,6 +387,26 @@ func (n *Notifier) setUp(ctx context.Context) ([]jetstream.Consumer, error) {
 		consumers[i] = c
 	}
 	return consumers, nil
+}
+
+// checkEndpoints refuses, before any consumer is created or changed, every
+// route whose existing consumer delivers to another endpoint (see
+// Route.Endpoint): a start that fails changes nothing.
+func (n *Notifier) checkEndpoints(ctx context.Context) error {
+	var errs []error
+	for _, r := range n.routes {
+		c, err := n.js.Consumer(ctx, bus.EventsStream, r.Sink.Name())
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sink %s: look up consumer: %w", r.Sink.Name(), err)
+		}
+		if err := endpointChange(c.CachedInfo().Config, r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // watchPending keeps the pending gauges current until ctx ends. A failed
@@ -357,7 +445,13 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 	c, err := n.js.Consumer(ctx, bus.EventsStream, name)
 	if err == nil {
 		cfg := c.CachedInfo().Config
+		if err := endpointChange(cfg, r); err != nil {
+			return nil, err
+		}
 		var changed []any
+		if was := cfg.Metadata[metaEndpointHost]; setEndpoint(&cfg, r) {
+			changed = append(changed, "endpoint_was", was, "endpoint", r.Endpoint.Host)
+		}
 		if !equal(cfg.FilterSubjects, filters) && !(len(filters) == 1 && cfg.FilterSubject == filters[0]) {
 			changed = append(changed, "filters", filters)
 			cfg.FilterSubject, cfg.FilterSubjects = "", filters
@@ -392,6 +486,7 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 		MaxAckPending: n.window(r.Sink),
 		MaxDeliver:    -1, // the notifier dead-letters after MaxAttempts itself
 	}
+	setEndpoint(&cfg, r)
 	switch r.Start {
 	case "", "new":
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy

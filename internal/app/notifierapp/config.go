@@ -47,6 +47,17 @@ type Config struct {
 	WebhookTypes      []string      `env:"WEBHOOK_TYPES"`
 	WebhookTimeout    time.Duration `env:"WEBHOOK_TIMEOUT, default=10s"`
 
+	// Webhooks names the webhooks (WEBHOOKS=crm,hr), each configured by
+	// WEBHOOK_<NAME>_URL (or _URL_FILE), _SECRET (or _SECRET_FILE) and
+	// _TYPES: the other form to WEBHOOK_URL's places, and the one whose
+	// consumers survive reordering. NamedWebhooks holds them, read.
+	Webhooks      []string `env:"WEBHOOKS"`
+	NamedWebhooks []NamedWebhook
+	// AllowEndpointChange names sinks whose consumer may move to a new
+	// endpoint on this start (a receiver that moved); otherwise a sink whose
+	// URL changed is refused (notifier.EndpointChangedError).
+	AllowEndpointChange []string `env:"ALLOW_ENDPOINT_CHANGE"`
+
 	// AllowInsecureHTTP lets a webhook or Slack URL be http://: a Slack
 	// URL is its own credential, and a webhook's signature secret is no
 	// protection against a reader of the bodies. For test receivers only.
@@ -124,6 +135,9 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, error) {
 		if o.Secret != "" || o.SecretFile != "" || len(o.Types) > 0 {
 			c.WebhookOverrides[n] = o
 		}
+	}
+	if err := loadNamedWebhooks(ctx, l, &c); err != nil {
+		return Config{}, err
 	}
 	if c.WebhookTypes, err = filterList(l, "WEBHOOK_TYPES", typeList, events.CheckType); err != nil {
 		return Config{}, err
@@ -254,9 +268,15 @@ func (c Config) checkWebhooks() error {
 	if c.WebhookTimeout <= 0 {
 		return fmt.Errorf("configuration: WEBHOOK_TIMEOUT %s must be positive", c.WebhookTimeout)
 	}
-	for i, s := range strings.Fields(c.WebhookSecret) {
+	return checkSecrets("WEBHOOK_SECRET", c.WebhookSecret)
+}
+
+// checkSecrets refuses a value of the secret variable name that holds a
+// secret not in whsec_ form (several, space-separated, during a rotation).
+func checkSecrets(name, value string) error {
+	for i, s := range strings.Fields(value) {
 		if err := webhook.CheckSecret(s); err != nil {
-			return fmt.Errorf("configuration: WEBHOOK_SECRET (secret %d): %w; want whsec_ followed by base64, as `openssl rand -base64 32` prints it", i+1, err)
+			return fmt.Errorf("configuration: %s (secret %d): %w; want whsec_ followed by base64, as `openssl rand -base64 32` prints it", name, i+1, err)
 		}
 	}
 	return nil

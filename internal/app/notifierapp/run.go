@@ -2,12 +2,12 @@ package notifierapp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -76,12 +76,10 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 			return err
 		},
 	})
-	names := make([]string, len(routes))
-	for i, r := range routes {
-		names[i] = r.Sink.Name()
-	}
-	log.Info("notifier started", "sinks", names, "nats", nc.ConnectedUrlRedacted())
+	logSinks(log, routes)
+	log.Info("notifier started", "sinks", sinkNames(routes), "nats", nc.ConnectedUrlRedacted())
 	err = ops.RunService(ctx, cfg.HTTPAddr, handler, log, n.Run)
+	err = endpointHint(err)
 	log.Info("notifier stopped")
 	return err
 }
@@ -185,59 +183,26 @@ func checkOverrides(urls []string, overrides map[int]WebhookOverride) error {
 func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 	var routes []notifier.Route
 	route := func(s notifier.Sink, types []string) notifier.Route {
-		return notifier.Route{Sink: s, Types: types, Sources: cfg.Sources, Start: cfg.SinkStart}
-	}
-	urls := cfg.WebhookURL
-	if cfg.WebhookURLFile != "" {
-		if len(urls) > 0 {
-			return nil, fmt.Errorf("configuration: WEBHOOK_URL and WEBHOOK_URL_FILE are both set; set one")
+		r := notifier.Route{Sink: s, Types: types, Sources: cfg.Sources, Start: cfg.SinkStart}
+		if e, ok := s.(interface{ Endpoint() (host, id string) }); ok {
+			r.Endpoint.Host, r.Endpoint.ID = e.Endpoint()
+			r.MoveEndpoint = slices.Contains(cfg.AllowEndpointChange, s.Name())
 		}
-		s, err := secret.Resolve("WEBHOOK_URL", "", cfg.WebhookURLFile)
-		if err != nil {
-			return nil, fmt.Errorf("configuration: %w", err)
-		}
-		urls = strings.Split(s, ",")
+		return r
 	}
-	if err := checkOverrides(urls, cfg.WebhookOverrides); err != nil {
+	specs, err := webhookSpecs(cfg)
+	if err != nil {
 		return nil, err
 	}
-	whSecret, err := secret.Resolve("WEBHOOK_SECRET", cfg.WebhookSecret, cfg.WebhookSecretFile)
-	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	var secrets []string
-	if whSecret != "" {
-		secrets = strings.Fields(whSecret)
-	}
-	for i, u := range urls {
-		u = strings.TrimSpace(u)
-		if u == "" {
-			continue
-		}
-		name := "webhook"
-		if i > 0 {
-			name = "webhook-" + strconv.Itoa(i+1)
-		}
-		own, types := secrets, cfg.WebhookTypes
-		if o, ok := cfg.WebhookOverrides[i+1]; ok {
-			v := fmt.Sprintf("WEBHOOK_%d_SECRET", i+1)
-			if s, err := secret.Resolve(v, o.Secret, o.SecretFile); err != nil {
-				return nil, fmt.Errorf("configuration: %w", err)
-			} else if s != "" {
-				own = strings.Fields(s)
-			}
-			if len(o.Types) > 0 {
-				types = o.Types
-			}
-		}
-		if err := cleartext(fmt.Sprintf("WEBHOOK_URL #%d", i+1), u, cfg.AllowInsecureHTTP); err != nil {
+	for _, w := range specs {
+		if err := cleartext(w.urlVar, w.url, cfg.AllowInsecureHTTP); err != nil {
 			return nil, err
 		}
-		s, err := webhook.New(webhook.Config{Name: name, URL: u, Secrets: own, Mode: cfg.WebhookMode, Timeout: cfg.WebhookTimeout})
+		s, err := webhook.New(webhook.Config{Name: w.name, URL: w.url, Secrets: w.secrets, Mode: cfg.WebhookMode, Timeout: cfg.WebhookTimeout})
 		if err != nil {
-			return nil, fmt.Errorf("configuration: WEBHOOK_URL #%d: %w", i+1, err)
+			return nil, fmt.Errorf("configuration: %s: %w", w.urlVar, err)
 		}
-		routes = append(routes, route(s, types))
+		routes = append(routes, route(s, w.types))
 	}
 	slackURL, err := secret.Resolve("SLACK_WEBHOOK_URL", cfg.SlackWebhookURL, cfg.SlackWebhookURLFile)
 	if err != nil {
@@ -257,7 +222,71 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 		routes = append(routes, route(console.New(console.Config{Out: stdout, Format: cfg.ConsoleFormat}), nil))
 	}
 	if len(routes) == 0 {
-		return nil, fmt.Errorf("configuration: no sink: set WEBHOOK_URL, SLACK_WEBHOOK_URL or CONSOLE=true")
+		return nil, fmt.Errorf("configuration: no sink: set WEBHOOK_URL (or WEBHOOKS), SLACK_WEBHOOK_URL or CONSOLE=true")
+	}
+	for _, name := range cfg.AllowEndpointChange {
+		if !slices.ContainsFunc(routes, func(r notifier.Route) bool { return r.Sink.Name() == name }) {
+			return nil, fmt.Errorf("configuration: ALLOW_ENDPOINT_CHANGE names %q, which is not a configured sink (sinks: %s)", name, strings.Join(sinkNames(routes), ", "))
+		}
 	}
 	return routes, nil
+}
+
+// sinkNames are the routes' sink names, in order.
+func sinkNames(routes []notifier.Route) []string {
+	names := make([]string, len(routes))
+	for i, r := range routes {
+		names[i] = r.Sink.Name()
+	}
+	return names
+}
+
+// logSinks says at start where each sink delivers: its name with its
+// endpoint's host, never the path or query (which may hold a token), and
+// warns about a webhook whose deliveries are unsigned.
+func logSinks(log *slog.Logger, routes []notifier.Route) {
+	for _, r := range routes {
+		attrs := []any{"sink", r.Sink.Name()}
+		if r.Endpoint.Host != "" {
+			attrs = append(attrs, "endpoint", r.Endpoint.Host)
+		}
+		if len(r.Types) > 0 {
+			attrs = append(attrs, "types", r.Types)
+		}
+		if len(r.Sources) > 0 {
+			attrs = append(attrs, "sources", r.Sources)
+		}
+		if r.MoveEndpoint {
+			attrs = append(attrs, "endpoint_change_allowed", true)
+		}
+		log.Info("sink configured", attrs...)
+		if w, ok := r.Sink.(*webhook.Sink); ok && !w.Signed() {
+			log.Warn("webhook deliveries are unsigned: a receiver cannot tell them from forged requests; set WEBHOOK_SECRET (or the webhook's own _SECRET) to a whsec_ secret (README.md, Webhook signatures)",
+				"sink", r.Sink.Name(), "endpoint", r.Endpoint.Host)
+		}
+	}
+}
+
+// endpointHint adds to a refusal to move sinks' consumers what the operator
+// can do about it, naming every sink refused.
+func endpointHint(err error) error {
+	var names []string
+	var walk func(error)
+	walk = func(e error) {
+		var ec *notifier.EndpointChangedError
+		if errors.As(e, &ec) && !slices.Contains(names, ec.Sink) {
+			names = append(names, ec.Sink)
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				walk(x)
+			}
+		}
+	}
+	walk(err)
+	if len(names) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\nnothing was changed. If WEBHOOK_URL was reordered or an entry removed, restore it, or name each webhook with WEBHOOKS so that its place does not matter; "+
+		"if the receiver really moved, start once with ALLOW_ENDPOINT_CHANGE=%s", err, strings.Join(names, ","))
 }

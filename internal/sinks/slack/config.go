@@ -60,16 +60,16 @@ func New(cfg Config) (*Sink, error) {
 	}
 	redact, err := post.Endpoint(cfg.WebhookURL)
 	if err != nil {
-		return nil, fmt.Errorf("slack %s: webhook %w", cfg.Name, err)
+		return nil, fmt.Errorf("webhook %w", err)
 	}
 	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("slack %s: timeout %v is negative", cfg.Name, cfg.Timeout)
+		return nil, fmt.Errorf("timeout %v is negative", cfg.Timeout)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.DigestWindow < 0 {
-		return nil, fmt.Errorf("slack %s: digest window %v is negative", cfg.Name, cfg.DigestWindow)
+		return nil, fmt.Errorf("digest window %v is negative", cfg.DigestWindow)
 	}
 	if cfg.DigestWindow == 0 {
 		cfg.DigestWindow = DefaultDigestWindow
@@ -78,7 +78,7 @@ func New(cfg Config) (*Sink, error) {
 		cfg.DigestThreshold = DefaultDigestThreshold
 	}
 	if cfg.DigestUsers < 0 {
-		return nil, fmt.Errorf("slack %s: digest users %d is negative", cfg.Name, cfg.DigestUsers)
+		return nil, fmt.Errorf("digest users %d is negative", cfg.DigestUsers)
 	}
 	if cfg.DigestUsers == 0 {
 		cfg.DigestUsers = DefaultDigestUsers

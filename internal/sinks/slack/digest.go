@@ -59,7 +59,7 @@ func (s *Sink) await(ctx context.Context, d *digest, m *member) error {
 		default:
 		}
 	}
-	return fmt.Errorf("slack %s: waiting for the digest: %w", s.name, ctx.Err())
+	return fmt.Errorf("%s: waiting for the digest: %w", s.label(), ctx.Err())
 }
 
 // flush posts d, at the end of its window, with the events still in it,
@@ -92,6 +92,6 @@ func (s *Sink) flush(d *digest) {
 		return
 	}
 	if err := s.Post(context.Background(), RenderDigest(evs, s.users)); err != nil {
-		d.err = fmt.Errorf("slack %s: digest of %d events: %w", s.name, len(evs), err)
+		d.err = fmt.Errorf("%s: digest of %d events: %w", s.label(), len(evs), err)
 	}
 }

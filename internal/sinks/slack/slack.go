@@ -120,6 +120,19 @@ type member struct {
 // Name is the sink name.
 func (s *Sink) Name() string { return s.name }
 
+// label names the sink in its errors: its kind, and its name when that is
+// not the kind too ("slack", not "slack slack").
+func (s *Sink) label() string {
+	if s.name == "slack" {
+		return s.name
+	}
+	return "slack " + s.name
+}
+
+// Endpoint is the host the sink posts to, which may be logged, and an
+// identity of its whole URL, which may be stored (post.Identify).
+func (s *Sink) Endpoint() (host, id string) { return post.Identify(s.url) }
+
 // Concurrency is how many Sends the notifier should allow in flight for
 // this sink (and its consumer's MaxAckPending): max(4*DigestThreshold,
 // 256), since a Send collected into a digest waits up to a window. It is 0
@@ -150,11 +163,11 @@ func (s *Sink) SendTimeout() time.Duration {
 // ErrHeld).
 func (s *Sink) Send(ctx context.Context, e events.Event) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("slack %s: %w", s.name, err)
+		return fmt.Errorf("%s: %w", s.label(), err)
 	}
 	m, err := Render(e)
 	if err != nil {
-		return fmt.Errorf("slack %s: %w", s.name, err)
+		return fmt.Errorf("%s: %w", s.label(), err)
 	}
 	// Checked before admit so that an event turned away is not counted in
 	// the digest window: it was not posted, and will come back.
@@ -176,11 +189,11 @@ func (s *Sink) Post(ctx context.Context, m Message) error {
 	}
 	body, err := json.Marshal(m)
 	if err != nil {
-		return fmt.Errorf("slack %s: encode message: %w", s.name, err)
+		return fmt.Errorf("%s: encode message: %w", s.label(), err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	req, err := post.NewRequest(ctx, "slack "+s.name, s.url)
+	req, err := post.NewRequest(ctx, s.label(), s.url)
 	if err != nil {
 		return err
 	}
@@ -189,7 +202,7 @@ func (s *Sink) Post(ctx context.Context, m Message) error {
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("User-Agent", "rollcall-notifier")
-	err = post.Do(s.client, req, "slack "+s.name+": post", s.now, s.redact...)
+	err = post.Do(s.client, req, s.label()+": post", s.now, s.redact...)
 	s.hold(err)
 	return err
 }
@@ -226,6 +239,6 @@ func (s *Sink) held() error {
 	if left <= 0 {
 		return nil
 	}
-	return fmt.Errorf("slack %s: %w, %s left: %w", s.name, ErrHeld, left.Round(time.Millisecond),
+	return fmt.Errorf("%s: %w, %s left: %w", s.label(), ErrHeld, left.Round(time.Millisecond),
 		&httpx.StatusError{Code: http.StatusTooManyRequests, RetryAfter: left, Message: msg})
 }

@@ -53,25 +53,25 @@ func New(cfg Config) (*Sink, error) {
 	}
 	redact, err := post.Endpoint(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("webhook %s: %w", cfg.Name, err)
+		return nil, err
 	}
 	switch cfg.Mode {
 	case "":
 		cfg.Mode = ModeBinary
 	case ModeBinary, ModeStructured:
 	default:
-		return nil, fmt.Errorf("webhook %s: mode %q is not %q or %q", cfg.Name, cfg.Mode, ModeBinary, ModeStructured)
+		return nil, fmt.Errorf("mode %q is not %q or %q", cfg.Mode, ModeBinary, ModeStructured)
 	}
 	keys := make([][]byte, 0, len(cfg.Secrets))
 	for i, sec := range cfg.Secrets {
 		k, err := decodeSecret(sec)
 		if err != nil {
-			return nil, fmt.Errorf("webhook %s: secret %d: %w", cfg.Name, i+1, err)
+			return nil, fmt.Errorf("secret %d: %w", i+1, err)
 		}
 		keys = append(keys, k)
 	}
 	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("webhook %s: timeout %v is negative", cfg.Name, cfg.Timeout)
+		return nil, fmt.Errorf("timeout %v is negative", cfg.Timeout)
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout

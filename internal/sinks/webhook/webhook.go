@@ -50,6 +50,22 @@ type Sink struct {
 // Name is the sink name.
 func (s *Sink) Name() string { return s.name }
 
+// label names the sink in its errors: its kind, and its name when that is
+// not the kind too ("webhook", not "webhook webhook").
+func (s *Sink) label() string {
+	if s.name == "webhook" {
+		return s.name
+	}
+	return "webhook " + s.name
+}
+
+// Endpoint is the host the sink posts to, which may be logged, and an
+// identity of its whole URL, which may be stored (post.Identify).
+func (s *Sink) Endpoint() (host, id string) { return post.Identify(s.url) }
+
+// Signed says whether deliveries carry a Standard Webhooks signature.
+func (s *Sink) Signed() bool { return len(s.keys) > 0 }
+
 // SendTimeout is the configured per-attempt Timeout. The notifier bounds
 // each Send by max(its own send timeout, SendTimeout()), so a
 // WEBHOOK_TIMEOUT above the notifier's default is honoured rather than cut
@@ -78,11 +94,11 @@ func (s *Sink) Send(ctx context.Context, e events.Event) error {
 	if err != nil {
 		return err
 	}
-	return post.Do(s.client, req, "webhook "+s.name+": post", s.now, s.redact...)
+	return post.Do(s.client, req, s.label()+": post", s.now, s.redact...)
 }
 
 func (s *Sink) request(ctx context.Context, e events.Event) (*http.Request, error) {
-	req, err := post.NewRequest(ctx, "webhook "+s.name, s.url)
+	req, err := post.NewRequest(ctx, s.label(), s.url)
 	if err != nil {
 		return nil, err
 	}
@@ -95,14 +111,14 @@ func (s *Sink) request(ctx context.Context, e events.Event) (*http.Request, erro
 			wctx = binding.WithForceStructured(ctx)
 		}
 		if err := cehttp.WriteRequest(wctx, binding.ToMessage(&e), req); err != nil {
-			return nil, fmt.Errorf("webhook %s: encode event %s: %w", s.name, e.ID(), err)
+			return nil, fmt.Errorf("%s: encode event %s: %w", s.label(), e.ID(), err)
 		}
 		// The signature covers the exact bytes sent, so read them back from
 		// the request rather than re-encoding the event.
 		if req.Body != nil {
 			body, err = io.ReadAll(req.Body)
 			if err != nil {
-				return nil, fmt.Errorf("webhook %s: encode event %s: %w", s.name, e.ID(), err)
+				return nil, fmt.Errorf("%s: encode event %s: %w", s.label(), e.ID(), err)
 			}
 		}
 	}

@@ -6,6 +6,8 @@ package post
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -245,4 +247,21 @@ func validName(name string) bool {
 		}
 	}
 	return true
+}
+
+// Identify names the endpoint raw points at without revealing it: its host
+// (with the port when one is given), which may be logged, and an identity
+// that changes whenever the URL does, path and query included, which may be
+// stored (the hash of a URL that holds a token does not give the token
+// away). Scheme and host are compared without regard to case, as URLs are.
+func Identify(raw string) (host, id string) {
+	raw = strings.TrimSpace(raw)
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		sum := sha256.Sum256([]byte(raw))
+		return "", "sha256:" + hex.EncodeToString(sum[:16])
+	}
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	sum := sha256.Sum256([]byte(u.String()))
+	return u.Host, "sha256:" + hex.EncodeToString(sum[:16])
 }
