@@ -46,6 +46,10 @@ type Options struct {
 	// User is a source's own user id (VPP userId, Veeam instanceUid). With
 	// Source it is that source's user; without, that id in every source.
 	User string
+	// Users are users of named sources (ResolveUser finds them from an
+	// e-mail address or user name): their whole histories, in stream
+	// order. Not together with User.
+	Users []UserRef
 	// AsOf, with Source, asks for the directory as it was at that time
 	// instead of events: see Directory. Replay refuses it.
 	AsOf time.Time
@@ -126,11 +130,19 @@ func (o Options) Validate() error {
 			return bad("unknown event type %q (known: %s)", t, strings.Join(events.Types, ", "))
 		}
 	}
+	if o.User != "" && len(o.Users) > 0 {
+		return bad("User and Users do not combine")
+	}
+	for _, u := range o.Users {
+		if !events.ValidSourceName(u.Source) || u.ID == "" {
+			return bad("user %q of source %q: a user needs a valid source and an id", u.ID, u.Source)
+		}
+	}
 	if !o.AsOf.IsZero() {
 		if o.Source == "" {
 			return bad("--as-of needs --source: the directory is rebuilt per source")
 		}
-		if !o.Since.IsZero() || !o.Until.IsZero() || len(o.Types) > 0 || o.User != "" {
+		if !o.Since.IsZero() || !o.Until.IsZero() || len(o.Types) > 0 || o.User != "" || len(o.Users) > 0 {
 			return bad("--as-of prints a directory; it does not combine with --since, --until, --type or --user")
 		}
 		return nil
@@ -148,6 +160,19 @@ func (o Options) Validate() error {
 // and Types; nil means the whole stream. A user's subjects name the user's
 // key, so the server reads them from its subject index.
 func FilterSubjects(o Options) []string {
+	if len(o.Users) > 0 {
+		var out []string
+		for _, u := range o.Users {
+			one := o
+			one.Users, one.Source, one.User = nil, u.Source, u.ID
+			for _, f := range FilterSubjects(one) {
+				if !slices.Contains(out, f) {
+					out = append(out, f)
+				}
+			}
+		}
+		return out
+	}
 	src, key := "*", "*"
 	if o.Source != "" {
 		src = o.Source

@@ -117,10 +117,19 @@ func what(typ, verb string, d events.Data) string {
 	return verb + ": " + strings.Join(parts, ", ")
 }
 
-// value shows s safely on one line: as it is when it is printable text
-// without spaces, quotes or backslashes, quoted otherwise; cut at MaxValue
-// bytes.
-func value(s string) string {
+// Value shows s safely on one line, as Line shows every value: as it is
+// when it is printable text without spaces, quotes or backslashes, quoted
+// in Go's syntax otherwise; cut at MaxValue bytes.
+func Value(s string) string { return show(s, false) }
+
+// Cell is Value for a table's cell: single spaces between words are
+// plain text too ("Ada Lovelace"), so only what could break the table or
+// reach the terminal is quoted.
+func Cell(s string) string { return show(s, true) }
+
+func value(s string) string { return show(s, false) }
+
+func show(s string, spaces bool) string {
 	cut := false
 	if len(s) > MaxValue {
 		k := MaxValue
@@ -129,7 +138,7 @@ func value(s string) string {
 		}
 		s, cut = s[:k], true
 	}
-	if s == "" || !plain(s) {
+	if s == "" || !plain(s, spaces) {
 		s = strconv.Quote(s)
 	}
 	if cut {
@@ -138,8 +147,14 @@ func value(s string) string {
 	return s
 }
 
-func plain(s string) bool {
+func plain(s string, spaces bool) bool {
+	if spaces && (strings.TrimSpace(s) != s || strings.Contains(s, "  ")) {
+		return false
+	}
 	for _, r := range s {
+		if spaces && r == ' ' {
+			continue
+		}
 		if r == utf8.RuneError || r == '"' || r == '\\' || r == '→' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
 			return false
 		}
