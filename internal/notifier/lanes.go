@@ -139,6 +139,9 @@ func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pu
 func (p *pump) close() {
 	close(p.drained)
 	p.stop()
+	if f, ok := p.sink.(interface{ Flush() }); ok {
+		f.Flush() // a batching sink sends what it holds now, within the grace
+	}
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
@@ -441,7 +444,8 @@ func (p *pump) deliver(h held, key string) {
 		}
 		if p.cut.Err() != nil {
 			// Cut off at shutdown: not known to be delivered.
-			log.Warn("delivery cut off at shutdown; event released for the next run", "err", err)
+			// Expected at a stop: the grace's end is logged once (close).
+			log.Debug("delivery cut off at shutdown; event released for the next run", "err", err)
 			p.release(msg, log)
 			return
 		}

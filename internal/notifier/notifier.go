@@ -357,6 +357,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 			n.watchPending(ctx, consumers)
 		}()
 	}
+	stopped := context.AfterFunc(ctx, func() {
+		n.log.Info("stopping: finishing the deliveries in flight, releasing the rest for the next start", "grace", n.cfg.ShutdownGrace.String())
+	})
+	defer stopped()
 	wg.Wait()
 	close(errs)
 	var all []error

@@ -66,6 +66,10 @@ func (s *Sink) await(ctx context.Context, d *digest, m *member) error {
 // and hands the outcome to their Sends.
 func (s *Sink) flush(d *digest) {
 	s.mu.Lock()
+	if d.taken { // flushed already (Flush, then its window's end)
+		s.mu.Unlock()
+		return
+	}
 	if s.open == d {
 		s.open = nil
 	}
@@ -93,5 +97,18 @@ func (s *Sink) flush(d *digest) {
 	}
 	if err := s.Post(context.Background(), RenderDigest(evs, s.users)); err != nil {
 		d.err = fmt.Errorf("%s: digest of %d events: %w", s.label(), len(evs), err)
+	}
+}
+
+// Flush posts the digest being collected now rather than at the end of its
+// window. The notifier calls it when it stops: the events waiting for the
+// digest are then delivered within the shutdown grace instead of being cut
+// off and sent again by the next run.
+func (s *Sink) Flush() {
+	s.mu.Lock()
+	d := s.open
+	s.mu.Unlock()
+	if d != nil {
+		go s.flush(d)
 	}
 }
