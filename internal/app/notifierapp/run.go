@@ -45,6 +45,14 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	// A taken HTTP_ADDR is the first and only thing said, before NATS.
+	ln, err := ops.Listen(cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
 	cc, err := cfg.natsClient(cfg.NATSURL, "rollcall-notifier")
 	if err != nil {
 		return err
@@ -78,7 +86,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stdout, stderr io.Writer) 
 	})
 	logSinks(log, routes)
 	log.Info("notifier started", "sinks", sinkNames(routes), "nats", nc.ConnectedUrlRedacted())
-	err = ops.RunService(ctx, cfg.HTTPAddr, handler, log, n.Run)
+	err = ops.RunListener(ctx, ln, handler, log, n.Run)
 	err = endpointHint(err)
 	log.Info("notifier stopped")
 	return err

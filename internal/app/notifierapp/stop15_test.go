@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,8 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/rollcall/rollcall/internal/app/notifierapp"
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/natstest"
+	"github.com/rollcall/rollcall/internal/syncbuf"
 	"github.com/rollcall/rollcall/internal/testutil"
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -107,4 +112,34 @@ func TestStopPostsTheDigestQuietly(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Issue 15 point 5: a taken HTTP_ADDR is reported at once, first and only:
+// no "started", no NATS connection attempt, no "stopped".
+func TestTakenHTTPAddrIsTheOnlyMessage(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	logs := &syncbuf.Buffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// NATS_URL points nowhere: reaching for it would take its time and log.
+	err = notifierapp.Run(ctx, envconfig.MapLookuper(map[string]string{
+		"NATS_URL": "nats://127.0.0.1:1", "HTTP_ADDR": ln.Addr().String(), "CONSOLE": "true", "LOG_FORMAT": "text",
+	}), io.Discard, logs)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, want := range []string{"HTTP_ADDR", ln.Addr().String(), "address already in use"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	for _, bad := range []string{"started", "stopped", "nats", "context canceled"} {
+		if strings.Contains(strings.ToLower(logs.String()), bad) {
+			t.Errorf("logged %q before the cause:\n%s", bad, logs)
+		}
+	}
 }
