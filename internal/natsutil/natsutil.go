@@ -61,20 +61,86 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*server.Server, error)
 	}
 	opts.ServerName, opts.Host, opts.Port = "rollcall-embedded", host, port
 	opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = true, cfg.StoreDir, true, true
+	// A taken address is reported at once: the server itself would only
+	// fail to become ready. The probe names the system's reason; the
+	// server's fatal error catches an address taken between the two.
+	if port != server.RANDOM_PORT {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, &ListenError{Addr: cfg.Listen, Err: bindCause(err)}
+		}
+		ln.Close()
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
 	}
+	fatal := &fatalLogger{c: make(chan string, 1)}
+	s.SetLogger(fatal, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	ready := make(chan bool, 1)
+	go func() { ready <- s.ReadyForConnections(10 * time.Second) }()
+	select {
+	case ok := <-ready:
+		if !ok {
+			s.Shutdown()
+			return nil, errors.New("embedded nats: not ready after 10s; is " + cfg.Listen + " already in use? set EMBEDDED_NATS_LISTEN to a free address")
+		}
+	case msg := <-fatal.c:
+		// The readiness wait ends by itself, at its deadline.
 		s.Shutdown()
-		return nil, errors.New("embedded nats: not ready after 10s; is " + cfg.Listen + " already in use? set EMBEDDED_NATS_LISTEN to a free address")
+		if strings.HasPrefix(msg, "Error listening") {
+			return nil, &ListenError{Addr: cfg.Listen, Err: errors.New(msg)}
+		}
+		return nil, fmt.Errorf("embedded nats: %s", msg) // JetStream could not start, say
 	}
 	if log != nil {
 		log.Info("embedded nats server started", "url", s.ClientURL(), "store", cfg.StoreDir)
 	}
 	return s, nil
 }
+
+// ListenError is an embedded server that cannot listen on its address,
+// most often because another process (a second poller, a NATS server)
+// listens there.
+type ListenError struct {
+	Addr string
+	Err  error // the system's reason, e.g. "bind: address already in use"
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("embedded nats: cannot listen on %s: %v", e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// bindCause is the system's reason of a failed listen, without the address
+// the caller names already.
+func bindCause(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// fatalLogger receives the embedded server's log: it keeps quiet, as the
+// server did with NoLog, except for a fatal error (a listener that cannot
+// be opened), which it hands over so that StartEmbedded returns it at once
+// instead of waiting for a readiness that never comes.
+type fatalLogger struct{ c chan string }
+
+func (l *fatalLogger) Fatalf(format string, v ...any) {
+	select {
+	case l.c <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+func (*fatalLogger) Noticef(string, ...any) {}
+func (*fatalLogger) Warnf(string, ...any)   {}
+func (*fatalLogger) Errorf(string, ...any)  {}
+func (*fatalLogger) Debugf(string, ...any)  {}
+func (*fatalLogger) Tracef(string, ...any)  {}
 
 // ClientConfig is how a service reaches NATS.
 type ClientConfig struct {

@@ -49,10 +49,13 @@ func (k *leaseKeeper) run(ctx context.Context) {
 		k.renew(ctx)
 		select {
 		case <-ctx.Done():
-			k.set(false, time.Time{})
+			// A stop, not a loss: nothing for the info log.
+			k.change(false, time.Time{}, func() { k.log.Debug("lease given up: this replica stops", "owner", k.cfg.Owner) })
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			if err := k.leases.Release(rctx, k.source, k.cfg.Owner); err != nil {
 				k.log.Warn("could not release the lease; a standby takes over when it expires", "err", err)
+			} else {
+				k.log.Debug("lease released", "owner", k.cfg.Owner)
 			}
 			cancel()
 			return
@@ -82,13 +85,22 @@ func (k *leaseKeeper) renew(ctx context.Context) bool {
 }
 
 func (k *leaseKeeper) set(owned bool, until time.Time) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if owned != k.owned {
+	k.change(owned, until, func() {
 		if owned {
 			k.log.Info("lease taken: this replica polls the source", "owner", k.cfg.Owner)
 		} else {
 			k.log.Info("lease not held: another replica polls the source", "owner", k.cfg.Owner)
+		}
+	})
+}
+
+// change records the lease's state; report says so when ownership changes.
+func (k *leaseKeeper) change(owned bool, until time.Time, report func()) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if owned != k.owned {
+		report()
+		if !owned {
 			if k.cancelRun != nil {
 				k.cancelRun()
 			}

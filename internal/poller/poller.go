@@ -317,10 +317,13 @@ func (p *Poller) loop(ctx context.Context, sc SourceConfig) {
 			sc.Source, sc.digest = next, digest
 			continue // run at once with the new credentials
 		}
-		if err != nil {
-			log.Error("run failed; state unchanged, will retry on the next interval", "err", err)
-		}
 		wait := sc.Interval + time.Duration(rand.Float64()*p.cfg.Jitter*float64(sc.Interval))
+		next := p.cfg.Now().Add(wait)
+		if err != nil {
+			log.Error("run failed; state unchanged, will retry on the next interval", append([]any{"run", res.ID, "err", err}, nextRun(next, p.cfg.Now())...)...)
+		} else {
+			p.logRun(log, res, next)
+		}
 		if httpx.Sleep(ctx, wait) != nil {
 			return
 		}
@@ -444,6 +447,9 @@ type Result struct {
 	Uncarried   int // users left out because their change is too large to store
 	// Phases is where the run's time went.
 	Phases Phases
+	// ID names the run in its log lines; Duration is how long it took.
+	ID       string
+	Duration time.Duration
 }
 
 // Phases times the steps of a run (wall clock).
@@ -471,6 +477,9 @@ func (p *Poller) RunOnce(ctx context.Context, name string) (Result, error) {
 			res, err := p.runOnce(ctx, sc, nil)
 			if p.cfg.OnRun != nil {
 				p.cfg.OnRun(name, res, err)
+			}
+			if err == nil {
+				p.logRun(p.log.With("source", name), res, time.Time{})
 			}
 			return res, err
 		}

@@ -90,7 +90,7 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 // releases the source for its next run.
 func (p *Poller) load(ctx context.Context, src Source) (*run, context.Context, func(), error) {
 	id := runID()
-	r := &run{src: src, name: src.Name(), start: p.cfg.Now()}
+	r := &run{src: src, name: src.Name(), start: p.cfg.Now(), res: Result{ID: id}}
 	r.log = p.log.With("source", r.name, "run", id)
 	// The source client logs with ctx, not with r.log: the run id reaches
 	// its lines through the context (see logging.With).
@@ -322,7 +322,7 @@ func (p *Poller) commit(ctx context.Context, r *run, c commit, keeper *leaseKeep
 		// Nothing to commit, so no lease to confirm either: confirming
 		// renews it, a write on every run.
 		p.tracked(r, c.snap)
-		p.logRun(r)
+		p.finish(r)
 		return r.res, nil
 	}
 	return p.write(ctx, r, c, putSource, keeper)
@@ -388,7 +388,7 @@ func (p *Poller) write(ctx context.Context, r *run, c commit, putSource bool, ke
 		}
 	}
 	r.lap(&r.res.Phases.Write)
-	p.logRun(r)
+	p.finish(r)
 	return r.res, nil
 }
 
@@ -444,10 +444,55 @@ func (p *Poller) tracked(r *run, snap sources.Snapshot) {
 	}
 }
 
-func (p *Poller) logRun(r *run) {
-	r.log.Info("run complete", append([]any{"users", r.res.Users, "complete", r.res.Complete, "seeded", r.res.Seeded,
-		"events", r.res.Events, "duplicates", r.res.Duplicates, "writes", r.res.Writes, "unconfirmed", r.res.Unconfirmed,
-		"duration", p.cfg.Now().Sub(r.start).String()}, r.res.Phases.logAttrs()...)...)
+// finish completes a run's result; the run's details go to the debug log,
+// its one line to the info log once the next run is scheduled (logRun).
+func (p *Poller) finish(r *run) {
+	r.res.Duration = p.cfg.Now().Sub(r.start)
+	r.log.Debug("run details", append([]any{"users", r.res.Users, "complete", r.res.Complete, "seeded", r.res.Seeded,
+		"events", r.res.Events, "stored", r.res.Stored, "duplicates", r.res.Duplicates, "writes", r.res.Writes, "unconfirmed", r.res.Unconfirmed,
+		"duration", r.res.Duration.String()}, r.res.Phases.logAttrs()...)...)
+}
+
+// Messages of the one info line each successful run logs.
+const (
+	msgRunComplete = "run complete"
+	msgSeeded      = "first run: seeded the source's users silently, no events (EMIT_INITIAL is false); changes are reported from the next run on"
+	msgSeededLoud  = "first run: every user published as an event (EMIT_INITIAL is true)"
+)
+
+// logRun is the one info line of a successful run: the source, the kind of
+// run, the users it saw, the events it published, how long it took and,
+// when next is not zero, when the next run is due. The first run says that
+// it seeded the source, silently unless EMIT_INITIAL.
+func (p *Poller) logRun(log *slog.Logger, res Result, next time.Time) {
+	msg, kind := msgRunComplete, "incremental"
+	switch {
+	case res.Seeded && p.cfg.EmitInitial:
+		msg, kind = msgSeededLoud, "seed"
+	case res.Seeded:
+		msg, kind = msgSeeded, "seed"
+	case res.Complete:
+		kind = "full"
+	}
+	attrs := []any{"run", res.ID, "kind", kind, "users", res.Users, "events", res.Events}
+	for _, a := range []struct {
+		key string
+		n   int
+	}{{"duplicates", res.Duplicates}, {"unconfirmed", res.Unconfirmed}, {"held", res.Held}, {"uncarried", res.Uncarried}} {
+		if a.n != 0 {
+			attrs = append(attrs, a.key, a.n)
+		}
+	}
+	attrs = append(attrs, "duration", res.Duration.Round(time.Millisecond).String())
+	if !next.IsZero() {
+		attrs = append(attrs, nextRun(next, p.cfg.Now())...)
+	}
+	log.Info(msg, attrs...)
+}
+
+// nextRun are the attributes that say when the next run is due.
+func nextRun(next, now time.Time) []any {
+	return []any{"next_run", next.Truncate(time.Second).Format(time.RFC3339), "next_in", next.Sub(now).Round(time.Second).String()}
 }
 
 // guard decides whether a complete snapshot's removals are suspicious: at

@@ -6,6 +6,7 @@ package pollerapp
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -212,6 +213,22 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 
 // insecureURLs names the variables of s that hold an http:// URL.
 func (s sourceSpec) insecureURLs() []string {
+	var vars []string
+	for _, u := range s.insecure() {
+		vars = append(vars, u.Var)
+	}
+	return vars
+}
+
+// insecureURL is a variable of a source that holds an http:// URL.
+type insecureURL struct {
+	Var string
+	// Loopback: the URL's host is this machine (the simulator, a test),
+	// so the credentials do not cross a network.
+	Loopback bool
+}
+
+func (s sourceSpec) insecure() []insecureURL {
 	var urls [][2]string // variable, value
 	switch s.Kind {
 	case events.KindVPP:
@@ -219,13 +236,15 @@ func (s sourceSpec) insecureURLs() []string {
 	case events.KindVeeam:
 		urls = [][2]string{{"VEEAM_BASE_URL", s.Veeam.BaseURL}}
 	}
-	var vars []string
+	var out []insecureURL
 	for _, u := range urls {
-		if strings.HasPrefix(strings.ToLower(strings.TrimSpace(u[1])), "http:") {
-			vars = append(vars, s.Prefix+u[0])
+		v := strings.TrimSpace(u[1])
+		if strings.HasPrefix(strings.ToLower(v), "http:") {
+			pu, err := url.Parse(v)
+			out = append(out, insecureURL{Var: s.Prefix + u[0], Loopback: err == nil && loopback(pu.Hostname())})
 		}
 	}
-	return vars
+	return out
 }
 
 // credential names what the requests of s carry.

@@ -3,7 +3,9 @@ package pollerapp_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +80,9 @@ func TestInsecureSourceURLs(t *testing.T) {
 
 // With ALLOW_INSECURE_HTTP=true the poller starts against an http:// fake
 // and says, once at start, which source sends its credentials in clear
-// text; an https source is not named.
+// text; an https source is not named. Across a network that is a warning;
+// to this machine (the simulator, this fake) it is said at info level
+// (issue 15 point 6: the demo warns of nothing).
 func TestInsecureSourceURLWarning(t *testing.T) {
 	api := httptest.NewServer(veeamtest.NewServer("key", veeamtest.FixtureUsers()...))
 	defer api.Close()
@@ -88,7 +92,10 @@ func TestInsecureSourceURLWarning(t *testing.T) {
 	go func() {
 		done <- pollerapp.Run(ctx, envconfig.MapLookuper(map[string]string{
 			"DATA_DIR": t.TempDir(), "EMBEDDED_NATS_LISTEN": "127.0.0.1:0", "HTTP_ADDR": "", "LOG_FORMAT": "json",
-			"ALLOW_INSECURE_HTTP": "true", "SOURCES": "eu:veeam,us:veeam",
+			"ALLOW_INSECURE_HTTP": "true", "SOURCES": "eu:veeam,us:veeam,far:veeam",
+			// An address beyond this machine (TEST-NET-1), never reached
+			// within the test either.
+			"FAR_VEEAM_BASE_URL": "http://192.0.2.1:1", "FAR_VEEAM_TOKEN": "key", "FAR_VEEAM_INTERVAL": "1h",
 			"EU_VEEAM_BASE_URL": api.URL, "EU_VEEAM_TOKEN": "key", "EU_VEEAM_INTERVAL": "1h",
 			// Never reached within the test: the source's first run fails
 			// at leisure.
@@ -114,13 +121,11 @@ func TestInsecureSourceURLWarning(t *testing.T) {
 			t.Fatalf("log line is not JSON: %v\n%s", err, line)
 		}
 		if msg, _ := rec["msg"].(string); strings.Contains(msg, "ALLOW_INSECURE_HTTP") {
-			if rec["level"] != "WARN" {
-				t.Errorf("not a warning: %s", line)
-			}
-			warned = append(warned, rec["source"].(string)+" "+rec["variable"].(string))
+			warned = append(warned, fmt.Sprint(rec["level"], " ", rec["source"], " ", rec["variable"]))
 		}
 	}
-	if strings.Join(warned, ",") != "eu EU_VEEAM_BASE_URL" {
-		t.Fatalf("warnings for %v, want one for eu EU_VEEAM_BASE_URL\n%s", warned, logs)
+	slices.Sort(warned)
+	if strings.Join(warned, ",") != "INFO eu EU_VEEAM_BASE_URL,WARN far FAR_VEEAM_BASE_URL" {
+		t.Fatalf("said %v, want an info line for eu EU_VEEAM_BASE_URL (loopback) and a warning for far FAR_VEEAM_BASE_URL\n%s", warned, logs)
 	}
 }

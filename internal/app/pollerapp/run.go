@@ -48,12 +48,34 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	if len(specs) == 0 {
 		return ErrNoSource
 	}
+	// What another process holds is refused before anything starts, so
+	// that the cause is the first and only thing the operator reads.
+	ln, err := ops.Listen(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close() // served and closed by RunListener, unless the start fails
+	}
+	if cfg.NATSURL == "" {
+		release, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer release() // after the embedded server's shutdown, deferred below
+	}
 	build := version.Get()
 	log.Info("rollcall poller starting", build.LogAttrs()...)
 	for _, spec := range specs {
-		for _, v := range spec.insecureURLs() { // only with ALLOW_INSECURE_HTTP=true
+		for _, u := range spec.insecure() { // only with ALLOW_INSECURE_HTTP=true
+			if u.Loopback {
+				// The simulator or a test on this machine: nothing to warn of.
+				log.Info("source URL is http:// on this machine (ALLOW_INSECURE_HTTP=true); use https:// for a real source",
+					"source", spec.Name, "variable", u.Var)
+				continue
+			}
 			log.Warn("source URL is http:// and ALLOW_INSECURE_HTTP=true: its credentials travel in clear text; use https:// outside the simulator and tests",
-				"source", spec.Name, "variable", v)
+				"source", spec.Name, "variable", u.Var)
 		}
 	}
 	reg := ops.NewRegistry()
@@ -143,7 +165,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 		names[i] = s.Source.Name()
 	}
 	log.Info("poller started", "sources", names, "nats", nc.ConnectedUrlRedacted(), "emit_initial", cfg.EmitInitial)
-	err = ops.RunService(ctx, cfg.HTTPAddr, handler, log, p.Run)
+	err = ops.RunListener(ctx, ln, handler, log, p.Run)
 	log.Info("poller stopped")
 	return err
 }
@@ -169,6 +191,11 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, string, error)
 		ec.Auth = embeddedAuthConfig(pw)
 	}
 	ns, err := natsutil.StartEmbedded(ec, log)
+	var le *natsutil.ListenError
+	if errors.As(err, &le) {
+		return nil, "", fmt.Errorf("EMBEDDED_NATS_LISTEN %s: %v: another process listens there, perhaps a second poller or a NATS server; "+
+			"set EMBEDDED_NATS_LISTEN to a free address, or NATS_URL to use that server", le.Addr, le.Err)
+	}
 	if err != nil {
 		return nil, "", err
 	}

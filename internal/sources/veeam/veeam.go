@@ -395,7 +395,7 @@ func (c *Client) Snapshot(ctx context.Context, req sources.Request) (sources.Sna
 		users, n, err := c.sweep(ctx, sweep)
 		pages += n
 		if err == nil {
-			c.log.InfoContext(ctx, "veeam snapshot complete", "users", len(users), "pages", pages, "sweeps", sweep)
+			c.log.DebugContext(ctx, "veeam snapshot complete", "users", len(users), "pages", pages, "sweeps", sweep)
 			return sources.Snapshot{Users: users, Complete: true, Pages: pages}, nil
 		}
 		if !errors.Is(err, errDrift) {
