@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/rollcall/rollcall/internal/notifier"
 	"github.com/rollcall/rollcall/internal/replay"
 	"github.com/rollcall/rollcall/internal/sinks/console"
+	"github.com/rollcall/rollcall/internal/when"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -58,13 +60,22 @@ func connect(ctx context.Context, cfg Config) (*nats.Conn, jetstream.JetStream, 
 	return nc, js, nil
 }
 
-func parseTime(name, v string) (time.Time, error) {
+// replayMore ends the usage of `notifier replay`.
+const replayMore = "Times (--since, --until, --as-of): " + when.Forms + ";\n" +
+	"a date is midnight UTC at its start; d is 24h and w is 7d. --as-of may not be in the future.\n" +
+	"--format applies to the console only (--to console): json is CloudEvents JSON lines, and with\n" +
+	"--as-of the users as JSON lines; text is one line a person reads per event, and with --as-of a table.\n" +
+	"--user takes a user id of the source, or an e-mail address or user name: every user that has or\n" +
+	"had it is replayed (all of them when several share it, which stderr says).\n\n" + usageMore
+
+// parseTime reads a replay time flag (when.Time); "" is no time.
+func parseTime(name, v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339, v)
+	t, err := when.Time(v, now)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%w: --%s %q is not an RFC 3339 time (e.g. 2026-11-23T09:00:00Z)", ErrUsage, name, v)
+		return time.Time{}, fmt.Errorf("%w: --%s %v", ErrUsage, name, err)
 	}
 	return t, nil
 }
@@ -73,29 +84,42 @@ func parseTime(name, v string) (time.Time, error) {
 // with --as-of the directory as it was then.
 func Replay(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("notifier replay", flag.ContinueOnError)
-	since := fs.String("since", "", "first event time (RFC 3339)")
-	until := fs.String("until", "", "last event time (RFC 3339)")
+	since := fs.String("since", "", "first event time: RFC 3339, a date, now, or a duration ago (1h, 1d, 2w)")
+	until := fs.String("until", "", "last event time, in the forms of --since")
 	types := fs.String("type", "", "event types, comma-separated (e.g. user.retired,user.roleChanged)")
 	source := fs.String("source", "", "source name")
-	user := fs.String("user", "", "a user id of the source (its whole history)")
+	user := fs.String("user", "", "one user's whole history: a user id of the source, or an e-mail address or user name")
 	to := fs.String("to", "console", "console, webhook or slack: where the events go (webhook and slack use the sink configuration)")
-	asOf := fs.String("as-of", "", "with --source: print the directory as it was at this time (RFC 3339)")
-	if help, err := parseArgs(fs, args, stdout); help || err != nil {
+	format := fs.String("format", "json", "console output: json or text (see below)")
+	asOf := fs.String("as-of", "", "with --source: print the directory as it was at this time (the forms of --since)")
+	if help, err := cli.Parse(fs, args, stdout, replayMore); help || err != nil {
 		return err
+	}
+	formatSet := false
+	fs.Visit(func(f *flag.Flag) { formatSet = formatSet || f.Name == "format" })
+	if !slices.Contains(console.Formats, *format) {
+		return &UsageError{Err: fmt.Errorf("--format %q: want %s", *format, strings.Join(console.Formats, " or ")), Usage: cli.Usage(fs, replayMore)}
+	}
+	if formatSet && *to != "console" {
+		return &UsageError{Err: fmt.Errorf("--format applies to the console only; --to %s sends what the %s sink sends", *to, *to), Usage: cli.Usage(fs, replayMore)}
 	}
 	cfg, err := Load(ctx, env)
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	o := replay.Options{Source: *source, User: *user, Progress: stderr}
-	if o.Since, err = parseTime("since", *since); err != nil {
+	if o.Since, err = parseTime("since", *since, now); err != nil {
 		return err
 	}
-	if o.Until, err = parseTime("until", *until); err != nil {
+	if o.Until, err = parseTime("until", *until, now); err != nil {
 		return err
 	}
-	if o.AsOf, err = parseTime("as-of", *asOf); err != nil {
+	if o.AsOf, err = parseTime("as-of", *asOf, now); err != nil {
 		return err
+	}
+	if err := when.NotFuture(o.AsOf, now); err != nil {
+		return fmt.Errorf("%w: --as-of %s: %w; nothing is known about it (--as-of now is the directory as it is)", ErrUsage, *asOf, err)
 	}
 	for _, t := range strings.Split(*types, ",") {
 		if t = strings.TrimSpace(t); t == "" {
@@ -117,18 +141,42 @@ func Replay(ctx context.Context, args []string, env envconfig.Lookuper, stdout, 
 		return err
 	}
 	defer nc.Close()
+	if o.Source != "" {
+		if err := replay.CheckSource(ctx, js, o.Source); err != nil {
+			return fmt.Errorf("--source: %w", err)
+		}
+	}
 	if !o.AsOf.IsZero() {
 		users, err := replay.Directory(ctx, js, o.Source, o.AsOf)
 		if err != nil {
 			return err
 		}
-		if err := replay.WriteUsers(stdout, users); err != nil {
+		if *format == "text" {
+			err = replay.WriteUserTable(stdout, users)
+		} else {
+			err = replay.WriteUsers(stdout, users)
+		}
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "%d users in %s as of %s\n", len(users), o.Source, o.AsOf.Format(time.RFC3339))
+		fmt.Fprintf(stderr, "%d users in %s as of %s\n", len(users), o.Source, o.AsOf.UTC().Format(time.RFC3339))
 		return nil
 	}
-	out, err := replaySink(cfg, *to, stdout)
+	if o.User != "" {
+		refs, err := replay.ResolveUser(ctx, js, o.Source, o.User)
+		if err != nil {
+			return fmt.Errorf("--user: %w", err)
+		}
+		if len(refs) > 1 {
+			names := make([]string, len(refs))
+			for i, r := range refs {
+				names[i] = console.Value(r.String())
+			}
+			fmt.Fprintf(stderr, "replay: --user %s matches %d users (%s); replaying all of them\n", console.Value(o.User), len(refs), strings.Join(names, ", "))
+		}
+		o.User, o.Users = "", refs
+	}
+	out, err := replaySink(cfg, *to, *format, stdout)
 	if err != nil {
 		return err
 	}
@@ -145,9 +193,9 @@ func Replay(ctx context.Context, args []string, env envconfig.Lookuper, stdout, 
 
 // replaySink picks the destination of a replay: the console, or every
 // configured sink of the named kind.
-func replaySink(cfg Config, to string, stdout io.Writer) (multi, error) {
+func replaySink(cfg Config, to, format string, stdout io.Writer) (multi, error) {
 	if to == "console" {
-		return multi{console.New(console.Config{Out: stdout})}, nil
+		return multi{console.New(console.Config{Out: stdout, Format: format})}, nil
 	}
 	if to != "webhook" && to != "slack" {
 		return nil, fmt.Errorf("%w: --to %q: want console, webhook or slack", ErrUsage, to)
@@ -187,8 +235,11 @@ func (m multi) Send(ctx context.Context, e events.Event) error {
 // DeadLetter runs `notifier deadletter list|redrive`.
 func DeadLetter(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
 	const deadUsage = "usage: notifier deadletter list|redrive [--sink NAME] [--id EVENT_ID]\n\n" +
-		"  list     print the dead letters (reason, sink, attempts, event)\n" +
-		"  redrive  send them again to their sink; those delivered are removed\n"
+		"  list     print the dead letters (reason, sink, attempts, event);\n" +
+		"           --json prints one JSON object per dead letter instead, for scripts\n" +
+		"  redrive  send them again to their sink; those delivered are removed\n\n" +
+		"--sink naming a sink that is not configured (redrive), or neither configured nor holding dead\n" +
+		"letters (list), is an error naming the known sinks.\n"
 	if len(args) > 0 && cli.IsHelp(args[0]) {
 		_, err := fmt.Fprint(stdout, deadUsage)
 		return err
@@ -204,6 +255,10 @@ func DeadLetter(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	fs := flag.NewFlagSet("notifier deadletter "+cmd, flag.ContinueOnError)
 	sink := fs.String("sink", "", "only this sink's dead letters")
 	id := fs.String("id", "", "only the dead letters of this event id")
+	asJSON := new(bool)
+	if cmd == "list" {
+		fs.BoolVar(asJSON, "json", false, "one JSON object per dead letter (sink, reason, status, attempts, streamSeq, eventId, event), for scripts")
+	}
 	if help, err := parseArgs(fs, args[1:], stdout); help || err != nil {
 		return err
 	}
@@ -220,6 +275,17 @@ func DeadLetter(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	}
 	defer nc.Close()
 	if cmd == "list" {
+		if *sink != "" {
+			// The configuration of a reader (the replay user) may hold no
+			// sink at all: then the stream's sinks are the known ones.
+			var configured []string
+			if routes, err := buildRoutes(cfg, io.Discard); err == nil {
+				configured = configuredNames(routes)
+			}
+			if err := knownSink(ctx, js, *sink, configured); err != nil {
+				return err
+			}
+		}
 		entries, err := deadletter.List(ctx, js, *sink)
 		if err != nil {
 			return err
@@ -233,6 +299,9 @@ func DeadLetter(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 			}
 			entries = kept
 		}
+		if *asJSON {
+			return deadletter.WriteJSON(stdout, entries)
+		}
 		deadletter.Print(stdout, entries)
 		return nil
 	}
@@ -244,9 +313,46 @@ func DeadLetter(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	for _, r := range routes {
 		senders[r.Sink.Name()] = r.Sink
 	}
+	if *sink != "" && senders[*sink] == nil {
+		left := ""
+		if entries, err := deadletter.List(ctx, js, *sink); err == nil && len(entries) > 0 {
+			left = fmt.Sprintf("; its %d dead letter(s) stay where they are", len(entries))
+		}
+		return fmt.Errorf("--sink %s: no such sink is configured (configured: %s)%s", console.Value(*sink), strings.Join(configuredNames(routes), ", "), left)
+	}
 	_, err = deadletter.Redrive(ctx, js, senders, *sink, *id, stderr)
 	if errors.Is(err, deadletter.ErrNoMatch) {
 		return fmt.Errorf("no dead letter matches --id %s (see notifier deadletter list)", *id)
 	}
 	return err
+}
+
+// configuredNames are the routes' sink names.
+func configuredNames(routes []notifier.Route) []string {
+	names := make([]string, len(routes))
+	for i, r := range routes {
+		names[i] = r.Sink.Name()
+	}
+	return names
+}
+
+// knownSink returns nil when sink has dead letters or is configured, and
+// otherwise an error naming the sinks that are.
+func knownSink(ctx context.Context, js jetstream.JetStream, sink string, configured []string) error {
+	withLetters, err := deadletter.Sinks(ctx, js)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(withLetters, sink) || slices.Contains(configured, sink) {
+		return nil
+	}
+	have := "none"
+	if len(withLetters) > 0 {
+		have = strings.Join(withLetters, ", ")
+	}
+	conf := "none"
+	if len(configured) > 0 {
+		conf = strings.Join(configured, ", ")
+	}
+	return fmt.Errorf("--sink %s: unknown sink (sinks with dead letters: %s; configured sinks: %s)", console.Value(sink), have, conf)
 }
