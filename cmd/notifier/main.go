@@ -24,12 +24,16 @@ const usage = `usage:
   notifier [run]                  deliver events to the sinks configured in the environment
                                   (CONSOLE, WEBHOOK_URL, SLACK_WEBHOOK_URL)
   notifier replay [flags]         read the audit trail:
-        --since T --until T       RFC 3339 times
+        --since T --until T       times: RFC 3339, a date (2026-12-04 = midnight UTC),
+                                  now, or a duration ago (1h, 1d, 2w, 1d12h)
         --type T1,T2              event types
-        --source S --user ID      one source, one user's whole history
+        --source S --user U       one source; one user's whole history (U: the source's
+                                  user id, an e-mail address or a user name)
         --to console|webhook|slack
-        --as-of T --source S      print the directory of S as it was at T
-  notifier deadletter list [--sink NAME]
+        --format json|text        console output (default json)
+        --as-of T --source S      print the directory of S as it was at T (not in the future;
+                                  --format text: a table)
+  notifier deadletter list [--sink NAME] [--id EVENT_ID] [--json]
   notifier deadletter redrive [--sink NAME] [--id EVENT_ID]
   notifier version                version, commit and Go version
 See README.md.

@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/rollcall/rollcall/internal/bus"
+	"github.com/rollcall/rollcall/internal/natstest"
 )
 
 // version, --version and -version print the build without starting; an
@@ -64,6 +67,15 @@ func TestSubcommandHelpAndMistakes(t *testing.T) {
 		{args: []string{"deadletter", "list", "--bogus"}, code: 2, inErr: "usage: notifier deadletter list [flags]"},
 		{args: []string{"run", "--bogus"}, code: 2, inErr: `unexpected argument "--bogus"`},
 		{args: []string{"run", "--help"}, code: 0, out: "RETRY_SCHEDULE"},
+		{args: []string{"-h"}, code: 0, out: "--format json|text"},
+		{args: []string{"replay", "--help"}, code: 0, out: "a date is midnight UTC at its start"},
+		{args: []string{"replay", "-h"}, code: 0, out: "-format string"},
+		{args: []string{"deadletter", "list", "-h"}, code: 0, out: "-json"},
+		{args: []string{"replay", "--format", "text", "--to", "webhook"}, code: 2, inErr: "--format applies to the console only"},
+		{args: []string{"replay", "--format", "yaml"}, code: 2, inErr: `--format "yaml": want json or text`},
+		{args: []string{"replay", "--source", "vpp", "--as-of", "2999-01-01"}, code: 2, inErr: "time is in the future"},
+		{args: []string{"replay", "--since", "last tuesday"}, code: 2, inErr: `"last tuesday" is not a time`},
+		{args: []string{"deadletter", "redrive", "--json"}, code: 2, inErr: "flag provided but not defined: -json"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -97,5 +109,33 @@ func TestHelpListsEnvironment(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// A command that fails (not a usage mistake) exits 1 with one line naming
+// what is wrong, not a list of skipped items and exit 0.
+func TestFailuresExitOne(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	env := envconfig.MapLookuper(map[string]string{"NATS_URL": srv.ClientURL()})
+	for _, tc := range []struct {
+		args  []string
+		inErr string
+	}{
+		{[]string{"deadletter", "redrive", "--sink", "webhook-2"}, "notifier: --sink webhook-2: no such sink is configured (configured: console)\n"},
+		{[]string{"deadletter", "list", "--sink", "webhook-2"}, "notifier: --sink webhook-2: unknown sink (sinks with dead letters: none; configured sinks: console)\n"},
+		{[]string{"replay", "--source", "nosuch"}, "notifier: --source: unknown source \"nosuch\": no source has completed a first snapshot on this NATS server yet\n"},
+		{[]string{"replay", "--user", "nobody@school.example"}, "notifier: --user: unknown user: no user of any source has the id, e-mail address or user name \"nobody@school.example\"\n"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), tc.args, env, &out, &errOut)
+			if code != 1 || errOut.String() != tc.inErr || out.Len() > 0 {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1, stderr %q", code, out.String(), errOut.String(), tc.inErr)
+			}
+		})
 	}
 }
