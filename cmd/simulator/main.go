@@ -28,11 +28,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
 	"github.com/rollcall/rollcall/internal/app/pollerapp"
+	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/cli"
+	"github.com/rollcall/rollcall/internal/natsutil"
 	"github.com/rollcall/rollcall/internal/simulator"
 	"github.com/rollcall/rollcall/internal/version"
 )
@@ -169,10 +172,29 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if veeamTok != simulator.DefaultVeeamToken {
 		veeamTok = "<as set by -veeam-token or SIM_VEEAM_TOKEN>"
 	}
-	fmt.Fprintf(stderr, "simulator listening on %s\n  VPP_BASE_URL=%s/mdm VPP_STOKEN=%s\n  VEEAM_BASE_URL=%s VEEAM_TOKEN=%s\n  ALLOW_INSECURE_HTTP=true (the simulator serves plain HTTP)\n",
-		base, base, vppTok, base, veeamTok)
+	changes := "changing a user every " + o.churn.String()
+	if o.churn <= 0 {
+		changes = "never changing (-churn 0)"
+	}
+	fmt.Fprintf(stderr, "simulator listening on %s, %s\n%s", base, changes, pollerCommand(base, vppTok, veeamTok))
 	return serveUntil(ctx, ln, sim, o.churn, func(c string) { fmt.Fprintln(stderr, "change:", c) })
 }
+
+// pollerCommand is what serve prints for a poller against the simulator:
+// its variables, with intervals short enough that a change shows within
+// seconds (the defaults poll every 5 and 15 minutes).
+func pollerCommand(base, vppTok, veeamTok string) string {
+	return "A poller against it, reporting changes within seconds (the simulator serves plain HTTP on this machine):\n" +
+		"  VPP_BASE_URL=" + base + "/mdm VPP_STOKEN=" + vppTok + " VPP_INTERVAL=" + demoInterval + " VPP_FULL_SYNC_INTERVAL=" + demoFullSync + " \\\n" +
+		"  VEEAM_BASE_URL=" + base + " VEEAM_TOKEN=" + veeamTok + " VEEAM_INTERVAL=" + demoInterval + " \\\n" +
+		"  ALLOW_INSECURE_HTTP=true poller\n"
+}
+
+// The demo's polling: every 2s, a full VPP listing every 10s.
+const (
+	demoInterval = "2s"
+	demoFullSync = "10s"
+)
 
 func serveUntil(ctx context.Context, ln net.Listener, sim *simulator.Simulator, churn time.Duration, report func(string)) error {
 	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 5 * time.Second}
@@ -230,11 +252,16 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sim := simulator.New(simulator.Config{Users: o.users, Seed: o.seed, VPPToken: o.vppTok, VeeamToken: o.veeamTk})
 	fmt.Fprintf(stderr, "rollcall demo: simulator at %s, NATS at nats://%s; changes every %s, polled every 2s. Ctrl-C stops.\n", base, natsAddr, o.churn)
 
+	// ctx ends on Ctrl-C or when a part fails. The notifier stops first,
+	// then the poller and the simulator (back): the notifier would
+	// otherwise see its server go away and warn of a lost connection.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	back, stopBack := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBack()
 	errs := make(chan error, 3)
-	var wg sync.WaitGroup
-	start := func(name string, f func() error) {
+	var wg, front sync.WaitGroup
+	start := func(wg *sync.WaitGroup, name string, f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -244,22 +271,31 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}()
 	}
-	start("simulator", func() error {
-		return serveUntil(ctx, ln, sim, o.churn, func(c string) { fmt.Fprintln(stderr, "simulator change:", c) })
+	start(&wg, "simulator", func() error {
+		return serveUntil(back, ln, sim, o.churn, func(c string) { fmt.Fprintln(stderr, "simulator change:", c) })
 	})
+	logLevel := envOr("LOG_LEVEL", "warn")
 	pollerEnv := map[string]string{
-		"DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn",
-		"VPP_BASE_URL": base + "/mdm", "VPP_STOKEN": o.vppTok, "VPP_INTERVAL": "2s", "VPP_FULL_SYNC_INTERVAL": "10s",
-		"VEEAM_BASE_URL": base, "VEEAM_TOKEN": o.veeamTk, "VEEAM_INTERVAL": "2s",
+		"DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": logLevel,
+		"VPP_BASE_URL": base + "/mdm", "VPP_STOKEN": o.vppTok, "VPP_INTERVAL": demoInterval, "VPP_FULL_SYNC_INTERVAL": demoFullSync,
+		"VEEAM_BASE_URL": base, "VEEAM_TOKEN": o.veeamTk, "VEEAM_INTERVAL": demoInterval,
 		// The simulator serves plain HTTP on loopback.
 		"ALLOW_INSECURE_HTTP": "true",
 	}
-	start("poller", func() error { return pollerapp.Run(ctx, envconfig.MapLookuper(pollerEnv), stderr) })
-	notifierEnv := map[string]string{
-		"NATS_URL": "nats://" + natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": "warn", "CONSOLE": "true", "SINK_START": "all",
-		"NATS_USER": "notifier", "NATS_PASSWORD_FILE": filepath.Join(dir, pollerapp.AuthDir, "notifier.password"),
+	start(&wg, "poller", func() error { return pollerapp.Run(back, envconfig.MapLookuper(pollerEnv), stderr) })
+	notifierPassword := filepath.Join(dir, pollerapp.AuthDir, "notifier.password")
+	// The notifier starts once the poller has made the stream, so that it
+	// connects at its first try instead of warning that it is retrying.
+	if waitForStream(ctx, "nats://"+natsAddr, notifierPassword) {
+		notifierEnv := map[string]string{
+			"NATS_URL": "nats://" + natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": logLevel, "CONSOLE": "true", "CONSOLE_FORMAT": "text", "SINK_START": "all",
+			"NATS_USER": "notifier", "NATS_PASSWORD_FILE": notifierPassword,
+		}
+		start(&front, "notifier", func() error { return notifierapp.Run(ctx, envconfig.MapLookuper(notifierEnv), stdout, stderr) })
 	}
-	start("notifier", func() error { return notifierapp.Run(ctx, envconfig.MapLookuper(notifierEnv), stdout, stderr) })
+	<-ctx.Done()
+	front.Wait()
+	stopBack()
 	wg.Wait()
 	close(errs)
 	var all []error
@@ -267,6 +303,41 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// waitForStream waits until the events stream can be reached on url as the
+// notifier, or ctx ends (false).
+func waitForStream(ctx context.Context, url, passwordFile string) bool {
+	for {
+		if streamReady(ctx, url, passwordFile) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func streamReady(ctx context.Context, url, passwordFile string) bool {
+	pw, err := os.ReadFile(passwordFile)
+	if err != nil {
+		return false
+	}
+	nc, err := natsutil.ConnectOnce(natsutil.ClientConfig{URL: url, Name: "rollcall-demo", User: "notifier", Password: strings.TrimSpace(string(pw))}, time.Second)
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = js.Stream(sctx, bus.EventsStream)
+	return err == nil
 }
 
 func freeAddr() (string, error) {
