@@ -68,7 +68,9 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		err = notifierapp.DeadLetter(ctx, args, env, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage+"\n"+envx.Usage(&notifierapp.Config{})+
-			"Per webhook: WEBHOOK_<n>_SECRET, WEBHOOK_<n>_SECRET_FILE, WEBHOOK_<n>_TYPES (n = its place in WEBHOOK_URL).\n")
+			"Named webhooks (WEBHOOKS=crm,hr): WEBHOOK_<NAME>_URL or _URL_FILE, WEBHOOK_<NAME>_SECRET or _SECRET_FILE, WEBHOOK_<NAME>_TYPES.\n"+
+			"Per webhook of WEBHOOK_URL: WEBHOOK_<n>_SECRET, WEBHOOK_<n>_SECRET_FILE, WEBHOOK_<n>_TYPES (n = its place in the list).\n"+
+			"Durations take Go's units plus d (24h) and w (7d): 90s, 15m, 1d12h, 2w.\n")
 		return 0
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version.Get().String("notifier"))

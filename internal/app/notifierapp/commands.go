@@ -203,19 +203,19 @@ func replaySink(cfg Config, to, format string, stdout io.Writer) (multi, error) 
 	cfg.Console = "false"
 	routes, err := buildRoutes(cfg, stdout)
 	if err != nil && to == "webhook" {
-		return nil, fmt.Errorf("--to webhook needs WEBHOOK_URL: %w", err)
+		return nil, fmt.Errorf("--to webhook needs WEBHOOK_URL or WEBHOOKS: %w", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--to slack needs SLACK_WEBHOOK_URL: %w", err)
 	}
 	var picked multi
 	for _, r := range routes {
-		if strings.HasPrefix(r.Sink.Name(), to) {
+		if sinkKind(r.Sink) == to {
 			picked = append(picked, r.Sink)
 		}
 	}
 	if len(picked) == 0 {
-		return nil, fmt.Errorf("--to %s: no %s sink is configured (set %s)", to, to, map[string]string{"webhook": "WEBHOOK_URL", "slack": "SLACK_WEBHOOK_URL"}[to])
+		return nil, fmt.Errorf("--to %s: no %s sink is configured (set %s)", to, to, map[string]string{"webhook": "WEBHOOK_URL or WEBHOOKS", "slack": "SLACK_WEBHOOK_URL"}[to])
 	}
 	return picked, nil
 }

@@ -293,3 +293,43 @@ func TestNamedWebhookConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// replay --to webhook sends to named webhooks too: they are webhooks by
+// kind, whatever their names.
+func TestReplayToNamedWebhook(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := events.New(events.Spec{Type: events.TypeRetired, User: events.User{Source: "vpp", SourceKind: events.KindVPP, ID: "9", Status: "retired"}, Observed: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bus.Msg(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.URL.Path }))
+	defer rcv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = notifierapp.Replay(ctx, []string{"--to", "webhook"}, notifierEnv(srv.ClientURL(), map[string]string{
+		"WEBHOOKS": "crm", "WEBHOOK_CRM_URL": rcv.URL + "/crm",
+	}), io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != "/crm" {
+			t.Errorf("replayed to %s", p)
+		}
+	default:
+		t.Fatal("the named webhook got nothing")
+	}
+}

@@ -298,3 +298,17 @@ func endpointHint(err error) error {
 	return fmt.Errorf("%w\nnothing was changed. If WEBHOOK_URL was reordered or an entry removed, restore it, or name each webhook with WEBHOOKS so that its place does not matter; "+
 		"if the receiver really moved, start once with ALLOW_ENDPOINT_CHANGE=%s", err, strings.Join(names, ","))
 }
+
+// sinkKind is what a sink is, whatever its name: console, webhook or
+// slack (a named webhook "crm" is a webhook).
+func sinkKind(s notifier.Sink) string {
+	switch s.(type) {
+	case *webhook.Sink:
+		return "webhook"
+	case *slack.Sink:
+		return "slack"
+	case *console.Sink:
+		return "console"
+	}
+	return s.Name()
+}
