@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rollcall/rollcall/internal/bus"
@@ -143,6 +144,9 @@ func (p *Poller) snapshot(ctx context.Context, r *run, sc SourceConfig) (sources
 	snap, err := r.src.Snapshot(ctx, req)
 	r.res.SnapshotEnd = time.Now()
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "source "+r.name+": ") {
+			return snap, err // named once: the clients' errors start with their source
+		}
 		return snap, fmt.Errorf("source %s: snapshot: %w", r.name, err)
 	}
 	r.lap(&r.res.Phases.Snapshot)

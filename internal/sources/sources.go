@@ -50,3 +50,23 @@ func (e *DecodeError) Error() string {
 }
 
 func (e *DecodeError) Unwrap() error { return e.Err }
+
+// SettingError is a setting a source client refuses. Setting is the
+// environment variable that holds it, without the prefix a service may
+// give it (VEEAM_BASE_URL, not EU_VEEAM_BASE_URL), so that the service can
+// name the variable as the operator wrote it, once.
+type SettingError struct {
+	Setting string
+	// Value is quoted in the message; empty when it may carry a secret.
+	Value string
+	Err   error
+}
+
+func (e *SettingError) Error() string {
+	if e.Value != "" {
+		return fmt.Sprintf("%s %q: %v", e.Setting, e.Value, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Setting, e.Err)
+}
+
+func (e *SettingError) Unwrap() error { return e.Err }

@@ -25,6 +25,7 @@ import (
 	"github.com/rollcall/rollcall/internal/ops"
 	"github.com/rollcall/rollcall/internal/poller"
 	"github.com/rollcall/rollcall/internal/secret"
+	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/internal/sources/veeam"
 	"github.com/rollcall/rollcall/internal/sources/vpp"
 	"github.com/rollcall/rollcall/internal/version"
@@ -271,7 +272,7 @@ func (s sourceSpec) build(cfg Config, log *slog.Logger, obs httpx.Observer) (pol
 		c, err := vpp.New(vpp.Config{Name: s.Name, BaseURL: s.VPP.BaseURL, ServiceConfigURL: s.VPP.ServiceConfigURL, SToken: stoken,
 			MaxBodyBytes: cfg.MaxResponseBytes, Logger: log, Observer: obs})
 		if err != nil {
-			return nil, fmt.Errorf("configuration: source %s: %w", s.Name, err)
+			return nil, s.settingError(err)
 		}
 		if info, ok := c.TokenInfo(); ok {
 			log.Info("vpp token decoded", "source", s.Name, "organisation", info.OrgName, "expires", info.ExpDate.Format(time.RFC3339))
@@ -295,9 +296,22 @@ func (s sourceSpec) build(cfg Config, log *slog.Logger, obs httpx.Observer) (pol
 		Password: password, PageSize: s.Veeam.PageSize, CAFile: s.Veeam.CAFile, InsecureSkipVerify: s.Veeam.InsecureSkipVerify,
 		MaxBodyBytes: cfg.MaxResponseBytes, Logger: log, Observer: obs})
 	if err != nil {
-		return nil, fmt.Errorf("configuration: source %s: %w", s.Name, err)
+		return nil, s.settingError(err)
 	}
 	return c, nil
+}
+
+// settingError says once what a source client refused: the variable as the
+// operator wrote it (with its SOURCES prefix), the value where it may be
+// repeated, and why; or, for anything else, the source.
+func (s sourceSpec) settingError(err error) error {
+	var se *sources.SettingError
+	if errors.As(err, &se) {
+		named := *se
+		named.Setting = s.Prefix + se.Setting
+		return fmt.Errorf("configuration: %w", &named)
+	}
+	return fmt.Errorf("configuration: source %s: %w", s.Name, err)
 }
 
 // vppSource adds the sToken's expiry to the VPP client, for the poller's

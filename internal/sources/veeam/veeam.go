@@ -239,23 +239,28 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("veeam: invalid source name %q", cfg.Name)
 	}
 	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("veeam: source %s: base url must be an absolute http(s) url", cfg.Name)
+	if err == nil && u.User != nil {
+		// The URL is not repeated: it holds a password.
+		return nil, &sources.SettingError{Setting: "VEEAM_BASE_URL", Err: errors.New("must not carry credentials; give them as an API key or a username and password")}
 	}
-	if u.User != nil {
-		return nil, fmt.Errorf("veeam: source %s: base url must not carry credentials", cfg.Name)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		value := cfg.BaseURL
+		if err != nil || strings.Contains(value, "@") {
+			value = "" // it may hold a password
+		}
+		return nil, &sources.SettingError{Setting: "VEEAM_BASE_URL", Value: value, Err: errors.New("not an absolute http(s) URL, such as https://spc.example.com:1280")}
 	}
 	switch {
 	case cfg.Token != "" && (cfg.Username != "" || cfg.Password != ""):
-		return nil, fmt.Errorf("veeam: source %s: set either a token or a username and password, not both", cfg.Name)
+		return nil, &sources.SettingError{Setting: "VEEAM_TOKEN", Err: errors.New("set together with a username and password: use one, not both")}
 	case cfg.Token == "" && (cfg.Username == "" || cfg.Password == ""):
-		return nil, fmt.Errorf("veeam: source %s: a token or a username and password is required", cfg.Name)
+		return nil, &sources.SettingError{Setting: "VEEAM_TOKEN", Err: errors.New("a token or a username and password is required")}
 	}
 	if cfg.PageSize == 0 {
 		cfg.PageSize = DefaultPageSize
 	}
 	if cfg.PageSize < 1 || cfg.PageSize > MaxPageSize {
-		return nil, fmt.Errorf("veeam: source %s: page size %d is outside 1–%d", cfg.Name, cfg.PageSize, MaxPageSize)
+		return nil, &sources.SettingError{Setting: "VEEAM_PAGE_SIZE", Value: strconv.Itoa(cfg.PageSize), Err: fmt.Errorf("page size outside 1–%d", MaxPageSize)}
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -320,7 +325,7 @@ func tlsClient(cfg Config) (*http.Client, error) {
 		return &http.Client{Timeout: defaultTimeout}, nil
 	}
 	if cfg.CAFile != "" && cfg.InsecureSkipVerify {
-		return nil, errors.New("VEEAM_CA_FILE is set and certificate verification is skipped: choose one (the CA file is the safe choice)")
+		return nil, &sources.SettingError{Setting: "VEEAM_CA_FILE", Err: errors.New("set while certificate verification is skipped: choose one (the CA file is the safe choice)")}
 	}
 	hc := &http.Client{Timeout: defaultTimeout}
 	var rt http.RoundTripper = http.DefaultTransport
@@ -363,7 +368,7 @@ func caPool(file string, base *x509.CertPool) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
 		// The *PathError names the file and the cause.
-		return nil, fmt.Errorf("VEEAM_CA_FILE: %w", err)
+		return nil, &sources.SettingError{Setting: "VEEAM_CA_FILE", Err: err}
 	}
 	var pool *x509.CertPool
 	if base != nil {
@@ -372,7 +377,7 @@ func caPool(file string, base *x509.CertPool) (*x509.CertPool, error) {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("VEEAM_CA_FILE %s holds no PEM certificate", file)
+		return nil, &sources.SettingError{Setting: "VEEAM_CA_FILE", Value: file, Err: errors.New("holds no PEM certificate")}
 	}
 	return pool, nil
 }

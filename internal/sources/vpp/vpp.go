@@ -234,6 +234,15 @@ type Client struct {
 	disc *discovery // nil: no service discovery
 }
 
+// quotable is a URL that an error may repeat: empty when it may hold a
+// password.
+func quotable(u string) string {
+	if strings.Contains(u, "@") {
+		return ""
+	}
+	return u
+}
+
 // New validates cfg and returns a client.
 func New(cfg Config) (*Client, error) {
 	if !events.ValidSourceName(cfg.Name) {
@@ -244,19 +253,19 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ServiceConfigURL != "" {
 		d, err := newDiscovery(cfg.ServiceConfigURL, cfg.ServiceConfigTTL)
 		if err != nil {
-			return nil, fmt.Errorf("vpp: source %s: %w", cfg.Name, err)
+			return nil, &sources.SettingError{Setting: "VPP_SERVICE_CONFIG_URL", Value: quotable(cfg.ServiceConfigURL), Err: errors.New("not an http(s) URL")}
 		}
 		disc = d
 	}
 	// With discovery the base URL is not used; an empty one is fine.
 	if disc == nil || base != "" {
 		if !httpURL(base) {
-			return nil, fmt.Errorf("vpp: source %s: base URL %q is not an http(s) URL", cfg.Name, cfg.BaseURL)
+			return nil, &sources.SettingError{Setting: "VPP_BASE_URL", Value: quotable(cfg.BaseURL), Err: errors.New("not an http(s) URL")}
 		}
 	}
 	tok := strings.TrimSpace(cfg.SToken)
 	if tok == "" {
-		return nil, fmt.Errorf("vpp: source %s: sToken is empty", cfg.Name)
+		return nil, &sources.SettingError{Setting: "VPP_STOKEN", Err: errors.New("the sToken is empty")}
 	}
 	// Real sTokens decode; test tokens and future formats may not, and
 	// Apple, not this client, decides whether a token is valid.
