@@ -118,8 +118,8 @@ func TestIssue15DataDirInUse(t *testing.T) {
 			t.Errorf("error %q does not name %q", msg, want)
 		}
 	}
-	if logs != "" {
-		t.Errorf("the refused poller logged before the cause:\n%s", logs)
+	if strings.Contains(logs, "started") {
+		t.Errorf("the refused poller started something:\n%s", logs)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -58,13 +58,6 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	if ln != nil {
 		defer ln.Close() // served and closed by RunListener, unless the start fails
 	}
-	if cfg.NATSURL == "" {
-		release, err := lockDataDir(cfg.DataDir)
-		if err != nil {
-			return err
-		}
-		defer release() // after the embedded server's shutdown, deferred below
-	}
 	build := version.Get()
 	log.Info("rollcall poller starting", build.LogAttrs()...)
 	for _, spec := range specs {
@@ -95,6 +88,13 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	var embeddedPassword string
 	var inProcess *server.Server
 	if url == "" {
+		// Not before the configuration is checked: a mistyped variable
+		// must not leave a DATA_DIR behind.
+		release, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer release() // after the embedded server's shutdown, deferred below
 		ns, pw, err := startEmbedded(cfg, log)
 		if err != nil {
 			return err
