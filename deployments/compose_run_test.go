@@ -686,7 +686,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 var (
 	leaseTakenRE   = regexp.MustCompile(`msg="lease taken: `)
-	leaseLostRE    = regexp.MustCompile(`msg="lease not held: `)
+	leaseLostRE    = regexp.MustCompile(`msg="lease (?:not held|given up): `)
 	leaseSourceRE  = regexp.MustCompile(`(?:^| )source=(\S+)`)
 	runsSeriesTmpl = `rollcall_source_runs_total{outcome=%q,source=%q}`
 )

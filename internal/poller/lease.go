@@ -49,8 +49,9 @@ func (k *leaseKeeper) run(ctx context.Context) {
 		k.renew(ctx)
 		select {
 		case <-ctx.Done():
-			// A stop, not a loss: nothing for the info log.
-			k.change(false, time.Time{}, func() { k.log.Debug("lease given up: this replica stops", "owner", k.cfg.Owner) })
+			// A stop, not a loss: said as such, before the release, so that
+			// a log of several replicas never shows two holders at once.
+			k.change(false, time.Time{}, func() { k.log.Info("lease given up: this replica stops", "owner", k.cfg.Owner) })
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			if err := k.leases.Release(rctx, k.source, k.cfg.Owner); err != nil {
 				k.log.Warn("could not release the lease; a standby takes over when it expires", "err", err)
