@@ -94,6 +94,9 @@ type Fault struct {
 	Delay            time.Duration // wait before answering (ends early if the client goes away)
 	InsertBefore     *User         // paging drift: insert this user before serving the page (or lookup)
 	WrongOffset      bool          // echo a wrong pagingInfo.offset (list requests only)
+	// Rewrite replaces the JSON body of a 200 answer with what it returns,
+	// before Truncate: a test can give a field the wrong type.
+	Rewrite func(body []byte) []byte
 }
 
 // Server is the fake. It is safe for concurrent use.
@@ -424,6 +427,9 @@ func writeJSON(w http.ResponseWriter, v any, f *Fault) {
 	if err != nil {
 		writeError(w, 520, 0, "", "Internal error.")
 		return
+	}
+	if f != nil && f.Rewrite != nil {
+		body = f.Rewrite(body)
 	}
 	if f != nil && f.Truncate {
 		body = body[:len(body)/2]

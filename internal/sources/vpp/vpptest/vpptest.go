@@ -148,6 +148,10 @@ type Fault struct {
 	Endless bool
 	// Delay holds the answer back (until the request's context ends).
 	Delay time.Duration
+	// Rewrite, for a getVPPUsersSrv batch the fake serves (status 0),
+	// replaces the JSON body with what it returns, before Truncate: a test
+	// can give a field the wrong type.
+	Rewrite func(body []byte) []byte
 }
 
 type record struct {
@@ -586,6 +590,10 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 	if faulted && fault.NoTokens {
 		resp.BatchToken, resp.SinceModifiedToken = "", ""
 	}
+	if faulted && fault.Rewrite != nil {
+		writeRewritten(w, resp, fault.Rewrite, fault.Truncate)
+		return
+	}
 	writeJSON(w, resp, faulted && fault.Truncate)
 }
 
@@ -900,6 +908,12 @@ func writeError(w http.ResponseWriter, number int, message string, truncate bool
 }
 
 func writeJSON(w http.ResponseWriter, v any, truncate bool) {
+	writeRewritten(w, v, nil, truncate)
+}
+
+// writeRewritten is writeJSON with the encoded body passed through rewrite
+// (when not nil) before it is cut.
+func writeRewritten(w http.ResponseWriter, v any, rewrite func([]byte) []byte, truncate bool) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	// Apple writes '&' in invite URLs as is.
@@ -909,6 +923,9 @@ func writeJSON(w http.ResponseWriter, v any, truncate bool) {
 		return
 	}
 	body := b.Bytes()
+	if rewrite != nil {
+		body = rewrite(body)
+	}
 	if truncate {
 		body = body[:len(body)/2]
 	}
