@@ -132,27 +132,53 @@ func (e *sizeEnv) newPoller(lease poller.LeaseConfig, only ...string) *poller.Po
 	return poller.New(e.nats.js, e.nats.h, poller.Config{Lease: lease, CommitTimeout: 10 * time.Minute}, scs...)
 }
 
-// floor fetches and decodes the same pages a run does, and nothing else.
-// It also refreshes the source's user list for the next churn.
+// floor fetches and decodes the same pages a run does, page by page as
+// the run does, and keeps nothing but the source's user list for the next
+// churn (which the run does not pay for: it is refreshed here).
 func (e *sizeEnv) floor(ctx context.Context, s *source) (sample, error) {
-	var snap sources.Snapshot
+	st, ok := s.client.(interface {
+		Stream(context.Context, sources.Request, sources.Pages) (sources.Snapshot, error)
+	})
+	if !ok {
+		return sample{}, fmt.Errorf("%s: the client does not stream its pages", s.name)
+	}
+	list := simUsers{users: s.users[:0]} // its room, reused
 	m, err := measure(func() error {
-		var err error
-		snap, err = s.client.Snapshot(ctx, sources.Request{Full: true})
+		_, err := st.Stream(ctx, sources.Request{Full: true}, &list)
 		return err
 	})
 	if err != nil {
 		return m, err
 	}
-	if len(snap.Users) < e.n {
-		return m, fmt.Errorf("%s: snapshot of %d users, want at least %d", s.name, len(snap.Users), e.n)
+	if len(list.users) < e.n {
+		return m, fmt.Errorf("%s: snapshot of %d users, want at least %d", s.name, len(list.users), e.n)
 	}
-	s.users = s.users[:0]
-	for _, u := range snap.Users {
-		s.users = append(s.users, simUser{id: u.ID, status: u.Status, role: u.Role})
-	}
+	s.users = list.users
 	return m, nil
 }
+
+// simUsers is the floor's sources.Pages: the id, status and role of each
+// user, for the churn.
+type simUsers struct{ users []simUser }
+
+func (l *simUsers) Page(users []events.User) error {
+	for _, u := range users {
+		l.users = append(l.users, simUser{id: u.ID, status: u.Status, role: u.Role})
+	}
+	return nil
+}
+
+func (l *simUsers) Replace(u events.User) error {
+	for i := range l.users {
+		if l.users[i].id == u.ID {
+			l.users[i] = simUser{id: u.ID, status: u.Status, role: u.Role}
+			return nil
+		}
+	}
+	return l.Page([]events.User{u})
+}
+
+func (l *simUsers) Restart() { l.users = l.users[:0] }
 
 // run is one measured poller run.
 func (e *sizeEnv) run(ctx context.Context, s *source) (sample, poller.Result, error) {

@@ -5,7 +5,6 @@ package diff
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -134,69 +133,28 @@ type Plan struct {
 	Missing []string
 	// Known counts the previous users that could be removed.
 	Known int
-	// touched are the indexes in Snapshot of users new or changed.
-	touched []int
+	// Changed are the users new or changed (every user, for a Scanner
+	// that keeps all): the only ones whose records a run can publish or
+	// store, with their own copy of their raw records.
+	Changed []events.User
+	// Users counts the distinct users listed, Active those of them
+	// neither retired nor removed.
+	Users, Active int
 }
-
-// Touched returns the indexes in the snapshot of the users new or changed:
-// the only ones whose records a run can publish or store.
-func (p Plan) Touched() []int { return p.touched }
 
 // Scan is Compute's first pass: it checks the snapshot for duplicate ids
 // and compares each user's fingerprint with Known, without any previous
-// record.
+// record. It is a Scanner given the whole snapshot as one page.
 func Scan(in Input) (Plan, error) {
 	k := in.Known
 	if k == nil {
 		k = prevKnown(in.Previous)
 	}
-	m, ok := k.(Marker)
-	if !ok {
-		m = &setMarker{Known: k}
+	s := NewScanner(in.Source, k, false)
+	if err := s.Page(in.Snapshot); err != nil {
+		return Plan{}, err
 	}
-	var p Plan
-	m.StartMarks()
-	var fresh map[string]struct{} // users not known, for the duplicate check
-	for i := range in.Snapshot {
-		u := &in.Snapshot[i]
-		e, known, again := m.Mark(u.ID)
-		if !known {
-			if fresh == nil {
-				fresh = map[string]struct{}{}
-			}
-			_, again = fresh[u.ID]
-			fresh[u.ID] = struct{}{}
-		}
-		if again {
-			return Plan{}, fmt.Errorf("diff: source %s: user %q appears twice in one snapshot", in.Source, u.ID)
-		}
-		if known && e.Gone != Removed && e.Digest == u.Digest() {
-			continue // nothing tracked moved; no event and no write
-		}
-		p.touched = append(p.touched, i)
-		if known {
-			p.Need = append(p.Need, u.ID)
-		}
-	}
-	if !in.Complete {
-		return p, nil
-	}
-	m.RangeMarks(func(id string, gone Gone, marked bool) bool {
-		if gone != Present {
-			// Already gone: they cannot be removed, so they must not
-			// dilute the mass-removal guard's ratio either, and a retired
-			// VPP user that drops out of the listing is not retired a
-			// second time.
-			return true
-		}
-		p.Known++
-		if !marked {
-			p.Missing = append(p.Missing, id)
-		}
-		return true
-	})
-	slices.Sort(p.Missing)
-	return p, nil
+	return s.Finish(in.Complete), nil
 }
 
 // setMarker marks in a set of its own, for a Known that cannot.
@@ -235,8 +193,7 @@ func Compute(in Input) (Result, error) {
 		plan = &p
 	}
 	var res Result
-	for _, i := range plan.touched {
-		u := in.Snapshot[i]
+	for _, u := range plan.Changed {
 		u.Source, u.SourceKind = in.Source, in.Kind
 		prev, known := in.Previous[u.ID]
 		if !known && in.SilentNew {

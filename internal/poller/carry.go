@@ -5,7 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/rollcall/rollcall/internal/diff"
-	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -16,21 +15,14 @@ import (
 // record does not make its events and KV writes too large to store. raw is
 // not part of a user's fingerprint, so neither changes an event's type.
 //
-// It prepares the users at the indexes only (every user if all): those a
-// run can publish or store, the new and changed ones (diff.Plan.Touched),
-// or all of them when the run stores a baseline. The others' raw records
-// go nowhere, and scrubbing them cost a steady-state run a quarter of its
-// CPU.
-func (p *Poller) capRaw(snap *sources.Snapshot, indexes []int, all bool, log *slog.Logger) {
-	if all {
-		indexes = make([]int, len(snap.Users))
-		for i := range indexes {
-			indexes[i] = i
-		}
-	}
+// It prepares the users given: those a run can publish or store, the new
+// and changed ones (diff.Plan.Changed; every user when the run stores a
+// baseline). The others' raw records go nowhere, and scrubbing them cost a
+// steady-state run a quarter of its CPU.
+func (p *Poller) capRaw(users []events.User, log *slog.Logger) {
 	cut, dropped := 0, 0
-	for _, i := range indexes {
-		u := &snap.Users[i]
+	for i := range users {
+		u := &users[i]
 		scrubbed, err := events.ScrubRaw(u.Raw)
 		if err != nil {
 			// A record we cannot parse may hide a secret anywhere: carry

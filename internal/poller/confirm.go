@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/rollcall/rollcall/internal/sources"
+	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // Confirmer is a source that can look one user up directly. The poller
@@ -106,7 +107,11 @@ func (p *Poller) lookUp(ctx context.Context, src Source, c Confirmer, ids []stri
 // are confirmed, those listed now are present.
 func (p *Poller) resnapshot(ctx context.Context, src Source, ids []string, a *absences, log *slog.Logger) error {
 	log.Info("listing the directory again to confirm users missing from it", "missing", len(ids))
-	snap, err := src.Snapshot(ctx, sources.Request{Full: true})
+	found := presence{want: make(map[string]struct{}, len(ids)), listed: map[string]struct{}{}}
+	for _, id := range ids {
+		found.want[id] = struct{}{}
+	}
+	snap, err := list(ctx, src, sources.Request{Full: true}, &found)
 	if ctx.Err() != nil {
 		return fmt.Errorf("source %s: confirm absences: %w", src.Name(), ctx.Err())
 	}
@@ -120,16 +125,7 @@ func (p *Poller) resnapshot(ctx context.Context, src Source, ids []string, a *ab
 			"missing", len(ids), "err", err)
 		return nil
 	}
-	listed := make(map[string]struct{}, len(ids))
-	want := make(map[string]struct{}, len(ids))
-	for _, id := range ids {
-		want[id] = struct{}{}
-	}
-	for _, u := range snap.Users {
-		if _, ok := want[u.ID]; ok {
-			listed[u.ID] = struct{}{}
-		}
-	}
+	listed := found.listed
 	for _, id := range ids {
 		if _, ok := listed[id]; ok {
 			a.present++
@@ -163,3 +159,25 @@ func shortID(id string) string {
 	}
 	return fmt.Sprintf("%s…(%d bytes)", strings.ToValidUTF8(id[:max], ""), len(id))
 }
+
+// presence is the Pages of a second listing: it keeps, of the users
+// listed, only whether each wanted one is.
+type presence struct {
+	want, listed map[string]struct{}
+}
+
+func (p *presence) Page(users []events.User) error {
+	for i := range users {
+		_ = p.Replace(users[i])
+	}
+	return nil
+}
+
+func (p *presence) Replace(u events.User) error {
+	if _, ok := p.want[u.ID]; ok {
+		p.listed[u.ID] = struct{}{}
+	}
+	return nil
+}
+
+func (p *presence) Restart() { clear(p.listed) }

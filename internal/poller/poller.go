@@ -572,12 +572,12 @@ const baselineChunkSize = 512 << 10
 // so that the directory at any time can be rebuilt from it and the trail.
 // The JSON (the same bytes json.Marshal(snap.Users) gives) is encoded user
 // by user as the object store reads it, not held whole in memory.
-func (p *Poller) putBaseline(ctx context.Context, name string, snap sources.Snapshot) error {
+func (p *Poller) putBaseline(ctx context.Context, name string, users []events.User) error {
 	if p.h.Baselines == nil {
 		return nil
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(encodeUsers(pw, snap.Users)) }()
+	go func() { pw.CloseWithError(encodeUsers(pw, users)) }()
 	defer pr.Close()
 	meta := jetstream.ObjectMeta{Name: name, Description: "first complete snapshot of " + name,
 		Metadata: map[string]string{bus.BaselineScrubbed: "1"}, // capRaw has scrubbed every record

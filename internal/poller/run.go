@@ -55,17 +55,12 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 	if err := p.repair(ctx, r); err != nil {
 		return r.res, err
 	}
-	snap, err := p.snapshot(ctx, r, sc)
+	snap, plan, err := p.snapshot(ctx, r, sc)
 	if err != nil {
 		return r.res, err
 	}
-	in := diff.Input{Source: r.name, Kind: r.src.Kind(), Known: r.idx, Snapshot: snap.Users, Complete: snap.Complete, Observed: r.observed}
-	plan, err := diff.Scan(in)
-	if err != nil {
-		return r.res, err
-	}
-	p.capRaw(&snap, plan.Touched(), !r.st.Seeded, r.log) // a seed's baseline stores every user
-	in.Plan = &plan
+	p.capRaw(plan.Changed, r.log)
+	in := diff.Input{Source: r.name, Kind: r.src.Kind(), Known: r.idx, Complete: snap.Complete, Observed: r.observed, Plan: &plan}
 	rm, err := p.removals(ctx, r, &plan, snap)
 	if err != nil {
 		return r.res, err
@@ -81,8 +76,8 @@ func (p *Poller) runOnce(ctx context.Context, sc SourceConfig, keeper *leaseKeep
 	}
 	evs, writes, left := p.carry(evs, writes)
 	p.reportUncarried(r, left)
-	next := p.nextState(r, snap, rm)
-	c := commit{evs: evs, writes: writes, next: next, snap: snap, fullSyncs: sc.FullSyncInterval > 0}
+	next := p.nextState(r, snap, plan, rm)
+	c := commit{evs: evs, writes: writes, next: next, snap: snap, plan: plan, fullSyncs: sc.FullSyncInterval > 0}
 	return p.commit(ctx, r, c, keeper)
 }
 
@@ -133,28 +128,55 @@ func (p *Poller) load(ctx context.Context, src Source) (*run, context.Context, f
 	return r, ctx, unlock, nil
 }
 
-// snapshot is the snapshot stage: a full or incremental listing.
-func (p *Poller) snapshot(ctx context.Context, r *run, sc SourceConfig) (sources.Snapshot, error) {
+// snapshot is the snapshot stage: a full or incremental listing, scanned
+// page by page against the index as it arrives (diff.Scanner), so that
+// the run keeps only the users that changed. A source's first listing keeps
+// every user: it becomes the baseline.
+func (p *Poller) snapshot(ctx context.Context, r *run, sc SourceConfig) (sources.Snapshot, diff.Plan, error) {
 	req := sources.Request{Cursor: r.st.Cursor}
 	if !r.st.Seeded || r.st.Cursor == "" || sc.FullSyncInterval <= 0 || r.start.Sub(r.st.LastFullSync) >= sc.FullSyncInterval {
 		req.Full = true
 	}
 	r.log.Debug("run started", "full", req.Full, "known_users", r.idx.Len())
 	r.res.SnapshotStart = time.Now()
-	snap, err := r.src.Snapshot(ctx, req)
+	scan := diff.NewScanner(r.name, r.idx, !r.st.Seeded)
+	snap, err := list(ctx, r.src, req, scan)
 	r.res.SnapshotEnd = time.Now()
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "source "+r.name+": ") {
-			return snap, err // named once: the clients' errors start with their source
+			return snap, diff.Plan{}, err // named once: the clients' errors start with their source
 		}
-		return snap, fmt.Errorf("source %s: snapshot: %w", r.name, err)
+		return snap, diff.Plan{}, fmt.Errorf("source %s: snapshot: %w", r.name, err)
 	}
+	plan := scan.Finish(snap.Complete)
 	r.lap(&r.res.Phases.Snapshot)
-	r.res.Users, r.res.Complete = len(snap.Users), snap.Complete
+	r.res.Users, r.res.Complete = plan.Users, snap.Complete
 	if !r.st.Seeded && !snap.Complete {
-		return snap, fmt.Errorf("source %s: first snapshot is incomplete; refusing to seed from it", r.name)
+		return snap, plan, fmt.Errorf("source %s: first snapshot is incomplete; refusing to seed from it", r.name)
 	}
 	r.observed = p.cfg.Now().UTC()
+	return snap, plan, nil
+}
+
+// streamer is a source that hands its listing over page by page.
+type streamer interface {
+	Stream(ctx context.Context, req sources.Request, out sources.Pages) (sources.Snapshot, error)
+}
+
+// list lists src into out: page by page from a streamer, else the whole
+// snapshot as one page.
+func list(ctx context.Context, src Source, req sources.Request, out sources.Pages) (sources.Snapshot, error) {
+	if s, ok := src.(streamer); ok {
+		return s.Stream(ctx, req, out)
+	}
+	snap, err := src.Snapshot(ctx, req)
+	if err != nil {
+		return snap, err
+	}
+	if err := out.Page(snap.Users); err != nil {
+		return sources.Snapshot{}, err
+	}
+	snap.Users = nil
 	return snap, nil
 }
 
@@ -177,7 +199,7 @@ func (p *Poller) removals(ctx context.Context, r *run, plan *diff.Plan, snap sou
 		return d, nil
 	}
 	d.checked = true
-	d.held = p.guard(plan.Missing, plan.Known, activeUsers(snap.Users), r.st.Held, r.observed)
+	d.held = p.guard(plan.Missing, plan.Known, plan.Active, r.st.Held, r.observed)
 	var expired *state.HeldRemovals
 	switch {
 	case d.held != nil && r.observed.Sub(d.held.Since) < p.cfg.Guard.Hold:
@@ -210,19 +232,6 @@ func (p *Poller) removals(ctx context.Context, r *run, plan *diff.Plan, snap sou
 	plan.Missing = a.confirmed
 	r.res.Unconfirmed = a.present + a.unresolved
 	return d, nil
-}
-
-// activeUsers counts the users of a snapshot that are neither retired nor
-// removed: a full VPP sync lists retired users, so a directory down to its
-// retired users is, for the guard, a directory down to nobody.
-func activeUsers(users []events.User) int {
-	n := 0
-	for i := range users {
-		if diff.GoneOf(users[i].Status) == diff.Present {
-			n++
-		}
-	}
-	return n
 }
 
 // read is the read stage: the previous records of the users that changed
@@ -287,7 +296,7 @@ func (p *Poller) reportUncarried(r *run, left []uncarried) {
 }
 
 // nextState is the source's bookkeeping after the run.
-func (p *Poller) nextState(r *run, snap sources.Snapshot, rm removalDecision) state.Source {
+func (p *Poller) nextState(r *run, snap sources.Snapshot, plan diff.Plan, rm removalDecision) state.Source {
 	next := r.st
 	if rm.checked {
 		next.Held = rm.held
@@ -297,7 +306,7 @@ func (p *Poller) nextState(r *run, snap sources.Snapshot, rm removalDecision) st
 	next.Cursor = snap.Cursor
 	if snap.Complete {
 		next.LastFullSync = r.observed
-		next.LastCompleteSize = len(snap.Users)
+		next.LastCompleteSize = plan.Users
 	}
 	return next
 }
@@ -308,7 +317,8 @@ type commit struct {
 	writes    []diff.Write
 	next      state.Source
 	snap      sources.Snapshot
-	fullSyncs bool // the source alternates incremental runs with full syncs
+	plan      diff.Plan // its Changed are every user in a seeding run (the baseline)
+	fullSyncs bool      // the source alternates incremental runs with full syncs
 }
 
 // commit is the commit stage: it publishes every event (waiting for the
@@ -325,7 +335,7 @@ func (p *Poller) commit(ctx context.Context, r *run, c commit, keeper *leaseKeep
 	if len(c.evs) == 0 && !putSource {
 		// Nothing to commit, so no lease to confirm either: confirming
 		// renews it, a write on every run.
-		p.tracked(r, c.snap)
+		p.tracked(r, c)
 		p.finish(r)
 		return r.res, nil
 	}
@@ -354,7 +364,7 @@ func (p *Poller) write(ctx context.Context, r *run, c commit, putSource bool, ke
 		return r.res, fmt.Errorf("source %s: %w before commit", r.name, errLeaseLost)
 	}
 	if r.res.Seeded {
-		if err := p.putBaseline(cctx, r.name, c.snap); err != nil {
+		if err := p.putBaseline(cctx, r.name, c.plan.Changed); err != nil {
 			return r.res, err
 		}
 	}
@@ -379,7 +389,7 @@ func (p *Poller) write(ctx context.Context, r *run, c commit, putSource bool, ke
 		return r.res, fmt.Errorf("source %s: %w", r.name, err)
 	}
 	r.res.Writes = len(c.writes)
-	p.tracked(r, c.snap)
+	p.tracked(r, c)
 	if err := p.fault(FaultBeforeSourceWrite); err != nil {
 		return r.res, err
 	}
@@ -442,9 +452,9 @@ func (p *Poller) publish(ctx context.Context, r *run, evs []events.Event) error 
 }
 
 // tracked records the size of a complete snapshot.
-func (p *Poller) tracked(r *run, snap sources.Snapshot) {
-	if m := p.cfg.Metrics; m != nil && snap.Complete {
-		m.UsersTracked.WithLabelValues(r.name).Set(float64(len(snap.Users)))
+func (p *Poller) tracked(r *run, c commit) {
+	if m := p.cfg.Metrics; m != nil && c.snap.Complete {
+		m.UsersTracked.WithLabelValues(r.name).Set(float64(c.plan.Users))
 	}
 }
 

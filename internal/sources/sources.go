@@ -23,6 +23,8 @@ type Request struct {
 
 // Snapshot is what one run of a source saw.
 type Snapshot struct {
+	// Users is the whole listing from Snapshot; a streamed listing
+	// (Stream) leaves it nil: the users went to the Pages.
 	Users []events.User
 	// Complete is true when Users is the whole directory, so that a known
 	// user missing from it has been removed. Incremental listings are not.
@@ -70,3 +72,57 @@ func (e *SettingError) Error() string {
 }
 
 func (e *SettingError) Unwrap() error { return e.Err }
+
+// Pages receives a listing page by page, as it arrives, so that a run never
+// holds a whole directory: a consumer keeps what it needs of each page (the
+// users that changed) and lets the rest go.
+type Pages interface {
+	// Page takes one page's users, in listing order. The slice and the
+	// users' Raw belong to the consumer from then on.
+	Page(users []events.User) error
+	// Replace takes a later copy of a user a page delivered (a listing
+	// that moved under the pager): it supersedes that copy. A user no page
+	// delivered yet is taken as new.
+	Replace(u events.User) error
+	// Restart says the listing starts again from its first page: every
+	// page delivered so far is void.
+	Restart()
+}
+
+// Collector is the Pages that keeps every user: a whole Snapshot.Users.
+type Collector struct {
+	Users []events.User
+	index map[string]int // id → place in Users, built at the first Replace
+}
+
+// Page appends users.
+func (c *Collector) Page(users []events.User) error {
+	c.Users = append(c.Users, users...)
+	if c.index != nil {
+		for i := len(c.Users) - len(users); i < len(c.Users); i++ {
+			c.index[c.Users[i].ID] = i
+		}
+	}
+	return nil
+}
+
+// Replace puts u in the place of the earlier copy with its id, or appends
+// it when there is none.
+func (c *Collector) Replace(u events.User) error {
+	if c.index == nil {
+		c.index = make(map[string]int, len(c.Users))
+		for i := range c.Users {
+			c.index[c.Users[i].ID] = i
+		}
+	}
+	if i, ok := c.index[u.ID]; ok {
+		c.Users[i] = u
+		return nil
+	}
+	c.index[u.ID] = len(c.Users)
+	c.Users = append(c.Users, u)
+	return nil
+}
+
+// Restart forgets every user.
+func (c *Collector) Restart() { c.Users, c.index = nil, nil }

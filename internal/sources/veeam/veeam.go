@@ -391,17 +391,34 @@ func (c *Client) Kind() string { return events.KindVeeam }
 // Snapshot lists every user. The listing is always complete (Complete=true,
 // Cursor=""); req is accepted for the common source interface and ignored.
 func (c *Client) Snapshot(ctx context.Context, req sources.Request) (sources.Snapshot, error) {
+	var all sources.Collector
+	snap, err := c.Stream(ctx, req, &all)
+	if err != nil {
+		return sources.Snapshot{}, err
+	}
+	snap.Users = all.Users
+	return snap, nil
+}
+
+// Stream is Snapshot page by page: each page's users go to out as it
+// arrives; a user a later page repeats (the listing moved under the pager)
+// goes to out.Replace, and a sweep that starts again says so with
+// out.Restart. The Snapshot it returns has no Users.
+func (c *Client) Stream(ctx context.Context, req sources.Request, out sources.Pages) (sources.Snapshot, error) {
 	if c.cfg.InsecureSkipVerify {
 		c.warnInsecure(ctx)
 	}
 	pages := 0
 	var last error
 	for sweep := 1; sweep <= c.cfg.MaxSweeps; sweep++ {
-		users, n, err := c.sweep(ctx, sweep)
+		if sweep > 1 {
+			out.Restart()
+		}
+		users, n, err := c.sweep(ctx, sweep, out)
 		pages += n
 		if err == nil {
-			c.log.DebugContext(ctx, "veeam snapshot complete", "users", len(users), "pages", pages, "sweeps", sweep)
-			return sources.Snapshot{Users: users, Complete: true, Pages: pages}, nil
+			c.log.DebugContext(ctx, "veeam snapshot complete", "users", users, "pages", pages, "sweeps", sweep)
+			return sources.Snapshot{Complete: true, Pages: pages}, nil
 		}
 		if !errors.Is(err, errDrift) {
 			return sources.Snapshot{}, err
@@ -412,36 +429,50 @@ func (c *Client) Snapshot(ctx context.Context, req sources.Request) (sources.Sna
 	return sources.Snapshot{}, fmt.Errorf("source %s: listing did not settle after %d sweeps: %w", c.cfg.Name, c.cfg.MaxSweeps, last)
 }
 
-// sweep pages through the whole listing once. It returns an error wrapping
+// sweep pages through the whole listing once, handing each page to out,
+// and returns how many distinct users it saw. It returns an error wrapping
 // errDrift when the listing moved under it.
-func (c *Client) sweep(ctx context.Context, sweep int) ([]events.User, int, error) {
-	var users []events.User
-	index := map[string]int{}
+func (c *Client) sweep(ctx context.Context, sweep int, out sources.Pages) (int, int, error) {
+	// The ids seen, by a hash: to tell a repeat from a new user and count
+	// the distinct users without keeping a million strings. A collision of
+	// two ids (about 1 in 10^7 listings of a million users) would count one
+	// user short and sweep again.
+	seen := map[uint64]struct{}{}
 	offset, total, pageNo := 0, 0, 0
 	for {
 		pageNo++
 		body, err := c.fetchPage(ctx, offset, pageNo)
 		if err != nil {
-			return nil, pageNo, err
+			return 0, pageNo, err
 		}
 		p, err := decodePage(c.cfg.Name, pageNo, body)
 		if err != nil {
-			return nil, pageNo, err
+			return 0, pageNo, err
 		}
 		if p.offset != offset {
 			// Some servers ignore offset for some queries; trusting the page
 			// would silently repeat or skip users.
-			return nil, pageNo, fmt.Errorf("page %d: server echoed offset %d for offset %d: %w", pageNo, p.offset, offset, errDrift)
+			return 0, pageNo, fmt.Errorf("page %d: server echoed offset %d for offset %d: %w", pageNo, p.offset, offset, errDrift)
 		}
 		total = p.total
+		var fresh, again []events.User
 		for _, u := range p.users {
-			if i, ok := index[u.ID]; ok {
+			h := idHash(u.ID)
+			if _, ok := seen[h]; ok {
 				// An item shifted onto the next page; the later copy is newer.
-				users[i] = u
+				again = append(again, u)
 				continue
 			}
-			index[u.ID] = len(users)
-			users = append(users, u)
+			seen[h] = struct{}{}
+			fresh = append(fresh, u)
+		}
+		if err := out.Page(fresh); err != nil {
+			return 0, pageNo, err
+		}
+		for _, u := range again { // after the page: a repeat may be of its own users
+			if err := out.Replace(u); err != nil {
+				return 0, pageNo, err
+			}
 		}
 		c.log.DebugContext(ctx, "veeam page fetched", "sweep", sweep, "page", pageNo, "offset", offset, "items", len(p.users), "total", total)
 		// Advance by what arrived, not by PageSize: a server whose cap is
@@ -451,10 +482,20 @@ func (c *Client) sweep(ctx context.Context, sweep int) ([]events.User, int, erro
 			break
 		}
 	}
-	if len(users) != total {
-		return nil, pageNo, fmt.Errorf("saw %d unique users but the server reports %d: %w", len(users), total, errDrift)
+	if len(seen) != total {
+		return 0, pageNo, fmt.Errorf("saw %d unique users but the server reports %d: %w", len(seen), total, errDrift)
 	}
-	return users, pageNo, nil
+	return len(seen), pageNo, nil
+}
+
+// idHash is a 64-bit FNV-1a hash of a user id.
+func idHash(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // fetchPage gets one page, retrying throttling, server and transport errors.

@@ -360,15 +360,30 @@ func (c *Client) Kind() string { return events.KindVPP }
 // cursor Apple no longer accepts becomes a full listing, and a full listing
 // Apple cannot continue is started again (see fullListing).
 func (c *Client) Snapshot(ctx context.Context, req sources.Request) (sources.Snapshot, error) {
+	var all sources.Collector
+	snap, err := c.Stream(ctx, req, &all)
+	if err != nil {
+		return sources.Snapshot{}, err
+	}
+	snap.Users = all.Users
+	return snap, nil
+}
+
+// Stream is Snapshot page by page: each batch's users go to out as it
+// arrives, and a listing that starts again (a refused token, a batch
+// Apple will not continue) says so with out.Restart. The Snapshot it
+// returns has no Users.
+func (c *Client) Stream(ctx context.Context, req sources.Request, out sources.Pages) (sources.Snapshot, error) {
 	if req.Cursor != "" && !req.Full {
-		snap, err := c.list(ctx, false, req.Cursor)
+		snap, err := c.list(ctx, false, req.Cursor, out)
 		ae, restart := restartsFull(err)
 		if !restart {
 			return snap, err
 		}
 		c.log.WarnContext(ctx, "vpp sinceModifiedToken not accepted, restarting as a full sync", "error_number", ae.Number)
+		out.Restart()
 	}
-	return c.fullListing(ctx)
+	return c.fullListing(ctx, out)
 }
 
 // restartsFull returns the APIError in err when it asks for a full sync.
@@ -385,9 +400,12 @@ func restartsFull(err error) (*APIError, bool) {
 // first batch. That is bounded by c.restarts, so that a server refusing
 // every time fails the run instead of holding the source, and paced by the
 // backoff so that the restarts do not hammer a struggling service.
-func (c *Client) fullListing(ctx context.Context) (sources.Snapshot, error) {
+func (c *Client) fullListing(ctx context.Context, out sources.Pages) (sources.Snapshot, error) {
 	for restarts := 0; ; restarts++ {
-		snap, err := c.list(ctx, true, "")
+		if restarts > 0 {
+			out.Restart()
+		}
+		snap, err := c.list(ctx, true, "", out)
 		ae, restart := restartsFull(err)
 		if !restart {
 			return snap, err
@@ -412,7 +430,7 @@ type requestBody struct {
 	IncludeRetired     int    `json:"includeRetired,omitempty"`
 }
 
-func (c *Client) list(ctx context.Context, full bool, cursor string) (sources.Snapshot, error) {
+func (c *Client) list(ctx context.Context, full bool, cursor string, out sources.Pages) (sources.Snapshot, error) {
 	snap := sources.Snapshot{Complete: full}
 	body := requestBody{SToken: c.sToken}
 	if full {
@@ -430,8 +448,13 @@ func (c *Client) list(ctx context.Context, full bool, cursor string) (sources.Sn
 		if err := p.add(batch, resp); err != nil {
 			return sources.Snapshot{}, err
 		}
-		for _, u := range resp.Users {
-			snap.Users = append(snap.Users, c.normalise(u))
+		users := make([]events.User, len(resp.Users))
+		for i, u := range resp.Users {
+			users[i] = c.normalise(u)
+		}
+		resp.Users = nil
+		if err := out.Page(users); err != nil {
+			return sources.Snapshot{}, err
 		}
 		c.log.DebugContext(ctx, "vpp batch fetched", "batch", batch, "users", len(resp.Users), "total_batches", p.total)
 		if resp.SinceModifiedToken != "" {
