@@ -316,7 +316,7 @@ func TestStaticBinaries(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
-	want := []string{"notifier", "poller", "simulator"}
+	want := []string{"bench", "notifier", "poller", "simulator"}
 	entries, err := os.ReadDir(out)
 	if err != nil {
 		t.Fatal(err)

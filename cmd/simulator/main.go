@@ -4,11 +4,11 @@
 //	simulator [serve]   serve the APIs (flags or SIM_* environment)
 //	simulator demo      the whole pipeline in one process: simulator, poller
 //	                    with embedded NATS, notifier printing events
-//	simulator bench     benchmarks of the pipeline against floors measured in
-//	                    the same run (docs/BENCHMARKS.md)
 //	simulator soak      randomized schedules of changes, faults and crashes
 //	                    through the whole pipeline, checked against an oracle
 //	                    (internal/simulation, docs/RELIABILITY.md)
+//
+// The benchmark is a command of its own: go run ./cmd/bench.
 package main
 
 import (
@@ -128,7 +128,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "demo":
 		err = demo(ctx, args, stdout, stderr)
 	case "bench":
-		err = benchCmd(ctx, args, stdout, stderr)
+		// Moved in issue 16; the pointer goes with the next release.
+		err = &cli.UsageError{Err: errors.New("bench moved to its own command: go run ./cmd/bench (the same flags; docs/BENCHMARKS.md)"), Usage: usage}
 	case "soak":
 		err = soak(ctx, args, stdout, stderr)
 	default:
@@ -145,11 +146,11 @@ const usage = `usage: simulator [command] [flags]
 commands:
   serve     serve the fake VPP and Veeam APIs on -addr (the default command)
   demo      simulator, poller with embedded NATS and notifier printing events
-  bench     the benchmark command (docs/BENCHMARKS.md)
   soak      randomized simulations for a while (docs/RELIABILITY.md)
   version   the build
 
-"simulator <command> --help" lists a command's flags.
+"simulator <command> --help" lists a command's flags. The benchmark moved
+to a command of its own: go run ./cmd/bench (docs/BENCHMARKS.md).
 `
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -93,11 +93,10 @@ func TestCommandLine(t *testing.T) {
 		out   string // in stdout, when not a usage error
 	}{
 		{args: []string{"help"}, out: "demo"},
-		{args: []string{"--help"}, out: "bench"},
+		{args: []string{"--help"}, out: "serve"},
 		{args: []string{"-h"}, out: "soak"},
 		{args: []string{"demo", "--help"}, out: "(default 2s)"},
 		{args: []string{"serve", "-h"}, out: "(default 3s)"},
-		{args: []string{"bench", "--help"}, out: "-users"},
 		{args: []string{"soak", "help"}, out: "-duration"},
 		{args: []string{"nosuch"}, usage: true},
 		{args: []string{"-users", "5", "demo"}, usage: true},
@@ -121,5 +120,26 @@ func TestCommandLine(t *testing.T) {
 				t.Fatalf("err %v, stdout %q; want %q in it", err, out.String(), tc.out)
 			}
 		})
+	}
+}
+
+// bench moved to cmd/bench: the simulator's help lists it only as moved,
+// and "simulator bench" is a usage error (exit 2) that points there, before
+// anything starts.
+func TestBenchMoved(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "\n  bench ") || !strings.Contains(out.String(), "go run ./cmd/bench") {
+		t.Errorf("help lists bench as a command or does not say where it went:\n%s", out.String())
+	}
+	for _, args := range [][]string{{"bench"}, {"bench", "-users", "10k", "-quick"}, {"bench", "--help"}} {
+		var stdout bytes.Buffer
+		err := run(context.Background(), args, &stdout, &bytes.Buffer{})
+		var ue *cli.UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "go run ./cmd/bench") || stdout.Len() > 0 {
+			t.Errorf("%q: %v, stdout %q; want a usage error naming go run ./cmd/bench", args, err, stdout.String())
+		}
 	}
 }

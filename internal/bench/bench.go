@@ -2,7 +2,7 @@
 // same run on the same machine (issue 7): a full run and a steady-state run
 // of the real poller against the simulator, publishing a burst of events,
 // the notifier delivering them to a webhook, the poller's start-up and the
-// memory it keeps per tracked user. `simulator bench` prints the table;
+// memory it keeps per tracked user. `go run ./cmd/bench` prints the table;
 // docs/BENCHMARKS.md explains every figure.
 //
 // Every figure comes from the real packages (poller.RunOnce, bus.Publish,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -69,11 +70,15 @@ func InProcess(ctx context.Context, users int) (*Sim, error) {
 // ChildProcess starts the simulator as "<path> serve" in a process of its
 // own, so that serving the pages costs the measured process nothing: the
 // CPU time and memory figures are then the poller's (and the embedded NATS
-// server's) alone, as they would be against the real APIs.
+// server's) alone, as they would be against the real APIs. path is the
+// simulator's binary, or a program that passes its own path and serves
+// with ServeChild when IsChild (cmd/bench), so that it needs no other
+// binary and no Go toolchain.
 func ChildProcess(path string) Starter {
 	return func(ctx context.Context, users int) (*Sim, error) {
 		cmd := exec.Command(path, "serve", "-addr", "127.0.0.1:0", "-users", strconv.Itoa(users), "-churn", "0", "-seed", "1")
-		cmd.Env = append(os.Environ(), "SIM_VPP_STOKEN="+simulator.DefaultVPPToken, "SIM_VEEAM_TOKEN="+simulator.DefaultVeeamToken)
+		cmd.Env = append(os.Environ(), childEnv+"="+childValue,
+			"SIM_VPP_STOKEN="+simulator.DefaultVPPToken, "SIM_VEEAM_TOKEN="+simulator.DefaultVeeamToken)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			return nil, err
@@ -119,6 +124,56 @@ func ChildProcess(path string) Starter {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// childEnv marks the process ChildProcess starts; the simulator's binary
+// ignores it ("serve" is its own command).
+const (
+	childEnv   = "ROLLCALL_BENCH_CHILD"
+	childValue = "simulator"
+)
+
+// IsChild reports whether this process is a simulator that ChildProcess
+// started: it should then call ServeChild and nothing else.
+func IsChild() bool { return os.Getenv(childEnv) == childValue }
+
+// ServeChild is the child's side of ChildProcess: it serves the simulator
+// as args ("serve -addr A -users N -churn D -seed S") say, announces its
+// URL on stderr as the simulator's serve does, and stops when ctx ends
+// (ChildProcess sends an interrupt).
+func ServeChild(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "serve" {
+		return fmt.Errorf("simulator child: want serve and its flags, got %q", args)
+	}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	addr := fs.String("addr", "127.0.0.1:0", "")
+	users := fs.Int("users", 0, "")
+	churn := fs.Duration("churn", 0, "")
+	seed := fs.Int64("seed", 1, "")
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
+		return fmt.Errorf("simulator child: bad flags %q: %v", args[1:], err)
+	}
+	sim := simulator.New(simulator.Config{Users: *users, Seed: *seed})
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if *churn > 0 {
+		go sim.Run(ctx, *churn, func(string) {})
+	}
+	fmt.Fprintf(stderr, "simulator listening on http://%s\n", ln.Addr())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }
 
 // natsEnv is an embedded NATS server with a temporary store, and the
