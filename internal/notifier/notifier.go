@@ -55,6 +55,12 @@ type Route struct {
 	// reordered WEBHOOK_URL must not silently swap two receivers.
 	Endpoint     Endpoint
 	MoveEndpoint bool
+	// Predecessors name consumers this sink's may take over: when the
+	// sink's consumer is first created and one of them delivered to the
+	// same endpoint, the new one starts where that one's acknowledged
+	// events end, instead of at Start (a webhook moved from WEBHOOK_URL's
+	// places to a name keeps its backlog).
+	Predecessors []string
 }
 
 // Endpoint identifies a sink's destination: Host may be logged, ID (a hash
@@ -333,6 +339,12 @@ func (n *Notifier) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	// Said on a requested stop only, not when a failing sink stops the
+	// others (that failure is what Run returns).
+	stopped := context.AfterFunc(ctx, func() {
+		n.log.Info("stopping: finishing the deliveries in flight, releasing the rest for the next start", "grace", n.cfg.ShutdownGrace.String())
+	})
+	defer stopped()
 	// A sink that cannot go on (the connection is gone for good) stops the
 	// others too, so that Run reports the failure instead of carrying on
 	// with a sink silently missing.
@@ -357,10 +369,6 @@ func (n *Notifier) Run(ctx context.Context) error {
 			n.watchPending(ctx, consumers)
 		}()
 	}
-	stopped := context.AfterFunc(ctx, func() {
-		n.log.Info("stopping: finishing the deliveries in flight, releasing the rest for the next start", "grace", n.cfg.ShutdownGrace.String())
-	})
-	defer stopped()
 	wg.Wait()
 	close(errs)
 	var all []error
@@ -397,9 +405,17 @@ func (n *Notifier) setUp(ctx context.Context) ([]jetstream.Consumer, error) {
 // route whose existing consumer delivers to another endpoint (see
 // Route.Endpoint): a start that fails changes nothing.
 func (n *Notifier) checkEndpoints(ctx context.Context) error {
+	return CheckEndpoints(ctx, n.js, n.routes)
+}
+
+// CheckEndpoints refuses every route whose sink's consumer delivers to
+// another endpoint than the route's (EndpointChangedError, joined): what
+// Run checks at start, and what a command that sends on a sink's behalf
+// (a redrive of its dead letters) must check too.
+func CheckEndpoints(ctx context.Context, js jetstream.JetStream, routes []Route) error {
 	var errs []error
-	for _, r := range n.routes {
-		c, err := n.js.Consumer(ctx, bus.EventsStream, r.Sink.Name())
+	for _, r := range routes {
+		c, err := js.Consumer(ctx, bus.EventsStream, r.Sink.Name())
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			continue
 		}
@@ -491,6 +507,12 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 		MaxDeliver:    -1, // the notifier dead-letters after MaxAttempts itself
 	}
 	setEndpoint(&cfg, r)
+	if from, was, ok := n.predecessor(ctx, r); ok {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+		n.log.Info("new consumer continues where its predecessor at the same endpoint left off", "sink", name, "predecessor", was, "start_seq", from,
+			"what_to_do", "once the sink delivers, the predecessor can be removed: nats consumer rm "+bus.EventsStream+" "+was)
+		return n.create(ctx, cfg, filters)
+	}
 	switch r.Start {
 	case "", "new":
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
@@ -503,12 +525,38 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 		}
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 	}
-	c, err = n.js.CreateConsumer(ctx, bus.EventsStream, cfg)
+	return n.create(ctx, cfg, filters)
+}
+
+func (n *Notifier) create(ctx context.Context, cfg jetstream.ConsumerConfig, filters []string) (jetstream.Consumer, error) {
+	c, err := n.js.CreateConsumer(ctx, bus.EventsStream, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("sink %s: create consumer: %w", name, err)
+		return nil, fmt.Errorf("sink %s: create consumer: %w", cfg.Durable, err)
 	}
-	n.log.Info("created consumer", "sink", name, "start", cfg.DeliverPolicy.String(), "filters", filters, "max_ack_pending", cfg.MaxAckPending)
+	n.log.Info("created consumer", "sink", cfg.Durable, "start", cfg.DeliverPolicy.String(), "filters", filters, "max_ack_pending", cfg.MaxAckPending)
 	return c, nil
+}
+
+// predecessor finds, among r's Predecessors, a consumer that delivered to
+// r's endpoint, and the stream sequence after its acknowledged events. A
+// consumer that recorded no endpoint (an older notifier's) is not taken:
+// nothing says where it delivered.
+func (n *Notifier) predecessor(ctx context.Context, r Route) (uint64, string, bool) {
+	if r.Endpoint.ID == "" {
+		return 0, "", false
+	}
+	for _, name := range r.Predecessors {
+		c, err := n.js.Consumer(ctx, bus.EventsStream, name)
+		if err != nil {
+			continue
+		}
+		info, err := c.Info(ctx)
+		if err != nil || info.Config.Metadata[metaEndpoint] != r.Endpoint.ID {
+			continue
+		}
+		return info.AckFloor.Stream + 1, name, true
+	}
+	return 0, "", false
 }
 
 func equal(a, b []string) bool {

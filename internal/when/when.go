@@ -75,7 +75,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		}
 		total += num * float64(size)
 	}
-	if total > math.MaxInt64 {
+	if total >= math.MaxInt64 { // float64(MaxInt64) is 2^63, itself too large
 		return 0, fmt.Errorf("duration %q is too long (at most about 292 years)", s)
 	}
 	d := time.Duration(total)

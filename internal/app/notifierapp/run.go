@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -210,7 +211,11 @@ func buildRoutes(cfg Config, stdout io.Writer) ([]notifier.Route, error) {
 		if err != nil {
 			return nil, fmt.Errorf("configuration: %s: %w", w.urlVar, err)
 		}
-		routes = append(routes, route(s, w.types))
+		r := route(s, w.types)
+		if w.named {
+			r.Predecessors = positionalNames
+		}
+		routes = append(routes, r)
 	}
 	slackURL, err := secret.Resolve("SLACK_WEBHOOK_URL", cfg.SlackWebhookURL, cfg.SlackWebhookURLFile)
 	if err != nil {
@@ -276,14 +281,17 @@ func logSinks(log *slog.Logger, routes []notifier.Route) {
 }
 
 // endpointHint adds to a refusal to move sinks' consumers what the operator
-// can do about it, naming every sink refused.
+// can do about it, naming every sink refused: a webhook of WEBHOOK_URL may
+// have moved in the list; any sink's URL may really have changed.
 func endpointHint(err error) error {
 	var names []string
+	positional := false
 	var walk func(error)
 	walk = func(e error) {
 		var ec *notifier.EndpointChangedError
 		if errors.As(e, &ec) && !slices.Contains(names, ec.Sink) {
 			names = append(names, ec.Sink)
+			positional = positional || reservedSink(ec.Sink) && ec.Sink != "slack" && ec.Sink != "console"
 		}
 		if j, ok := e.(interface{ Unwrap() []error }); ok {
 			for _, x := range j.Unwrap() {
@@ -295,8 +303,11 @@ func endpointHint(err error) error {
 	if len(names) == 0 {
 		return err
 	}
-	return fmt.Errorf("%w\nnothing was changed. If WEBHOOK_URL was reordered or an entry removed, restore it, or name each webhook with WEBHOOKS so that its place does not matter; "+
-		"if the receiver really moved, start once with ALLOW_ENDPOINT_CHANGE=%s", err, strings.Join(names, ","))
+	hint := "\nnothing was changed. "
+	if positional {
+		hint += "If WEBHOOK_URL was reordered or an entry removed, restore it, or name each webhook with WEBHOOKS so that its place does not matter; "
+	}
+	return fmt.Errorf("%w%sif the URL really changed, start once with ALLOW_ENDPOINT_CHANGE=%s", err, hint, strings.Join(names, ","))
 }
 
 // sinkKind is what a sink is, whatever its name: console, webhook or
@@ -312,3 +323,13 @@ func sinkKind(s notifier.Sink) string {
 	}
 	return s.Name()
 }
+
+// positionalNames are the sinks of WEBHOOK_URL's places: the consumers a
+// named webhook may take over (notifier.Route.Predecessors).
+var positionalNames = func() []string {
+	out := []string{"webhook"}
+	for n := 2; n <= maxWebhooks; n++ {
+		out = append(out, "webhook-"+strconv.Itoa(n))
+	}
+	return out
+}()

@@ -106,8 +106,8 @@ func slicesKeys(m map[int]WebhookOverride) []int {
 // names to quote in errors, and what the sink gets.
 type webhookSpec struct {
 	name    string
+	named   bool   // from WEBHOOKS
 	urlVar  string // "WEBHOOK_URL #2", "WEBHOOK_CRM_URL"
-	secVar  string // the variable its secret came from
 	url     string
 	secrets []string
 	types   []string
@@ -118,14 +118,34 @@ type webhookSpec struct {
 // shared WEBHOOK_SECRET and WEBHOOK_TYPES applied where a webhook has none
 // of its own.
 func webhookSpecs(cfg Config) ([]webhookSpec, error) {
-	shared, err := secret.Resolve("WEBHOOK_SECRET", cfg.WebhookSecret, cfg.WebhookSecretFile)
+	shared, err := resolveSecret("WEBHOOK_SECRET", cfg.WebhookSecret, cfg.WebhookSecretFile)
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+		return nil, err
 	}
+	var specs []webhookSpec
 	if len(cfg.NamedWebhooks) > 0 {
-		return namedSpecs(cfg, strings.Fields(shared))
+		specs, err = namedSpecs(cfg, strings.Fields(shared))
+	} else {
+		specs, err = positionalSpecs(cfg, strings.Fields(shared))
 	}
-	return positionalSpecs(cfg, strings.Fields(shared))
+	return specs, err
+}
+
+// resolveSecret reads a secret variable or its _FILE form and checks that
+// it holds whsec_ secrets, naming the variable it came from.
+func resolveSecret(name, value, file string) (string, error) {
+	s, err := secret.Resolve(name, value, file)
+	if err != nil {
+		return "", fmt.Errorf("configuration: %w", err)
+	}
+	from := name
+	if file != "" {
+		from = name + "_FILE"
+	}
+	if err := checkSecrets(from, s); err != nil {
+		return "", err
+	}
+	return s, nil
 }
 
 func namedSpecs(cfg Config, shared []string) ([]webhookSpec, error) {
@@ -139,13 +159,13 @@ func namedSpecs(cfg Config, shared []string) ([]webhookSpec, error) {
 		if strings.TrimSpace(u) == "" {
 			return nil, fmt.Errorf("configuration: WEBHOOKS names %q but %sURL (or %sURL_FILE) is not set", w.Name, p, p)
 		}
-		s := webhookSpec{name: w.Name, urlVar: p + "URL", secVar: "WEBHOOK_SECRET", url: strings.TrimSpace(u), secrets: shared, types: cfg.WebhookTypes}
-		own, err := secret.Resolve(p+"SECRET", w.Secret, w.SecretFile)
+		s := webhookSpec{name: w.Name, named: true, urlVar: p + "URL", url: strings.TrimSpace(u), secrets: shared, types: cfg.WebhookTypes}
+		own, err := resolveSecret(p+"SECRET", w.Secret, w.SecretFile)
 		if err != nil {
-			return nil, fmt.Errorf("configuration: %w", err)
+			return nil, err
 		}
 		if own != "" {
-			s.secrets, s.secVar = strings.Fields(own), p+"SECRET"
+			s.secrets = strings.Fields(own)
 		}
 		if len(w.Types) > 0 {
 			s.types = w.Types
@@ -176,18 +196,18 @@ func positionalSpecs(cfg Config, shared []string) ([]webhookSpec, error) {
 		if u == "" {
 			continue
 		}
-		s := webhookSpec{name: "webhook", urlVar: fmt.Sprintf("WEBHOOK_URL #%d", i+1), secVar: "WEBHOOK_SECRET", url: u, secrets: shared, types: cfg.WebhookTypes}
+		s := webhookSpec{name: "webhook", urlVar: fmt.Sprintf("WEBHOOK_URL #%d", i+1), url: u, secrets: shared, types: cfg.WebhookTypes}
 		if i > 0 {
 			s.name = "webhook-" + strconv.Itoa(i+1)
 		}
 		if o, ok := cfg.WebhookOverrides[i+1]; ok {
 			v := fmt.Sprintf("WEBHOOK_%d_SECRET", i+1)
-			own, err := secret.Resolve(v, o.Secret, o.SecretFile)
+			own, err := resolveSecret(v, o.Secret, o.SecretFile)
 			if err != nil {
-				return nil, fmt.Errorf("configuration: %w", err)
+				return nil, err
 			}
 			if own != "" {
-				s.secrets, s.secVar = strings.Fields(own), v
+				s.secrets = strings.Fields(own)
 			}
 			if len(o.Types) > 0 {
 				s.types = o.Types

@@ -51,13 +51,13 @@ func (s *Sink) await(ctx context.Context, d *digest, m *member) error {
 	}
 	s.mu.Unlock()
 	if taken {
-		// Posted meanwhile: report what happened rather than have the
-		// notifier deliver the event a second time.
-		select {
-		case <-d.done:
-			return d.err
-		default:
-		}
+		// Being posted, or posted: wait for what happened (the post is
+		// bounded by the sink's timeout) rather than report a failure and
+		// have the notifier post the event a second time. A stop then
+		// takes up to that timeout beyond its grace, but a channel never
+		// sees the same change twice for it.
+		<-d.done
+		return d.err
 	}
 	return fmt.Errorf("%s: waiting for the digest: %w", s.label(), ctx.Err())
 }
