@@ -71,13 +71,14 @@ type pump struct {
 
 	mu       sync.Mutex
 	lanes    map[string]*lane
-	held     int            // messages in lanes and behind the gate
-	gated    bool           // collecting into waiting instead of the lanes
-	waiting  []held         // collected while gated
-	deadline time.Time      // when the gate lifts even if messages are still missing
-	lastSeq  uint64         // the consumer delivery sequence last received (or delivered before this run)
-	seqKnown bool           // lastSeq is known: read from the consumer, or a delivery received
-	wg       sync.WaitGroup // lane goroutines, the gate watcher and the prober
+	held     int                 // messages in lanes and behind the gate
+	seqs     map[uint64]struct{} // their stream sequences (holds)
+	gated    bool                // collecting into waiting instead of the lanes
+	waiting  []held              // collected while gated
+	deadline time.Time           // when the gate lifts even if messages are still missing
+	lastSeq  uint64              // the consumer delivery sequence last received (or delivered before this run)
+	seqKnown bool                // lastSeq is known: read from the consumer, or a delivery received
+	wg       sync.WaitGroup      // lane goroutines, the gate watcher and the prober
 
 	health health
 
@@ -119,6 +120,7 @@ func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pu
 		log:     log,
 		slots:   make(chan struct{}, n.concurrency(sink)),
 		lanes:   map[string]*lane{},
+		seqs:    map[uint64]struct{}{},
 		drained: make(chan struct{}),
 		kaStop:  make(chan struct{}),
 		kaDone:  make(chan struct{}),
@@ -191,6 +193,7 @@ func (p *pump) dispatch(msg jetstream.Msg, epoch int64, c jetstream.Consumer) {
 		p.log.Debug("redelivery of an event already held; ignored", "stream_seq", meta.Sequence.Stream)
 		return
 	}
+	p.seqs[meta.Sequence.Stream] = struct{}{}
 	if skipped {
 		p.log.Info("a delivery was lost on its way (the consumer's delivery sequence skipped); collecting until it comes back, to deliver each user's events in order",
 			"after", prev, "got", meta.Sequence.Consumer)
@@ -218,21 +221,11 @@ func (p *pump) admit(h held) {
 }
 
 // holds reports whether the message with stream sequence seq is held.
-// Called with p.mu held.
+// Called with p.mu held. A set, not a walk of the lanes: this runs for
+// every message received, with up to SINK_WINDOW held.
 func (p *pump) holds(seq uint64) bool {
-	for _, h := range p.waiting {
-		if h.meta.Sequence.Stream == seq {
-			return true
-		}
-	}
-	for _, l := range p.lanes {
-		for _, h := range l.msgs {
-			if h.meta.Sequence.Stream == seq {
-				return true
-			}
-		}
-	}
-	return false
+	_, ok := p.seqs[seq]
+	return ok
 }
 
 // enqueue puts h in its user's lane, in stream order among the messages
@@ -363,6 +356,7 @@ func (p *pump) run(l *lane) {
 		l.msgs[0] = held{}
 		l.msgs = l.msgs[1:]
 		p.held--
+		delete(p.seqs, h.meta.Sequence.Stream)
 		p.mu.Unlock()
 	}
 }
