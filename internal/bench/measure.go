@@ -74,30 +74,46 @@ type sample struct {
 	wall time.Duration
 	cpu  time.Duration
 	// peak is the highest heap in use seen while the work ran (sampled
-	// every 5 ms) minus the settled heap before it started.
+	// every 5 ms) minus the settled heap before it started. Garbage counts:
+	// it measures how far the heap grows under the collector's pacing
+	// (GOGC), which over a large live heap says more about the pacing than
+	// about the work.
 	peak uint64
+	// live is the highest live heap the collector found while the work ran
+	// (at each collection: /gc/heap/live) minus the live heap before it:
+	// what the work held at once.
+	live uint64
+}
+
+var liveSample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+
+// liveHeap is the heap the last collection marked live.
+func liveHeap() uint64 {
+	heapMu.Lock()
+	defer heapMu.Unlock()
+	metrics.Read(liveSample)
+	if liveSample[0].Value.Kind() == metrics.KindUint64 {
+		return liveSample[0].Value.Uint64()
+	}
+	return 0
 }
 
 // measure runs f after a full collection and reports its wall time, CPU
 // time and peak heap.
 func measure(f func() error) (sample, error) {
 	base := settledHeap()
+	baseLive := liveHeap()
 	stop := make(chan struct{})
-	peakc := make(chan uint64, 1)
+	peakc := make(chan [2]uint64, 1)
 	go func() {
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
-		var peak uint64
+		var peak, live uint64
 		for {
-			if h := heapInUse(); h > peak {
-				peak = h
-			}
+			peak, live = max(peak, heapInUse()), max(live, liveHeap())
 			select {
 			case <-stop:
-				if h := heapInUse(); h > peak {
-					peak = h
-				}
-				peakc <- peak
+				peakc <- [2]uint64{max(peak, heapInUse()), max(live, liveHeap())}
 				return
 			case <-t.C:
 			}
@@ -107,8 +123,12 @@ func measure(f func() error) (sample, error) {
 	err := f()
 	s := sample{wall: time.Since(t0), cpu: cpuTime() - c0}
 	close(stop)
-	if p := <-peakc; p > base {
-		s.peak = p - base
+	p := <-peakc
+	if p[0] > base {
+		s.peak = p[0] - base
+	}
+	if p[1] > baseLive {
+		s.live = p[1] - baseLive
 	}
 	return s, err
 }
@@ -131,6 +151,7 @@ func median(ss []sample) sample {
 		wall: time.Duration(pick(func(s sample) float64 { return float64(s.wall) })[mid]),
 		cpu:  time.Duration(pick(func(s sample) float64 { return float64(s.cpu) })[mid]),
 		peak: uint64(pick(func(s sample) float64 { return float64(s.peak) })[mid]),
+		live: uint64(pick(func(s sample) float64 { return float64(s.live) })[mid]),
 	}
 }
 
