@@ -26,7 +26,7 @@ func TestIssue15ServePrintsAPollerThatReportsWithinSeconds(t *testing.T) {
 		simDone <- run(ctx, []string{"serve", "-addr", "127.0.0.1:0", "-churn", "300ms"}, &syncbuf.Buffer{}, simErr)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(simErr.String(), " poller\n") {
+	for !strings.Contains(simErr.String(), " go run ./cmd/poller\n") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no poller command printed:\n%s", simErr)
 		}
@@ -35,7 +35,7 @@ func TestIssue15ServePrintsAPollerThatReportsWithinSeconds(t *testing.T) {
 	// The command: lines ending in a backslash continue; VAR=value words,
 	// then the program.
 	_, cmd, _ := strings.Cut(simErr.String(), ":\n")
-	cmd, _, _ = strings.Cut(cmd, " poller\n")
+	cmd, _, _ = strings.Cut(cmd, " go run ./cmd/poller\n")
 	env := map[string]string{}
 	for _, w := range strings.Fields(strings.ReplaceAll(cmd, "\\\n", " ")) {
 		k, v, ok := strings.Cut(w, "=")

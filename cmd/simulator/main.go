@@ -163,22 +163,44 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (use -addr or SIM_ADDR)", o.addr, err)
 	}
-	base := "http://" + ln.Addr().String()
+	base := "http://" + localAddr(ln.Addr())
 	// The demo tokens are printed to copy; tokens the operator chose are
-	// not repeated into logs.
-	vppTok, veeamTok := o.vppTok, o.veeamTk
-	if vppTok != simulator.DefaultVPPToken {
-		vppTok = "<as set by -vpp-stoken or SIM_VPP_STOKEN>"
-	}
-	if veeamTok != simulator.DefaultVeeamToken {
-		veeamTok = "<as set by -veeam-token or SIM_VEEAM_TOKEN>"
-	}
+	// not repeated into logs, but named in a form a shell leaves alone.
+	vppTok := shownToken(o.vppTok, simulator.DefaultVPPToken, "SIM_VPP_STOKEN", "-vpp-stoken")
+	veeamTok := shownToken(o.veeamTk, simulator.DefaultVeeamToken, "SIM_VEEAM_TOKEN", "-veeam-token")
 	changes := "changing a user every " + o.churn.String()
 	if o.churn <= 0 {
 		changes = "never changing (-churn 0)"
 	}
 	fmt.Fprintf(stderr, "simulator listening on %s, %s\n%s", base, changes, pollerCommand(base, vppTok, veeamTok))
 	return serveUntil(ctx, ln, sim, o.churn, func(c string) { fmt.Fprintln(stderr, "change:", c) })
+}
+
+// localAddr is how a poller on this machine reaches a listener: an
+// unspecified host (0.0.0.0, ::) as 127.0.0.1, which the poller knows for
+// loopback (and so does not warn that credentials travel in clear text).
+func localAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// shownToken is a token as serve prints it: the demo's own, or, for one
+// the operator chose, a reference a shell expands (the variable it came
+// from) or leaves alone (a quoted note), never the token itself.
+func shownToken(tok, demo, env, flag string) string {
+	switch {
+	case tok == demo:
+		return tok
+	case os.Getenv(env) == tok:
+		return `"$` + env + `"`
+	}
+	return "'<the " + flag + " value>'"
 }
 
 // pollerCommand is what serve prints for a poller against the simulator:
@@ -188,7 +210,8 @@ func pollerCommand(base, vppTok, veeamTok string) string {
 	return "A poller against it, reporting changes within seconds (the simulator serves plain HTTP on this machine):\n" +
 		"  VPP_BASE_URL=" + base + "/mdm VPP_STOKEN=" + vppTok + " VPP_INTERVAL=" + demoInterval + " VPP_FULL_SYNC_INTERVAL=" + demoFullSync + " \\\n" +
 		"  VEEAM_BASE_URL=" + base + " VEEAM_TOKEN=" + veeamTok + " VEEAM_INTERVAL=" + demoInterval + " \\\n" +
-		"  ALLOW_INSECURE_HTTP=true poller\n"
+		"  ALLOW_INSECURE_HTTP=true go run ./cmd/poller\n" +
+		"(from the repository's root; with the binaries installed by go install ./cmd/..., poller instead of go run ./cmd/poller)\n"
 }
 
 // The demo's polling: every 2s, a full VPP listing every 10s.

@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -80,9 +82,28 @@ func Listen(addr string) (net.Listener, error) {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("HTTP_ADDR %s: %w (another process listens there, perhaps a second copy of this service: set HTTP_ADDR to a free address, or empty to serve no /metrics, /healthz and /readyz)", addr, bindCause(err))
+		return nil, fmt.Errorf("HTTP_ADDR %s: %w (%s)", addr, bindCause(err),
+			BindHint(err, "another process listens there, perhaps a second copy of this service: set HTTP_ADDR to a free address, or empty to serve no /metrics, /healthz and /readyz"))
 	}
 	return ln, nil
+}
+
+// BindHint says what a failed listen most likely means and what to do:
+// inUse for an address already in use (the only case where another
+// process is to blame), the system's own meaning otherwise.
+func BindHint(err error, inUse string) string {
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use"):
+		return inUse
+	case errors.Is(err, syscall.EADDRNOTAVAIL) || strings.Contains(err.Error(), "cannot assign requested address"):
+		return "the address is not one of this machine's: use one of its addresses, 127.0.0.1, or 0.0.0.0 for all"
+	case errors.Is(err, syscall.EACCES) || strings.Contains(err.Error(), "permission denied"):
+		return "a port below 1024 needs privileges: use a higher port"
+	case errors.As(err, &dns) || strings.Contains(err.Error(), "no such host"):
+		return "the host name does not resolve: use an IP address or a name this machine knows"
+	}
+	return "check the address"
 }
 
 // bindCause is the system's reason of a failed listen ("bind: address

@@ -301,6 +301,13 @@ func (p *Poller) loop(ctx context.Context, sc SourceConfig) {
 		lost := rctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if ctx.Err() != nil {
+			// Stopping: a run that committed meanwhile still says what it
+			// did (no next run); one abandoned wrote nothing.
+			if err == nil {
+				p.logRun(log, res, time.Time{})
+			} else {
+				log.Debug("run abandoned at shutdown; nothing written", "run", res.ID, "err", err)
+			}
 			return
 		}
 		if lost || errors.Is(err, errLeaseLost) {

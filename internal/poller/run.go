@@ -472,6 +472,9 @@ const (
 	msgRunComplete = "run complete"
 	msgSeeded      = "first run: seeded the source's users silently, no events (EMIT_INITIAL is false); changes are reported from the next run on"
 	msgSeededLoud  = "first run: every user published as an event (EMIT_INITIAL is true)"
+	// A first run after one that was cut short: the users the earlier one
+	// stored are known, and their changes since are published.
+	msgSeededResumed = "first run (resumed): seeded the rest of the source's users silently (EMIT_INITIAL is false); published the changes of users an interrupted first run had stored; changes are reported from the next run on"
 )
 
 // logRun is the one info line of a successful run: the source, the kind of
@@ -483,6 +486,8 @@ func (p *Poller) logRun(log *slog.Logger, res Result, next time.Time) {
 	switch {
 	case res.Seeded && p.cfg.EmitInitial:
 		msg, kind = msgSeededLoud, "seed"
+	case res.Seeded && res.Events > 0:
+		msg, kind = msgSeededResumed, "seed"
 	case res.Seeded:
 		msg, kind = msgSeeded, "seed"
 	case res.Complete:

@@ -7,6 +7,7 @@ package sources
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -66,7 +67,12 @@ type SettingError struct {
 
 func (e *SettingError) Error() string {
 	if e.Value != "" {
-		return fmt.Sprintf("%s %q: %v", e.Setting, e.Value, e.Err)
+		// A URL's query may hold a key (…?key=…): quoted without it.
+		v, _, cut := strings.Cut(e.Value, "?")
+		if cut {
+			v += "?…"
+		}
+		return fmt.Sprintf("%s %q: %v", e.Setting, v, e.Err)
 	}
 	return fmt.Sprintf("%s: %v", e.Setting, e.Err)
 }

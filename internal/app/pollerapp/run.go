@@ -194,8 +194,8 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, string, error)
 	ns, err := natsutil.StartEmbedded(ec, log)
 	var le *natsutil.ListenError
 	if errors.As(err, &le) {
-		return nil, "", fmt.Errorf("EMBEDDED_NATS_LISTEN %s: %v: another process listens there, perhaps a second poller or a NATS server; "+
-			"set EMBEDDED_NATS_LISTEN to a free address, or NATS_URL to use that server", le.Addr, le.Err)
+		return nil, "", fmt.Errorf("EMBEDDED_NATS_LISTEN %s: %v: %s", le.Addr, le.Err,
+			ops.BindHint(le.Err, "another process listens there, perhaps a second poller or a NATS server; set EMBEDDED_NATS_LISTEN to a free address, or NATS_URL to use that server"))
 	}
 	if err != nil {
 		return nil, "", err
