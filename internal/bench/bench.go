@@ -36,10 +36,11 @@ const (
 	ScenarioDeliver = "deliver" // 4: the notifier delivering them to a webhook
 	ScenarioStartup = "startup" // 5: poller start-up with the users in the KV
 	ScenarioMemory  = "memory"  // 6: poller memory per tracked user
+	ScenarioNotice  = "notice"  // 7: time from a change at the source to its webhook delivery
 )
 
 // Scenarios lists every scenario in the order they run.
-var Scenarios = []string{ScenarioSteady, ScenarioRun, ScenarioMemory, ScenarioStartup, ScenarioPublish, ScenarioDeliver}
+var Scenarios = []string{ScenarioSteady, ScenarioRun, ScenarioMemory, ScenarioStartup, ScenarioNotice, ScenarioPublish, ScenarioDeliver}
 
 // Config says what to measure.
 type Config struct {
@@ -262,7 +263,7 @@ func writeMemProfile(path string) error {
 
 func (r *runner) all(ctx context.Context) error {
 	r.progress("rollcall benchmark on %s", Machine())
-	perSize := r.want(ScenarioRun) || r.want(ScenarioSteady) || r.want(ScenarioStartup) || r.want(ScenarioMemory)
+	perSize := r.want(ScenarioRun) || r.want(ScenarioSteady) || r.want(ScenarioStartup) || r.want(ScenarioMemory) || r.want(ScenarioNotice)
 	if perSize {
 		for _, n := range r.cfg.Sizes {
 			if err := r.size(ctx, n); err != nil {

@@ -115,6 +115,11 @@ func (r *runner) size(ctx context.Context, n int) error {
 			return err
 		}
 	}
+	if r.want(ScenarioNotice) {
+		if err := r.notice(ctx, e); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
