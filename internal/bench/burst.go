@@ -37,7 +37,9 @@ func burstEvents(source string, n int) ([]events.Event, error) {
 		step := i / users
 		u := events.User{Source: source, SourceKind: events.KindVPP, ID: id,
 			Email: "person" + id + "@school.example", ClientUserID: "client-" + id, Status: events.StatusRegistered}
-		u.Raw = []byte(`{"userId":` + id + `,"email":"` + u.Email + `","clientUserIdStr":"` + u.ClientUserID + `","status":"Registered","inviteCode":"f3c5a1b2c3d4e5f60718293a4b5c6d7e","inviteUrl":"https://buy.itunes.apple.com/WebObjects/MZFinance.woa/wa/associateVPPUserWithITSAccount?inviteCode=f3c5a1b2c3d4e5f60718293a4b5c6d7e&mt=8"}`)
+		// As the poller publishes it: scrubbed of the invitation's code and
+		// URL (events.ScrubRaw), the rest of Apple's record as it came.
+		u.Raw = []byte(`{"userId":` + id + `,"email":"` + u.Email + `","clientUserIdStr":"` + u.ClientUserID + `","status":"Registered","itsIdHash":"C2Wwd8LcIaE2v6f2/mvu82Gs/Lc="}`)
 		prev := u
 		spec := events.Spec{PrevRevision: uint64(step), Observed: observed, Previous: &prev}
 		switch step % eventsPerUser {

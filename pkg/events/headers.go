@@ -106,6 +106,9 @@ func scrubData(e *Event) {
 	if len(d) == 0 || (e.DataContentType() != "" && e.DataContentType() != event.ApplicationJSON) {
 		return
 	}
+	if !maySecret(d) {
+		return // no member name in it can be a secret's: nothing to walk
+	}
 	if clean, err := ScrubRaw(d); err == nil && len(clean) != len(d) {
 		e.DataEncoded = clean
 	}

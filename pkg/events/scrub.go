@@ -302,3 +302,41 @@ func rawLiteralEnds(c byte) bool {
 	}
 	return false
 }
+
+// secretFragments are folded texts every secret member name contains (see
+// secretFolded): "pass" covers password, passwd, passphrase, passcode and
+// pass, "invit" every invitation's code, URL or link.
+var secretFragments = [][]byte{[]byte("pass"), []byte("secret"), []byte("credential"), []byte("recoverycode"),
+	[]byte("backupcode"), []byte("token"), []byte("apikey"), []byte("privatekey"), []byte("otp"), []byte("pwd"),
+	[]byte("authorization"), []byte("cookie"), []byte("invit")}
+
+// maySecret reports whether the JSON text b may hold a member ScrubRaw
+// removes: false only when no secret name can be in it, so that the
+// delivery of an event, whose data holds none, skips ScrubRaw's walk. The
+// text is folded as names are (lower case, without _ - . and spaces) and
+// searched for what every secret name contains; a member name is a
+// contiguous part of the text, so its folded form is one of the folded
+// text. A backslash (an escape, which ScrubRaw decodes in names) answers
+// true, as does a text too long to fold on the stack.
+func maySecret(b []byte) bool {
+	var stack [8 << 10]byte
+	if len(b) > len(stack) || bytes.IndexByte(b, '\\') >= 0 {
+		return true
+	}
+	f := stack[:0]
+	for _, c := range b {
+		switch {
+		case c == '_' || c == '-' || c == '.' || c == ' ':
+			continue
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		f = append(f, c)
+	}
+	for _, s := range secretFragments {
+		if bytes.Contains(f, s) {
+			return true
+		}
+	}
+	return false
+}
