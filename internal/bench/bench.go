@@ -15,6 +15,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -240,8 +241,21 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			r.progress("CPU profile written to %s", cfg.CPUProfile)
 		}()
 	}
+	if cfg.MemProfile != "" {
+		liveProfiles.Lock()
+		liveProfiles.on = true
+		liveProfiles.Unlock()
+	}
 	err := r.all(ctx)
 	if cfg.MemProfile != "" {
+		liveProfiles.Lock()
+		live := bytes.Clone(liveProfiles.last.Bytes())
+		liveProfiles.Unlock()
+		if len(live) > 0 {
+			if perr := os.WriteFile(cfg.MemProfile+".live", live, 0o644); perr == nil {
+				r.progress("heap profile at the last measured work's live peak written to %s.live", cfg.MemProfile)
+			}
+		}
 		if perr := writeMemProfile(cfg.MemProfile); perr != nil {
 			err = errors.Join(err, perr)
 		} else {

@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -110,7 +112,11 @@ func measure(f func() error) (sample, error) {
 		defer t.Stop()
 		var peak, live uint64
 		for {
-			peak, live = max(peak, heapInUse()), max(live, liveHeap())
+			peak = max(peak, heapInUse())
+			if l := liveHeap(); l > live {
+				live = l
+				keepLiveProfile()
+			}
 			select {
 			case <-stop:
 				peakc <- [2]uint64{max(peak, heapInUse()), max(live, liveHeap())}
@@ -185,3 +191,23 @@ func andSpread(floors, figs []sample, rate bool) string {
 
 func wallOf(s sample) time.Duration { return s.wall }
 func cpuOf(s sample) time.Duration  { return s.cpu }
+
+// liveProfiles, when on (Config.MemProfile), keeps the heap profile taken
+// at the highest live heap of the latest measured work: a heap profile's
+// in-use figures are those of the last collection, the one that found that
+// live heap, so it shows what the work held at its peak.
+var liveProfiles struct {
+	sync.Mutex
+	on   bool
+	last bytes.Buffer
+}
+
+func keepLiveProfile() {
+	liveProfiles.Lock()
+	defer liveProfiles.Unlock()
+	if !liveProfiles.on {
+		return
+	}
+	liveProfiles.last.Reset()
+	_ = pprof.Lookup("heap").WriteTo(&liveProfiles.last, 0)
+}
