@@ -67,14 +67,35 @@ type SettingError struct {
 
 func (e *SettingError) Error() string {
 	if e.Value != "" {
-		// A URL's query may hold a key (…?key=…): quoted without it.
-		v, _, cut := strings.Cut(e.Value, "?")
-		if cut {
-			v += "?…"
-		}
-		return fmt.Sprintf("%s %q: %v", e.Setting, v, e.Err)
+		return fmt.Sprintf("%s %q: %v", e.Setting, quotable(e.Value), e.Err)
 	}
 	return fmt.Sprintf("%s: %v", e.Setting, e.Err)
+}
+
+// quotable is a setting's value as an error may quote it: a URL's query
+// (…?key=…) and its user information (user:password@) may hold a secret,
+// so both are cut, marked by "…".
+func quotable(v string) string {
+	v, _, cut := strings.Cut(v, "?")
+	if cut {
+		v += "?…"
+	}
+	// The user information ends at the last "@" before the path.
+	scheme, rest, ok := strings.Cut(v, "://")
+	if !ok {
+		scheme, rest = "", v
+	}
+	authority, path := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+	}
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		authority = "…@" + authority[i+1:]
+	}
+	if ok {
+		return scheme + "://" + authority + path
+	}
+	return authority + path
 }
 
 func (e *SettingError) Unwrap() error { return e.Err }
