@@ -8,3 +8,11 @@ func DecodePage(source string, pageNo int, body []byte) ([]events.User, int, int
 	p, err := decodePage(source, pageNo, body)
 	return p.users, p.total, p.offset, err
 }
+
+// SetIDHash replaces the hash a first sweep tells ids apart by, for a
+// test of colliding ids; it returns the function that puts it back.
+func SetIDHash(h func(string) uint64) (restore func()) {
+	old := idHash
+	idHash = h
+	return func() { idHash = old }
+}

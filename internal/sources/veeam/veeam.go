@@ -433,11 +433,28 @@ func (c *Client) Stream(ctx context.Context, req sources.Request, out sources.Pa
 // and returns how many distinct users it saw. It returns an error wrapping
 // errDrift when the listing moved under it.
 func (c *Client) sweep(ctx context.Context, sweep int, out sources.Pages) (int, int, error) {
-	// The ids seen, by a hash: to tell a repeat from a new user and count
-	// the distinct users without keeping a million strings. A collision of
-	// two ids (about 1 in 10^7 listings of a million users) would count one
-	// user short and sweep again.
+	// The ids seen, by a hash on the first sweep: to tell a repeat from a
+	// new user and count the distinct users without keeping a million
+	// strings. Two ids with one hash (about 1 in 10^7 listings of a million
+	// users) would count one user short, as a listing that moved does; the
+	// sweeps after the first therefore count exact ids, so that a collision
+	// costs one sweep more and never blocks the source.
 	seen := map[uint64]struct{}{}
+	var exact map[string]struct{}
+	if sweep > 1 {
+		exact = map[string]struct{}{}
+	}
+	isNew := func(id string) bool {
+		if exact != nil {
+			_, ok := exact[id]
+			exact[id] = struct{}{}
+			return !ok
+		}
+		h := idHash(id)
+		_, ok := seen[h]
+		seen[h] = struct{}{}
+		return !ok
+	}
 	offset, total, pageNo := 0, 0, 0
 	for {
 		pageNo++
@@ -457,13 +474,11 @@ func (c *Client) sweep(ctx context.Context, sweep int, out sources.Pages) (int, 
 		total = p.total
 		var fresh, again []events.User
 		for _, u := range p.users {
-			h := idHash(u.ID)
-			if _, ok := seen[h]; ok {
+			if !isNew(u.ID) {
 				// An item shifted onto the next page; the later copy is newer.
 				again = append(again, u)
 				continue
 			}
-			seen[h] = struct{}{}
 			fresh = append(fresh, u)
 		}
 		if err := out.Page(fresh); err != nil {
@@ -482,14 +497,22 @@ func (c *Client) sweep(ctx context.Context, sweep int, out sources.Pages) (int, 
 			break
 		}
 	}
-	if len(seen) != total {
-		return 0, pageNo, fmt.Errorf("saw %d unique users but the server reports %d: %w", len(seen), total, errDrift)
+	n := len(seen)
+	if exact != nil {
+		n = len(exact)
 	}
-	return len(seen), pageNo, nil
+	if n != total {
+		return 0, pageNo, fmt.Errorf("saw %d unique users but the server reports %d: %w", n, total, errDrift)
+	}
+	return n, pageNo, nil
 }
 
-// idHash is a 64-bit FNV-1a hash of a user id.
-func idHash(id string) uint64 {
+// idHash is the hash sweep tells ids apart by on a first sweep; a
+// variable so that a test can make ids collide.
+var idHash = fnv64a
+
+// fnv64a is a 64-bit FNV-1a hash of a user id.
+func fnv64a(id string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(id); i++ {
 		h ^= uint64(id[i])

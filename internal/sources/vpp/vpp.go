@@ -456,7 +456,7 @@ func (c *Client) list(ctx context.Context, full bool, cursor string, out sources
 		if err := out.Page(users); err != nil {
 			return sources.Snapshot{}, err
 		}
-		c.log.DebugContext(ctx, "vpp batch fetched", "batch", batch, "users", len(resp.Users), "total_batches", p.total)
+		c.log.DebugContext(ctx, "vpp batch fetched", "batch", batch, "users", len(users), "total_batches", p.total)
 		if resp.SinceModifiedToken != "" {
 			// Only the final batch carries it, even when that batch is empty.
 			snap.Cursor = resp.SinceModifiedToken
