@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/sethvargo/go-envconfig"
 
@@ -102,11 +103,7 @@ func hasEndpoints(js jetstream.JetStream, want map[string]string) func() error {
 // to start, changes nothing, says what to do, and moves the consumers only
 // when told to.
 func TestReorderedWebhooksAreRefused(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	const a, b = "http://crm.example:8080/in/TOKEN-AAAAAAAAAAAAAAAA", "http://hr.example:8080/in/TOKEN-BBBBBBBBBBBBBBBB"
 	_, stop := startNotifier(t, srv.ClientURL(), map[string]string{"WEBHOOK_URL": a + "," + b}, hasEndpoints(js, map[string]string{"webhook": "", "webhook-2": ""}))
 	if err := stop(); err != nil {
@@ -152,11 +149,7 @@ func TestReorderedWebhooksAreRefused(t *testing.T) {
 // A consumer made by an older notifier, which stored no endpoint, is
 // adopted rather than refused.
 func TestConsumerWithoutEndpointIsAdopted(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	if _, err := js.CreateConsumer(context.Background(), bus.EventsStream, jetstream.ConsumerConfig{
 		Durable: "webhook", AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: -1,
 	}); err != nil {
@@ -172,11 +165,7 @@ func TestConsumerWithoutEndpointIsAdopted(t *testing.T) {
 // types, keep their consumers whatever their order, are logged by name and
 // host only, and an unsigned one is warned about.
 func TestNamedWebhooks(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("crm-secret-0123456789"))
 	type hit struct {
 		path, sig string
@@ -201,13 +190,7 @@ func TestNamedWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := bus.Msg(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.PublishMsg(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, js, e)
 	select {
 	case h := <-hits:
 		if h.path != "/crm/PATHTOKEN1234567" || h.sig == "" {
@@ -297,22 +280,12 @@ func TestNamedWebhookConfigErrors(t *testing.T) {
 // replay --to webhook sends to named webhooks too: they are webhooks by
 // kind, whatever their names.
 func TestReplayToNamedWebhook(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	e, err := events.New(events.Spec{Type: events.TypeRetired, User: events.User{Source: "vpp", SourceKind: events.KindVPP, ID: "9", Status: "retired"}, Observed: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := bus.Msg(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.PublishMsg(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, js, e)
 	got := make(chan string, 4)
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.URL.Path }))
 	defer rcv.Close()
@@ -331,5 +304,29 @@ func TestReplayToNamedWebhook(t *testing.T) {
 		}
 	default:
 		t.Fatal("the named webhook got nothing")
+	}
+}
+
+// eventStreams starts an embedded NATS server with the streams and buckets
+// the poller would have created.
+func eventStreams(t *testing.T) (*server.Server, jetstream.JetStream) {
+	t.Helper()
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, js
+}
+
+// publish puts e on the event stream as the poller does.
+func publish(t *testing.T, js jetstream.JetStream, e events.Event) {
+	t.Helper()
+	m, err := bus.Msg(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
 	}
 }

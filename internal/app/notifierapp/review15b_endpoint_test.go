@@ -15,9 +15,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
-	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/deadletter"
-	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/syncbuf"
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -29,11 +27,7 @@ import (
 // issue forbids happens through redrive, silently, and the dead letters are
 // removed as "delivered".
 func TestReview15bRedriveFollowsReorderedURL(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	var crmHits, hrHits atomic.Int32
 	crm := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { crmHits.Add(1) }))
 	defer crm.Close()
@@ -114,11 +108,7 @@ func TestReview15bSecretFileErrorNamesItsVariable(t *testing.T) {
 // but the hint it prints is about reordering WEBHOOK_URL and naming
 // webhooks with WEBHOOKS, which has nothing to do with the Slack sink.
 func TestReview15bSlackURLChangeHint(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	rcv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer rcv.Close()
 	_, stop := startNotifier(t, srv.ClientURL(), map[string]string{"SLACK_WEBHOOK_URL": rcv.URL + "/services/T0/B0/OLDTOKENOLDTOKEN"},
@@ -144,11 +134,7 @@ func TestReview15bSlackURLChangeHint(t *testing.T) {
 // let the notifier carry the position over (or let WEBHOOKS keep the name
 // "webhook" for the same endpoint), so nothing is lost.
 func TestReview15bSwitchToNamedWebhookLosesEvents(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	got := make(chan string, 16)
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- r.Header.Get("ce-subject")
@@ -164,13 +150,7 @@ func TestReview15bSwitchToNamedWebhookLosesEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := bus.Msg(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.PublishMsg(context.Background(), m); err != nil {
-		t.Fatal(err)
-	}
+	publish(t, js, e)
 	// The switch, as the README says: same URL, named, SINK_START=new.
 	_, stop = startNotifier(t, srv.ClientURL(), map[string]string{"WEBHOOKS": "crm", "WEBHOOK_CRM_URL": u, "SINK_START": "new"},
 		hasEndpoints(js, map[string]string{"crm": ""}))

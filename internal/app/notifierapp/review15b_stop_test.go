@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rollcall/rollcall/internal/bus"
-	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/testutil"
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -25,11 +24,7 @@ import (
 // the Flush, the cut-off members left the digest (gone) and nothing was
 // posted for them until the next start.
 func TestReview15bSlowDigestAtStopPostsTwice(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	var mu sync.Mutex
 	var posts []string
 	slow := make(chan struct{}) // closed: posts are fast again
@@ -54,13 +49,7 @@ func TestReview15bSlowDigestAtStopPostsTwice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := bus.Msg(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := js.PublishMsg(context.Background(), m); err != nil {
-			t.Fatal(err)
-		}
+		publish(t, js, e)
 	}
 	env := map[string]string{
 		"SLACK_WEBHOOK_URL": rcv.URL + "/services/T0/B0/TOKENTOKENTOKEN", "SLACK_DIGEST_THRESHOLD": "2", "SLACK_DIGEST_WINDOW": "10m",

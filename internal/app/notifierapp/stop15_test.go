@@ -16,7 +16,6 @@ import (
 
 	"github.com/rollcall/rollcall/internal/app/notifierapp"
 	"github.com/rollcall/rollcall/internal/bus"
-	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/syncbuf"
 	"github.com/rollcall/rollcall/internal/testutil"
 	"github.com/rollcall/rollcall/pkg/events"
@@ -26,11 +25,7 @@ import (
 // was collecting instead of cutting it off after the grace, and logs no
 // warning or error.
 func TestStopPostsTheDigestQuietly(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv)
-	if _, err := bus.Ensure(context.Background(), js, bus.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	srv, js := eventStreams(t)
 	var mu sync.Mutex
 	var posts []string
 	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -47,13 +42,7 @@ func TestStopPostsTheDigestQuietly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := bus.Msg(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := js.PublishMsg(context.Background(), m); err != nil {
-			t.Fatal(err)
-		}
+		publish(t, js, e)
 	}
 	const grace = 30 * time.Second
 	logs, stop := startNotifier(t, srv.ClientURL(), map[string]string{
