@@ -2,6 +2,7 @@ package notifierapp
 
 import (
 	"context"
+	"maps"
 	"fmt"
 	"regexp"
 	"slices"
@@ -59,7 +60,7 @@ func loadNamedWebhooks(ctx context.Context, l envconfig.Lookuper, c *Config) err
 		return fmt.Errorf("configuration: WEBHOOKS and WEBHOOK_URL (or WEBHOOK_URL_FILE) are both set; name every webhook in WEBHOOKS with its WEBHOOK_<NAME>_URL, or use WEBHOOK_URL alone")
 	}
 	if len(c.WebhookOverrides) > 0 {
-		n := slices.Min(slicesKeys(c.WebhookOverrides))
+		n := slices.Min(slices.Collect(maps.Keys(c.WebhookOverrides)))
 		return fmt.Errorf("configuration: WEBHOOK_%d_* is for the positional WEBHOOK_URL form; with WEBHOOKS use WEBHOOK_<NAME>_SECRET and WEBHOOK_<NAME>_TYPES", n)
 	}
 	prefixes := map[string]string{}
@@ -92,14 +93,6 @@ func loadNamedWebhooks(ctx context.Context, l envconfig.Lookuper, c *Config) err
 		c.NamedWebhooks = append(c.NamedWebhooks, w)
 	}
 	return nil
-}
-
-func slicesKeys(m map[int]WebhookOverride) []int {
-	out := make([]int, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // webhookSpec is one webhook to build, from either form: the variable
