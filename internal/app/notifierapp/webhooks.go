@@ -2,8 +2,8 @@ package notifierapp
 
 import (
 	"context"
-	"maps"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
