@@ -202,7 +202,7 @@ func Compute(in Input) (Result, error) {
 		}
 		var specs []events.Spec
 		switch {
-		case !known || strings.EqualFold(prev.User.Status, events.StatusRemoved):
+		case !known || strings.EqualFold(prev.User.Status, events.StatusRemoved), recreated(prev.User, u):
 			specs = arrival(u, prev, known)
 		case prev.User.Digest() == u.Digest():
 			continue // the record agrees with the snapshot after all
@@ -285,7 +285,7 @@ func arrival(u events.User, prev Prev, known bool) []events.Spec {
 		previous = &p
 	}
 	status := strings.ToLower(u.Status)
-	if u.SourceKind != events.KindVPP || status == events.StatusRegistered {
+	if !events.AppleKind(u.SourceKind) || status == events.StatusRegistered {
 		return []events.Spec{{Type: events.TypeRegistered, User: u, Previous: previous, Reason: events.ReasonNew, Changes: arrivalChanges(previous, u)}}
 	}
 	// VPP users begin Registered; one first seen Associated or Retired went
@@ -304,6 +304,18 @@ func arrival(u events.User, prev Prev, known bool) []events.Spec {
 		step.Type = events.TypeUpdated
 	}
 	return append(specs, step)
+}
+
+// recreated reports whether u is a new active entry for an Apple v2 key
+// whose entries were all retired: v2 keys users by the client's own id,
+// which a location may register again after retiring it (SPEC §1.4). It
+// is a registration with previous set, not an update of the retired user.
+func recreated(prev, u events.User) bool {
+	if u.SourceKind != events.KindVPP2 || !strings.EqualFold(prev.Status, events.StatusRetired) {
+		return false
+	}
+	st := strings.ToLower(u.Status)
+	return st == events.StatusRegistered || st == events.StatusAssociated
 }
 
 func arrivalChanges(previous *events.User, u events.User) []events.Change {
@@ -350,7 +362,7 @@ func changes(prev Prev, u events.User) []events.Spec {
 // statusType is the event type a status change to u's status has, or "" when
 // the move is an ordinary update.
 func statusType(u events.User) string {
-	if u.SourceKind != events.KindVPP {
+	if !events.AppleKind(u.SourceKind) {
 		return ""
 	}
 	switch strings.ToLower(u.Status) {

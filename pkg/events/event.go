@@ -125,8 +125,8 @@ func Validate(e Event) error {
 		errs = append(errs, fmt.Errorf("source %q is not urn:rollcall:source:<name>", e.Source()))
 	}
 	kind, _ := e.Extensions()[ExtSourceKind].(string)
-	if kind != KindVPP && kind != KindVeeam {
-		errs = append(errs, fmt.Errorf("extension sourcekind %q is not vpp or veeam", kind))
+	if !ValidKind(kind) {
+		errs = append(errs, fmt.Errorf("extension sourcekind %q is not vpp, veeam or vpp2", kind))
 	}
 	if e.Subject() == "" {
 		errs = append(errs, errors.New("subject is empty"))

@@ -11,7 +11,19 @@ import (
 const (
 	KindVPP   = "vpp"
 	KindVeeam = "veeam"
+	// KindVPP2 is Apple's App and Book Management API v2 (SPEC §1.4).
+	KindVPP2 = "vpp2"
 )
+
+// ValidKind reports whether kind is a source kind rollcall knows.
+func ValidKind(kind string) bool {
+	return kind == KindVPP || kind == KindVeeam || kind == KindVPP2
+}
+
+// AppleKind reports whether kind is one of Apple's user directories (the
+// legacy VPP service or its v2 API), whose users move through Registered,
+// Associated and Retired: those moves have event types of their own.
+func AppleKind(kind string) bool { return kind == KindVPP || kind == KindVPP2 }
 
 // Normalised user statuses. Source values are lower-cased; these are the ones
 // rollcall itself reasons about.

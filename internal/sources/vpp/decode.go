@@ -5,62 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
 	"unicode/utf8"
+
+	"github.com/rollcall/rollcall/internal/sources/strictjson"
 )
 
 // flexInt is an integer that Apple sends as a JSON number or as a string
 // holding one (totalBatchCount arrives as "0").
-type flexInt int64
+type flexInt = strictjson.FlexInt
 
-func (n *flexInt) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if string(b) == "null" {
-		*n = 0
-		return nil
-	}
-	s := string(b)
-	if len(b) > 0 && b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
-			return errors.New("malformed string")
-		}
-		s = strings.TrimSpace(s)
-	} else if len(b) == 0 || !(b[0] == '-' || b[0] >= '0' && b[0] <= '9') {
-		return fmt.Errorf("want a number, got %s", jsonKind(b))
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		// Some JSON encoders write integral values as 4.0 or 1e3.
-		f, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-			// The value is not repeated: a misbehaving server could echo
-			// the request, and the request holds the sToken.
-			return errors.New("not an integer")
-		}
-		v = int64(f)
-	}
-	*n = flexInt(v)
-	return nil
-}
-
-func jsonKind(b []byte) string {
-	if len(b) == 0 {
-		return "nothing"
-	}
-	switch b[0] {
-	case '{':
-		return "an object"
-	case '[':
-		return "an array"
-	case 't', 'f':
-		return "a boolean"
-	case '"':
-		return "a string"
-	}
-	return "an invalid value"
-}
+func jsonKind(b []byte) string { return strictjson.Kind(b) }
 
 // response is one decoded getVPPUsersSrv answer.
 type response struct {
@@ -85,21 +39,8 @@ type user struct {
 	Raw             json.RawMessage
 }
 
-// fieldError names the field of the response that could not be decoded;
-// the caller turns it into a sources.DecodeError with source and page.
-type fieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *fieldError) Error() string {
-	if e.Field == "" {
-		return e.Err.Error()
-	}
-	return "field " + e.Field + ": " + e.Err.Error()
-}
-
-func (e *fieldError) Unwrap() error { return e.Err }
+// fieldError names the field of a body that could not be decoded.
+type fieldError = strictjson.FieldError
 
 // decodeResponse decodes a getVPPUsersSrv body field by field, so that a
 // failure names the field. Unknown fields are ignored; null fields count as
@@ -179,23 +120,9 @@ func decodeResponse(body []byte) (*response, error) {
 	return r, nil
 }
 
-// invalidUTF8 names the field of a response with invalid UTF-8.
+// invalidUTF8 names the field of a body with invalid UTF-8.
 func invalidUTF8(top map[string]json.RawMessage, users []user) *fieldError {
-	for name, raw := range top {
-		if utf8.Valid(raw) {
-			continue
-		}
-		if name == "users" {
-			for i, u := range users {
-				if !utf8.Valid(u.Raw) {
-					name = fmt.Sprintf("users[%d]", i)
-					break
-				}
-			}
-		}
-		return &fieldError{Field: name, Err: errors.New("invalid UTF-8")}
-	}
-	return &fieldError{Err: errors.New("invalid UTF-8")}
+	return strictjson.InvalidUTF8(top, "users", len(users), func(i int) []byte { return users[i].Raw })
 }
 
 // lookupAnswer is one decoded getVPPUserSrv answer.
@@ -274,50 +201,12 @@ func decodeUser(raw json.RawMessage) (user, *fieldError) {
 	return u, nil
 }
 
-func isNull(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) == 0 || string(raw) == "null"
-}
+func isNull(raw json.RawMessage) bool { return strictjson.IsNull(raw) }
 
-func decodeInt(raw json.RawMessage, dst *int64) error {
-	if isNull(raw) {
-		return nil
-	}
-	var n flexInt
-	if err := n.UnmarshalJSON(raw); err != nil {
-		return err
-	}
-	*dst = int64(n)
-	return nil
-}
+func decodeInt(raw json.RawMessage, dst *int64) error { return strictjson.Int(raw, dst) }
 
-func decodeString(raw json.RawMessage, dst *string) error {
-	if isNull(raw) {
-		return nil
-	}
-	raw = bytes.TrimSpace(raw)
-	if raw[0] != '"' {
-		return fmt.Errorf("want a string, got %s", jsonKind(raw))
-	}
-	if err := json.Unmarshal(raw, dst); err != nil {
-		return errors.New("malformed string")
-	}
-	return nil
-}
+func decodeString(raw json.RawMessage, dst *string) error { return strictjson.String(raw, dst) }
 
 // describeJSONError keeps the position of a syntax error but not the
 // offending bytes, which could be anything the server sent back.
-func describeJSONError(err error) error {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		if strings.Contains(se.Error(), "unexpected end") {
-			return fmt.Errorf("truncated JSON at byte %d", se.Offset)
-		}
-		return fmt.Errorf("malformed JSON at byte %d", se.Offset)
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Errorf("want %s, got a JSON %s", te.Type, te.Value)
-	}
-	return errors.New("malformed JSON")
-}
+func describeJSONError(err error) error { return strictjson.DescribeError(err) }

@@ -283,7 +283,7 @@ func New(cfg Config) (*Client, error) {
 		name:     cfg.Name,
 		base:     base,
 		sToken:   tok,
-		redactor: redact.New(tok, innerToken(tok)).WithMarker("[sToken]"),
+		redactor: redact.New(tok, InnerToken(tok)).WithMarker("[sToken]"),
 		token:    info,
 		tokenOK:  terr == nil,
 		hc:       httpx.Observe(&hc, cfg.Observer),
@@ -812,10 +812,10 @@ func (c *Client) scrub(msg string) string {
 	return c.redactor.Excerpt(msg, MessageLimit)
 }
 
-// innerToken is the token field inside the sToken s, the secret proper, or
+// InnerToken is the token field inside the sToken s, the secret proper, or
 // "" when s does not decode or the field is too short to be told from
 // ordinary text.
-func innerToken(s string) string {
+func InnerToken(s string) string {
 	s = strings.TrimSpace(s)
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
 		raw, err := enc.DecodeString(s)

@@ -229,7 +229,21 @@ func (s *Server) Put(u User) {
 func (s *Server) Remove(userID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.users[userID]; ok {
+		// The directory changed: its version (vpp2test's versionId) moves.
+		s.seq++
+	}
 	delete(s.users, userID)
+}
+
+// Since returns the users put after version since (0: every user), sorted
+// by UserID, Deleted ones included, and the directory's version now. The
+// version grows with every Put and Remove; vpp2test serves it as API v2's
+// versionId, so that both APIs serve one directory.
+func (s *Server) Since(since uint64) ([]User, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sortedLocked(func(r record) bool { return r.seq > since }), s.seq
 }
 
 // Get returns the user with userID.

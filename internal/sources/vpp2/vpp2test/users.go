@@ -1,0 +1,183 @@
+package vpp2test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/rollcall/rollcall/internal/sources/vpp/vpptest"
+)
+
+// wireUser is a ResponseUser as Apple spells it.
+type wireUser struct {
+	ClientUserID string `json:"clientUserId"`
+	Email        string `json:"email,omitempty"`
+	IDHash       string `json:"idHash,omitempty"`
+	InviteCode   string `json:"inviteCode,omitempty"`
+	Status       string `json:"status"`
+}
+
+// response is a GetUsersResponse.
+type response struct {
+	CurrentPageIndex    int        `json:"currentPageIndex"`
+	NextPageIndex       *int       `json:"nextPageIndex,omitempty"`
+	Size                int        `json:"size"`
+	TotalPages          *int       `json:"totalPages,omitempty"`
+	TokenExpirationDate string     `json:"tokenExpirationDate"`
+	UID                 string     `json:"uId"`
+	VersionID           string     `json:"versionId"`
+	Users               []wireUser `json:"users"`
+}
+
+// authError is the error number for a request's Authorization header, 0
+// when the sToken is the one the fake accepts.
+func (s *Server) authError(r *http.Request) int {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	switch {
+	case h == "":
+		return errLoginRequired
+	case !ok:
+		return errInvalidAuth
+	case tok != s.sToken:
+		return errLoginRequired
+	}
+	return 0
+}
+
+func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	k := listKind
+	if q.Has("clientUserId") {
+		k = lookupKind
+	}
+	idx, err := strconv.Atoi(q.Get("pageIndex"))
+	if !q.Has("pageIndex") {
+		idx, err = 0, nil
+	}
+	s.mu.Lock()
+	if k == lookupKind {
+		s.lookupRequests++
+	} else {
+		s.requests++
+	}
+	hook := s.beforePage
+	s.mu.Unlock()
+	if hook != nil && k == listKind && err == nil {
+		hook(idx + 1)
+	}
+	f, faulted := s.takeFault(idx+1, k)
+	if faulted {
+		if applyFault(w, r, f) {
+			return
+		}
+		if f.ChangeVersion {
+			s.mu.Lock()
+			s.bump++
+			s.mu.Unlock()
+		}
+	}
+	if n := s.authError(r); n != 0 {
+		writeError(w, http.StatusUnauthorized, n, "")
+		return
+	}
+	if err != nil || idx < 0 {
+		writeError(w, http.StatusBadRequest, errInvalidPageIndex, "")
+		return
+	}
+	resp, number := s.page(q, idx)
+	if number != 0 {
+		writeError(w, http.StatusBadRequest, number, "")
+		return
+	}
+	b, _ := json.Marshal(resp)
+	if faulted && f.Rewrite != nil {
+		b = f.Rewrite(b)
+	}
+	if faulted && f.Truncate {
+		b = b[:len(b)/2]
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// page computes page idx of the listing q asks for, live over the
+// directory, or the error number for a request it cannot answer.
+func (s *Server) page(q map[string][]string, idx int) (response, int) {
+	var since uint64
+	if v := first(q, "sinceVersionId"); v != "" {
+		n, ok := parseVersionID(v)
+		if !ok {
+			return response{}, errInvalidVersionID
+		}
+		since = n
+	}
+	users, version := s.dir.Since(since)
+	s.mu.Lock()
+	bump := s.bump
+	size, emptyAt, endless := s.pageSize, s.emptyAt, s.endless
+	s.mu.Unlock()
+	if since > version {
+		return response{}, errInvalidVersionID
+	}
+	entries := filter(users, q)
+	total := max(1, (len(entries)+size-1)/size)
+	if emptyAt > 0 && emptyAt <= total+1 {
+		total++
+	}
+	if idx >= total && !endless && idx > 0 {
+		return response{}, errInvalidPageIndex
+	}
+	src := idx // the page of entries served at idx
+	if emptyAt > 0 && idx+1 > emptyAt {
+		src--
+	}
+	var page []wireUser
+	if (emptyAt == 0 || idx+1 != emptyAt) && src*size < len(entries) {
+		page = entries[src*size : min(len(entries), (src+1)*size)]
+	}
+	resp := response{CurrentPageIndex: idx, Size: len(page), TokenExpirationDate: "2099-12-31T08:00:00+0000",
+		UID: "2049025000431439", VersionID: versionID(version, bump), Users: page}
+	if resp.Users == nil {
+		resp.Users = []wireUser{}
+	}
+	if next := idx + 1; next < total || endless {
+		resp.NextPageIndex = &next
+	}
+	if endless {
+		// Always one page more than asked for: a client must notice that
+		// totalPages does not hold still.
+		total = idx + 2
+	}
+	resp.TotalPages = &total
+	return resp, 0
+}
+
+func first(q map[string][]string, k string) string {
+	if v := q[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// filter turns legacy users into the v2 entries q asks for.
+func filter(users []vpptest.User, q map[string][]string) []wireUser {
+	key, byKey := q["clientUserId"]
+	activeOnly := first(q, "activeOnly") == "true"
+	retiredOnly := first(q, "retiredOnly") == "true"
+	out := make([]wireUser, 0, len(users))
+	for _, u := range users {
+		retired := u.Status == vpptest.StatusRetired || u.Status == vpptest.StatusDeleted
+		switch {
+		case u.ClientUserIDStr == "",
+			byKey && u.ClientUserIDStr != key[0],
+			activeOnly && retired,
+			retiredOnly && !retired:
+			continue
+		}
+		out = append(out, wireUser{ClientUserID: u.ClientUserIDStr, Email: u.Email, IDHash: u.ItsIDHash,
+			InviteCode: u.InviteCode, Status: u.Status})
+	}
+	return out
+}

@@ -1,0 +1,193 @@
+package vpp2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+
+	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/sources"
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+// errTooManyRetired ends an incremental walk that shows more keys only
+// retired than Config.MaxRetiredLookups: a full listing settles them all.
+var errTooManyRetired = errors.New("too many keys shown only retired to look each up")
+
+// Stream lists the users page by page into out: everything (retired
+// entries included: a key with only retired entries is a retired user)
+// when there is no cursor or req.Full is set, otherwise the entries
+// modified since req.Cursor, which is never complete. An incremental run
+// whose cursor Apple refuses (9721), or that shows too many keys only
+// retired, becomes a full listing, said with out.Restart.
+func (c *Client) Stream(ctx context.Context, req sources.Request, out sources.Pages) (sources.Snapshot, error) {
+	if req.Cursor != "" && !req.Full {
+		snap, err := c.walk(ctx, req.Cursor, out)
+		ae, isAPI := asAPIError(err)
+		switch {
+		case isAPI && ae.fullSync():
+			c.log.WarnContext(ctx, "vpp2 versionId no longer accepted (9721), running a full sync")
+		case errors.Is(err, errTooManyRetired):
+			c.log.InfoContext(ctx, "vpp2 incremental run shows many users only retired, running a full sync to settle them", "max_lookups", c.lookups)
+		default:
+			return snap, err
+		}
+		out.Restart()
+	}
+	return c.walk(ctx, "", out)
+}
+
+// walk runs one listing (full with since "", else incremental) and starts
+// it again, at most c.restarts times, when it cannot be finished as one
+// consistent listing (versionId changed, 9650).
+func (c *Client) walk(ctx context.Context, since string, out sources.Pages) (sources.Snapshot, error) {
+	for restarts := 0; ; restarts++ {
+		if restarts > 0 {
+			out.Restart()
+		}
+		snap, err := c.walkOnce(ctx, since, out)
+		var rs restartError
+		if !errors.As(err, &rs) {
+			return snap, err
+		}
+		if restarts >= c.restarts {
+			return sources.Snapshot{}, fmt.Errorf("source %s: listing cannot be finished as one consistent listing, giving up after %d restarts: %w: %w",
+				c.name, restarts, ErrPaging, rs.err)
+		}
+		delay := c.backoff.Delay(restarts+1, 0)
+		c.log.WarnContext(ctx, "vpp2 listing changed under the walk, restarting it from page 0",
+			"error", rs.err, "restart", restarts+1, "max_restarts", c.restarts, "delay", delay)
+		if err := httpx.Sleep(ctx, delay); err != nil {
+			return sources.Snapshot{}, fmt.Errorf("source %s: listing: %w", c.name, err)
+		}
+	}
+}
+
+// walkOnce follows nextPageIndex from page 0 until Apple sends none.
+func (c *Client) walkOnce(ctx context.Context, since string, out sources.Pages) (sources.Snapshot, error) {
+	full := since == ""
+	snap := sources.Snapshot{Complete: full}
+	base := url.Values{}
+	if !full {
+		base.Set("sinceVersionId", since)
+	}
+	m := newMerger(c, full)
+	var version string
+	var total int64
+	for idx := int64(0); ; {
+		pageNo := int(idx) + 1
+		where := fmt.Sprintf("page %d", pageNo)
+		p, err := c.getPage(ctx, pageQuery(base, idx), where, pageNo)
+		if err != nil {
+			return sources.Snapshot{}, err
+		}
+		if err := c.checkPage(p, idx, pageNo, full, &version); err != nil {
+			return sources.Snapshot{}, err
+		}
+		if idx == 0 {
+			total = p.TotalPages
+		} else if p.TotalPages != total {
+			// Apple: totalPages changes with the versionId, never alone.
+			return sources.Snapshot{}, fmt.Errorf("source %s: page %d: totalPages %d, but page 1 said %d with the same versionId: %w",
+				c.name, pageNo, p.TotalPages, total, ErrPaging)
+		}
+		snap.Pages = pageNo
+		if err := m.page(p.Users, pageNo, out); err != nil {
+			return sources.Snapshot{}, err
+		}
+		c.log.DebugContext(ctx, "vpp2 page fetched", "page", pageNo, "users", len(p.Users), "total_pages", p.TotalPages)
+		if !p.HasNext {
+			break
+		}
+		if err := c.another(p, idx, pageNo); err != nil {
+			return sources.Snapshot{}, err
+		}
+		idx = p.NextPageIndex
+	}
+	snap.Cursor = version
+	if !full {
+		if version == "" {
+			// Nothing changed since the cursor: Apple sends no new one.
+			snap.Cursor = since
+		}
+		if err := c.settle(ctx, m, out); err != nil {
+			return sources.Snapshot{}, err
+		}
+	}
+	return snap, nil
+}
+
+// checkPage checks that p is page idx of one consistent listing: the
+// versionId of page 0 (which is the cursor) on every page.
+func (c *Client) checkPage(p *page, idx int64, pageNo int, full bool, version *string) error {
+	if p.CurrentPageIndex != idx {
+		return &sources.DecodeError{Source: c.name, Page: pageNo, Field: "currentPageIndex",
+			Err: fmt.Errorf("%d, but page index %d was asked for: %w", p.CurrentPageIndex, idx, ErrPaging)}
+	}
+	if idx == 0 {
+		if full && p.VersionID == "" {
+			// The cursor of every later run, and the consistency check.
+			return &sources.DecodeError{Source: c.name, Page: pageNo, Field: "versionId", Err: errors.New("missing")}
+		}
+		*version = p.VersionID
+		return nil
+	}
+	if p.VersionID != *version {
+		return restartError{fmt.Errorf("source %s: page %d: versionId changed since page 1", c.name, pageNo)}
+	}
+	return nil
+}
+
+// another checks that the walk may go on to nextPageIndex.
+func (c *Client) another(p *page, idx int64, pageNo int) error {
+	switch {
+	case p.NextPageIndex != idx+1:
+		return fmt.Errorf("source %s: page %d: nextPageIndex %d does not follow page index %d: %w", c.name, pageNo, p.NextPageIndex, idx, ErrPaging)
+	case p.TotalPages > 0 && p.NextPageIndex >= p.TotalPages:
+		return fmt.Errorf("source %s: page %d: nextPageIndex %d, but totalPages is %d: %w", c.name, pageNo, p.NextPageIndex, p.TotalPages, ErrPaging)
+	case pageNo >= c.maxPages:
+		return fmt.Errorf("source %s: page %d: the listing goes on beyond %d pages: %w", c.name, pageNo, c.maxPages, ErrPaging)
+	}
+	return nil
+}
+
+// settle decides the keys an incremental walk showed only retired. A
+// modified retired entry may be the user's retirement or an old duplicate
+// of a user still active under the same clientUserId, so each such key is
+// looked up (GET /users?clientUserId=…) and takes the state of all its
+// entries. More such keys than c.lookups end the walk with
+// errTooManyRetired: a full listing then settles them at once.
+func (c *Client) settle(ctx context.Context, m *merger, out sources.Pages) error {
+	if len(m.held) == 0 {
+		return nil
+	}
+	if len(m.held) > c.lookups {
+		return errTooManyRetired
+	}
+	keys := make([]string, 0, len(m.held))
+	for k := range m.held {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	users := make([]events.User, 0, len(keys))
+	for _, k := range keys {
+		entries, err := c.entriesOf(ctx, k)
+		if err != nil {
+			return err
+		}
+		e, ok, err := resolve(entries)
+		switch {
+		case err != nil:
+			return fmt.Errorf("source %s: settle a user shown only retired: %w", c.name, err)
+		case !ok:
+			// Gone between the walk and the lookup: the entry the walk
+			// saw is the last word; a full sync will confirm its absence.
+			e = m.held[k]
+		}
+		users = append(users, c.normalise(e))
+	}
+	c.log.DebugContext(ctx, "vpp2 users shown only retired settled by lookup", "users", len(keys))
+	return out.Page(users)
+}
