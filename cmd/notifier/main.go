@@ -35,6 +35,9 @@ const usage = `usage:
                                   --format text: a table)
   notifier deadletter list [--sink NAME] [--id EVENT_ID] [--json]
   notifier deadletter redrive [--sink NAME] [--id EVENT_ID]
+  notifier web                    serve the audit console on WEB_ADDR (default 127.0.0.1:9092;
+                                  docs/CONSOLE.md): sources, sinks, search, timelines,
+                                  the directory as of a time, dead letters
   notifier version                version, commit and Go version
 See README.md.
 `
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		err = notifierapp.Replay(ctx, args, env, stdout, stderr)
 	case "deadletter":
 		err = notifierapp.DeadLetter(ctx, args, env, stdout, stderr)
+	case "web":
+		err = notifierapp.Web(ctx, args, env, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage+"\n"+envx.Usage(&notifierapp.Config{})+
 			"Named webhooks (WEBHOOKS=crm,hr): WEBHOOK_<NAME>_URL or _URL_FILE, WEBHOOK_<NAME>_SECRET or _SECRET_FILE, WEBHOOK_<NAME>_TYPES.\n"+

@@ -309,28 +309,7 @@ func DeadLetter(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	if err != nil {
 		return err
 	}
-	senders := map[string]deadletter.Sender{}
-	for _, r := range routes {
-		senders[r.Sink.Name()] = r.Sink
-	}
-	if *sink != "" && senders[*sink] == nil {
-		left := ""
-		if entries, err := deadletter.List(ctx, js, *sink); err == nil && len(entries) > 0 {
-			left = fmt.Sprintf("; its %d dead letter(s) stay where they are", len(entries))
-		}
-		return fmt.Errorf("--sink %s: no such sink is configured (configured: %s)%s", console.Value(*sink), strings.Join(configuredNames(routes), ", "), left)
-	}
-	// A sink whose URL now points elsewhere than its consumer delivered to
-	// would hand one receiver's dead letters to another, as a start would
-	// hand over its backlog: refused the same way.
-	check := routes
-	if *sink != "" {
-		check = slices.DeleteFunc(slices.Clone(routes), func(r notifier.Route) bool { return r.Sink.Name() != *sink })
-	}
-	if err := endpointHint(notifier.CheckEndpoints(ctx, js, check)); err != nil {
-		return err
-	}
-	_, err = deadletter.Redrive(ctx, js, senders, *sink, *id, stderr)
+	_, err = redrive(ctx, js, routes, *sink, *id, stderr)
 	if errors.Is(err, deadletter.ErrNoMatch) {
 		return fmt.Errorf("no dead letter matches --id %s (see notifier deadletter list)", *id)
 	}

@@ -1,0 +1,123 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/rollcall/rollcall/internal/deadletter"
+	"github.com/rollcall/rollcall/internal/redact"
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+type deadRow struct {
+	Entry  deadletter.Entry
+	ID     string
+	Type   string
+	Source string
+	UserID string
+	Email  string
+	Reason string
+}
+
+type deadGroup struct {
+	Sink string
+	Rows []deadRow
+}
+
+type deadData struct {
+	Groups  []deadGroup
+	Total   int
+	Err     string
+	CanSend bool
+	Result  *redriveResult
+}
+
+type redriveResult struct {
+	What     string
+	Summary  string
+	Failures []deadletter.Failure
+	Err      string
+	OK       bool
+}
+
+func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
+	s.render(w, "deadletters.html", http.StatusOK, s.page(r, "dead", "Dead letters", s.deadData(r.Context(), nil)))
+}
+
+func (s *Server) deadData(ctx context.Context, res *redriveResult) deadData {
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	d := deadData{CanSend: s.cfg.Redrive != nil, Result: res}
+	entries, err := deadletter.List(ctx, s.cfg.JS, "")
+	if err != nil {
+		s.cfg.Log.Warn("console: list dead letters", "err", err)
+		d.Err = "The dead letters could not be read; the console's log says why."
+	}
+	d.Total = len(entries)
+	at := map[string]int{}
+	for _, e := range entries {
+		i, ok := at[e.Sink]
+		if !ok {
+			i = len(d.Groups)
+			at[e.Sink] = i
+			d.Groups = append(d.Groups, deadGroup{Sink: e.Sink})
+		}
+		d.Groups[i].Rows = append(d.Groups[i].Rows, deadRowOf(e))
+	}
+	return d
+}
+
+func deadRowOf(e deadletter.Entry) deadRow {
+	row := deadRow{Entry: e, ID: e.EventID(), Reason: redact.Excerpt(e.Reason, 300)}
+	if e.Undecodable {
+		return row
+	}
+	row.Type, row.Source, row.UserID = e.Event.Type(), events.SourceName(e.Event), e.Event.Subject()
+	if d, err := events.DecodeData(e.Event); err == nil {
+		row.Email = d.User.Email
+	}
+	return row
+}
+
+// redriveTimeout bounds a redrive started from the page.
+const redriveTimeout = 2 * time.Minute
+
+// redrive sends one dead letter, or all of a sink's, again: a POST with
+// the form's CSRF token, answered with the list and what the redrive did.
+func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	if !s.csrf.valid(userOf(r), r.PostForm.Get("csrf")) {
+		s.fail(w, r, http.StatusForbidden, "The form has expired or did not come from this console; reload the page and try again.")
+		return
+	}
+	if s.cfg.Redrive == nil {
+		s.fail(w, r, http.StatusForbidden, "This console may not redrive: its NATS user is read-only. Use notifier deadletter redrive.")
+		return
+	}
+	sink, id := r.PostForm.Get("sink"), r.PostForm.Get("id")
+	if sink == "" {
+		s.fail(w, r, http.StatusBadRequest, "Which sink's dead letters should be sent again?")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), redriveTimeout)
+	defer cancel()
+	stats, err := s.cfg.Redrive(ctx, sink, id)
+	res := &redriveResult{What: "every dead letter of " + sink, Summary: stats.String(), Failures: stats.Failed, OK: err == nil}
+	if id != "" {
+		res.What = "event " + id + " to " + sink
+	}
+	if err != nil && !errors.Is(err, deadletter.ErrFailed) {
+		res.Err = redact.Excerpt(err.Error(), 600)
+	}
+	s.cfg.Log.Info("console: redrive", "user", userOf(r), "sink", sink, "id", id, "result", res.Summary, "err", err)
+	status := http.StatusOK
+	if !res.OK {
+		status = http.StatusConflict
+	}
+	s.render(w, "deadletters.html", status, s.page(r, "dead", "Dead letters", s.deadData(r.Context(), res)))
+}

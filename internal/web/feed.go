@@ -1,0 +1,178 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rollcall/rollcall/internal/bus"
+	"github.com/rollcall/rollcall/internal/replay"
+	"github.com/rollcall/rollcall/internal/state"
+	"github.com/rollcall/rollcall/pkg/events"
+)
+
+// retryWait is how long a feed waits before it starts again after an
+// error (NATS away, the stream not created yet).
+var retryWait = 2 * time.Second
+
+// feedUsers keeps the index's users current from rollcall_users until ctx
+// ends. NATS credentials that may not read the bucket (the read-only
+// replay user of deployments/nats/accounts.conf) get the baselines
+// instead, once; the stream's events keep those users current.
+func feedUsers(ctx context.Context, js jetstream.JetStream, x *Index, log *slog.Logger) {
+	for ctx.Err() == nil {
+		err := watchUsers(ctx, js, x)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, errNoAccess) {
+			log.Info("console: users bucket not readable; users come from the baselines and the stream", "bucket", bus.UsersBucket, "err", err)
+			seedBaselines(ctx, js, x, log)
+			return
+		}
+		log.Warn("console: watch of the users bucket ended; starting it again", "err", err)
+		sleep(ctx, retryWait)
+	}
+}
+
+var errNoAccess = errors.New("no access")
+
+// watchUsers applies every value of rollcall_users, then every change,
+// until ctx ends or the watch fails.
+func watchUsers(ctx context.Context, js jetstream.JetStream, x *Index) error {
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	kv, err := js.KeyValue(actx, bus.UsersBucket)
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("%w: %w", errNoAccess, err)
+		}
+		return err
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoAccess, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if e == nil {
+				continue // the initial values are in
+			}
+			var r state.Record
+			if json.Unmarshal(e.Value(), &r) == nil && r.User.ID != "" {
+				if r.User.Source == "" {
+					r.User.Source, _, _ = state.SplitKey(e.Key())
+				}
+				x.PutUser(r.User)
+			}
+		}
+	}
+}
+
+// seedBaselines puts every known source's directory as it is now
+// (replay.Directory: the baseline and the events after it) in the index.
+func seedBaselines(ctx context.Context, js jetstream.JetStream, x *Index, log *slog.Logger) {
+	names, err := replay.KnownSources(ctx, js)
+	if err != nil {
+		log.Warn("console: list sources", "err", err)
+		return
+	}
+	for _, name := range names {
+		users, err := replay.Directory(ctx, js, name, time.Time{})
+		if err != nil {
+			log.Warn("console: read the directory of a source", "source", name, "err", err)
+			continue
+		}
+		for _, u := range users {
+			x.PutUser(u)
+		}
+	}
+}
+
+// feedEvents applies the event stream to the index, from the start and
+// then as events arrive, until ctx ends.
+func feedEvents(ctx context.Context, js jetstream.JetStream, x *Index, log *slog.Logger) {
+	for ctx.Err() == nil {
+		err := followStream(ctx, js, x)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Debug("console: reading the event stream; trying again", "err", err)
+		sleep(ctx, retryWait)
+	}
+}
+
+func followStream(ctx context.Context, js jetstream.JetStream, x *Index) error {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{bus.EventsSubjects},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute,
+		NamePrefix:        "console",
+	}
+	if last := x.LastSeq(); last > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	}
+	cons, err := js.OrderedConsumer(ctx, bus.EventsStream, cfg)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", bus.EventsStream, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", bus.EventsStream, err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			return err
+		}
+		applyMsg(x, msg)
+	}
+}
+
+// applyMsg adds one stream message to the index; a message that is no
+// rollcall event takes no place in it.
+func applyMsg(x *Index, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	e, err := events.FromHeaders(events.Headers(msg.Headers()), msg.Data())
+	if err != nil {
+		return
+	}
+	ref := EventRef{Seq: md.Sequence.Stream, Stored: md.Timestamp, ID: e.ID(), Type: e.Type(), Time: e.Time(),
+		Source: events.SourceName(e), UserID: e.Subject(), Subject: msg.Subject()}
+	var after *events.User
+	if d, err := events.DecodeData(e); err == nil {
+		ref.Reason, ref.Changes = d.Reason, d.Changes
+		if d.User.Source == "" {
+			d.User.Source = ref.Source
+		}
+		after = &d.User
+	}
+	x.AddEvent(ref, after)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
