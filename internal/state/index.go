@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +18,8 @@ import (
 
 // Index is what a poller keeps in memory of one source's users between
 // runs: per user its KV revision, its fingerprint and whether it is gone,
-// some 60–130 bytes instead of its whole record. A run compares the
+// about 70 bytes plus the id's own instead of its whole record (idTable
+// says how the ids are kept). A run compares the
 // snapshot with it (diff.Scan) and reads from the KV only the records of
 // the users that changed (Users.Records).
 //
@@ -30,9 +30,8 @@ import (
 // an operator edited the bucket) or when a commit failed half-way.
 type Index struct {
 	mu      sync.Mutex
-	slot    map[string]int32 // user id → its position in ents and ids
+	ids     idTable // user id → its position in ents
 	ents    []entry
-	ids     []string
 	marks   uint32 // the current scan's mark (see Mark)
 	lastSeq uint64 // the revision (stream sequence) of the last write to the source's keys
 	// checked is the stream sequence up to which Valid has proved the
@@ -69,7 +68,7 @@ func (e entry) gone() diff.Gone { return diff.Gone(e.rev >> goneShift) }
 
 // NewIndex returns an empty index with room for n users.
 func NewIndex(n int) *Index {
-	return &Index{slot: make(map[string]int32, n), ents: make([]entry, 0, n), ids: make([]string, 0, n)}
+	return &Index{ids: newIDTable(n), ents: make([]entry, 0, n)}
 }
 
 // Len is the number of users (tombstones included).
@@ -83,7 +82,7 @@ func (x *Index) Len() int {
 func (x *Index) Lookup(id string) (diff.Entry, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	i, ok := x.slot[id]
+	i, ok := x.ids.find(id)
 	if !ok {
 		return diff.Entry{}, false
 	}
@@ -96,7 +95,7 @@ func (x *Index) Range(yield func(id string, gone diff.Gone) bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for i, e := range x.ents {
-		if !yield(x.ids[i], e.gone()) {
+		if !yield(x.ids.id(int32(i)), e.gone()) {
 			return
 		}
 	}
@@ -122,7 +121,7 @@ func (x *Index) StartMarks() {
 func (x *Index) Mark(id string) (e diff.Entry, known, again bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	i, ok := x.slot[id]
+	i, ok := x.ids.find(id)
 	if !ok {
 		return diff.Entry{}, false, false
 	}
@@ -138,7 +137,7 @@ func (x *Index) RangeMarks(yield func(id string, gone diff.Gone, marked bool) bo
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for i, e := range x.ents {
-		if !yield(x.ids[i], e.gone(), e.mark == x.marks) {
+		if !yield(x.ids.id(int32(i)), e.gone(), e.mark == x.marks) {
 			return
 		}
 	}
@@ -179,7 +178,7 @@ func (x *Index) SortByRevision(ids []string) {
 	revs := make(map[string]uint64, len(ids))
 	x.mu.Lock()
 	for _, id := range ids {
-		if i, ok := x.slot[id]; ok {
+		if i, ok := x.ids.find(id); ok {
 			revs[id] = x.ents[i].rev & (1<<goneShift - 1)
 		}
 	}
@@ -198,17 +197,15 @@ func (x *Index) set(id string, rev uint64, d events.Digest, g diff.Gone) {
 
 // put stores e for id; x.mu must be held or x not yet shared.
 func (x *Index) put(id string, e entry) {
-	if i, ok := x.slot[id]; ok {
+	if i, ok := x.ids.find(id); ok {
 		e.mark = x.ents[i].mark
 		x.ents[i] = e
 		return
 	}
-	// Snapshot ids are substrings of decoded pages and keys of messages;
-	// a copy keeps them from pinning those.
-	id = strings.Clone(id)
-	x.slot[id] = int32(len(x.ents))
+	// The table copies the id: snapshot ids are substrings of decoded
+	// pages and keys of messages, which it must not pin.
+	x.ids.add(id)
 	x.ents = append(x.ents, e)
-	x.ids = append(x.ids, id)
 }
 
 var _ diff.Marker = (*Index)(nil)
