@@ -5,9 +5,9 @@
 //	go run ./cmd/bench -users 10k -quick   # what CI runs, about 5 seconds
 //	go run ./cmd/bench                     # the whole table, about 11 minutes
 //
-// It starts the simulator as a child process of this same program (see
-// bench.ChildProcess), unless -inprocess: run with go run or installed, it
-// needs no other binary.
+// It starts the simulator and the NATS server as child processes of this
+// same program (see bench.ChildProcess and bench.Config.NATSChild), unless
+// -inprocess: run with go run or installed, it needs no other binary.
 package main
 
 import (
@@ -32,7 +32,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if bench.IsChild() {
-		// The simulator this program started for itself (bench.ChildProcess).
+		// The simulator or NATS server this program started for itself.
 		if err := bench.ServeChild(ctx, os.Args[1:], os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		cfg.Start = bench.ChildProcess(exe)
+		cfg.NATSChild = exe
 	}
 	cfg.Progress = stderr
 	if err := measure(ctx, cfg, md, stdout); err != nil {
@@ -97,7 +98,7 @@ func parse(args []string, stdout io.Writer) (cfg bench.Config, md string, help b
 	churn := fs.Float64("churn", 0.01, "share of each directory changed before each full run (scenario 1)")
 	evs := fs.Int("events", 0, "events in the publish and deliver burst (default 100k, 20k with -quick)")
 	conc := fs.Int("concurrency", 16, "webhook deliveries in flight (SINK_CONCURRENCY) and plain POSTs at once")
-	inproc := fs.Bool("inprocess", false, "run the simulator in this process (its CPU and memory then count in figures and floors)")
+	inproc := fs.Bool("inprocess", false, "run the simulator and the NATS server in this process (their CPU and memory then count in figures and floors)")
 	tmp := fs.String("tmp", os.TempDir(), "directory for the NATS stores")
 	cpuprof := fs.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file")
 	memprof := fs.String("memprofile", "", "write a heap (allocs) profile at the end to this file")

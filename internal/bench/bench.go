@@ -64,6 +64,11 @@ type Config struct {
 	Concurrency int
 	// Start starts the simulator; default InProcess.
 	Start Starter
+	// NATSChild, when set, is this program's path: the NATS server then
+	// runs in a child process (ServeChild), so that the memory and CPU
+	// figures are the poller's or the notifier's alone; empty embeds it in
+	// this process, where its heap counts in every figure and floor.
+	NATSChild string
 	// TempDir holds the NATS stores; default os.TempDir().
 	TempDir string
 	// CPUProfile and MemProfile, when set, write pprof profiles of the

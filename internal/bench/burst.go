@@ -72,7 +72,7 @@ func burstEvents(source string, n int) ([]events.Event, error) {
 func (r *runner) burst(ctx context.Context) error {
 	n := r.cfg.Events
 	r.progress("== burst of %s events (%d per user)", count(n), eventsPerUser)
-	ne, err := startNATS(ctx, r.cfg.TempDir)
+	ne, err := startNATS(ctx, r.cfg.TempDir, r.cfg.NATSChild)
 	if err != nil {
 		return err
 	}

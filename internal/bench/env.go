@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -76,72 +74,101 @@ func InProcess(ctx context.Context, users int) (*Sim, error) {
 // binary and no Go toolchain.
 func ChildProcess(path string) Starter {
 	return func(ctx context.Context, users int) (*Sim, error) {
-		cmd := exec.Command(path, "serve", "-addr", "127.0.0.1:0", "-users", strconv.Itoa(users), "-churn", "0", "-seed", "1")
-		cmd.Env = append(os.Environ(), childEnv+"="+childValue,
+		c, err := startChild(ctx, path, childSimulator, "simulator",
+			[]string{"serve", "-addr", "127.0.0.1:0", "-users", strconv.Itoa(users), "-churn", "0", "-seed", "1"},
 			"SIM_VPP_STOKEN="+simulator.DefaultVPPToken, "SIM_VEEAM_TOKEN="+simulator.DefaultVeeamToken)
-		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			return nil, err
 		}
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start simulator: %w", err)
+		return &Sim{URL: c.url, VPPToken: simulator.DefaultVPPToken, VeeamToken: simulator.DefaultVeeamToken,
+			Where: fmt.Sprintf("child process (pid %d)", c.pid), stop: c.stop}, nil
+	}
+}
+
+// child is a process of this program's that serves something (the
+// simulator, a NATS server) at url.
+type child struct {
+	url  string
+	pid  int
+	stop func()
+}
+
+// startChild starts path with args and the child marker set to role, and
+// waits for its announcement "<what> listening on <url>" on stderr.
+func startChild(ctx context.Context, path, role, what string, args []string, env ...string) (*child, error) {
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(append(os.Environ(), childEnv+"="+role), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", what, err)
+	}
+	done := make(chan struct{})
+	stop := func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
 		}
-		done := make(chan struct{})
-		stop := func() {
-			_ = cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		}
-		urlc := make(chan string, 1)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				if rest, ok := strings.CutPrefix(sc.Text(), "simulator listening on "); ok {
-					select {
-					case urlc <- strings.TrimSpace(rest):
-					default:
-					}
+	}
+	urlc := make(chan string, 1)
+	prefix := what + " listening on "
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if rest, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+				select {
+				case urlc <- strings.TrimSpace(rest):
+				default:
 				}
 			}
-			_ = cmd.Wait()
-			close(done)
-		}()
-		select {
-		case u := <-urlc:
-			return &Sim{URL: u, VPPToken: simulator.DefaultVPPToken, VeeamToken: simulator.DefaultVeeamToken,
-				Where: fmt.Sprintf("child process (pid %d)", cmd.Process.Pid), stop: stop}, nil
-		case <-done:
-			return nil, errors.New("simulator exited before listening")
-		case <-time.After(10 * time.Minute):
-			stop()
-			return nil, errors.New("simulator did not start within 10 minutes")
-		case <-ctx.Done():
-			stop()
-			return nil, ctx.Err()
 		}
+		_ = cmd.Wait()
+		close(done)
+	}()
+	select {
+	case u := <-urlc:
+		return &child{url: u, pid: cmd.Process.Pid, stop: stop}, nil
+	case <-done:
+		return nil, fmt.Errorf("%s exited before listening", what)
+	case <-time.After(10 * time.Minute):
+		stop()
+		return nil, fmt.Errorf("%s did not start within 10 minutes", what)
+	case <-ctx.Done():
+		stop()
+		return nil, ctx.Err()
 	}
 }
 
 // childEnv marks the process ChildProcess starts; the simulator's binary
 // ignores it ("serve" is its own command).
 const (
-	childEnv   = "ROLLCALL_BENCH_CHILD"
-	childValue = "simulator"
+	childEnv       = "ROLLCALL_BENCH_CHILD"
+	childSimulator = "simulator"
+	childNATS      = "nats"
 )
 
-// IsChild reports whether this process is a simulator that ChildProcess
-// started: it should then call ServeChild and nothing else.
-func IsChild() bool { return os.Getenv(childEnv) == childValue }
+// IsChild reports whether this process is a simulator or a NATS server
+// that the benchmark started (ChildProcess, Config.NATSChild): it should
+// then call ServeChild and nothing else.
+func IsChild() bool {
+	v := os.Getenv(childEnv)
+	return v == childSimulator || v == childNATS
+}
 
-// ServeChild is the child's side of ChildProcess: it serves the simulator
-// as args ("serve -addr A -users N -churn D -seed S") say, announces its
-// URL on stderr as the simulator's serve does, and stops when ctx ends
-// (ChildProcess sends an interrupt).
+// ServeChild is the child's side of ChildProcess and Config.NATSChild: it
+// serves the simulator as args ("serve -addr A -users N -churn D -seed S")
+// say, or a NATS server ("nats -store DIR"), announces its URL on stderr
+// as the simulator's serve does, and stops when ctx ends (the parent sends
+// an interrupt).
 func ServeChild(ctx context.Context, args []string, stderr io.Writer) error {
+	if os.Getenv(childEnv) == childNATS {
+		return serveNATS(ctx, args, stderr)
+	}
 	if len(args) == 0 || args[0] != "serve" {
 		return fmt.Errorf("simulator child: want serve and its flags, got %q", args)
 	}
@@ -176,14 +203,43 @@ func ServeChild(ctx context.Context, args []string, stderr io.Writer) error {
 	return srv.Shutdown(sctx)
 }
 
-// natsEnv is an embedded NATS server with a temporary store, and the
-// poller's stream and buckets on it.
+// serveNATS is the NATS child: the embedded server the poller would start
+// (natsutil.StartEmbedded), its store in the directory -store names.
+func serveNATS(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	store := fs.String("store", "", "")
+	if len(args) == 0 || args[0] != "nats" {
+		return fmt.Errorf("nats child: want nats and its flags, got %q", args)
+	}
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 || *store == "" {
+		return fmt.Errorf("nats child: bad flags %q: %v", args[1:], err)
+	}
+	ns, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: *store, Listen: "127.0.0.1:0"}, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "nats listening on %s\n", ns.ClientURL())
+	<-ctx.Done()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
+}
+
+// natsEnv is a NATS server with a temporary store, embedded in this
+// process or in a child process of its own, and the poller's stream and
+// buckets on it.
 type natsEnv struct {
 	dir string
-	ns  *server.Server
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	h   *bus.Handles
+	url string
+	// where says where the server runs, for the progress lines.
+	where string
+	// childPID is the server's process when it runs in a child, else 0.
+	childPID int
+	stop     func()
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	h        *bus.Handles
 	// attempted counts, from a subscription of its own, every message
 	// published to the subjects a poller writes (KV buckets, object store,
 	// event stream), stored or not.
@@ -191,45 +247,66 @@ type natsEnv struct {
 	mon       *nats.Conn
 }
 
-func startNATS(ctx context.Context, tmp string) (*natsEnv, error) {
+// startNATS starts the server: in a child process of exe when exe is set,
+// so that the measured process holds the poller (or notifier) alone, as
+// it does beside a NATS server of its own; else in this process.
+func startNATS(ctx context.Context, tmp, exe string) (*natsEnv, error) {
 	dir, err := os.MkdirTemp(tmp, "rollcall-bench-")
 	if err != nil {
 		return nil, err
 	}
-	ns, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}, nil)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	e := &natsEnv{dir: dir, ns: ns}
-	if e.nc, err = nats.Connect(ns.ClientURL(), nats.Name("rollcall-bench")); err != nil {
-		e.close()
-		return nil, err
-	}
-	// As the poller connects (internal/app/pollerapp).
-	if e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncTimeout(3*time.Second)); err != nil {
-		e.close()
-		return nil, err
-	}
-	if e.h, err = bus.Ensure(ctx, e.js, bus.Config{}); err != nil {
-		e.close()
-		return nil, err
-	}
-	if e.mon, err = nats.Connect(ns.ClientURL(), nats.Name("rollcall-bench-monitor")); err != nil {
-		e.close()
-		return nil, err
-	}
-	for _, subj := range []string{"$KV.>", "$O.>", bus.EventsSubjects} {
-		if _, err := e.mon.Subscribe(subj, func(*nats.Msg) { e.attempted.Add(1) }); err != nil {
-			e.close()
+	e := &natsEnv{dir: dir}
+	store := filepath.Join(dir, "nats")
+	if exe != "" {
+		c, err := startChild(ctx, exe, childNATS, "nats", []string{"nats", "-store", store})
+		if err != nil {
+			os.RemoveAll(dir)
 			return nil, err
 		}
+		e.url, e.stop, e.childPID = c.url, c.stop, c.pid
+		e.where = fmt.Sprintf("child process (pid %d)", c.pid)
+	} else {
+		ns, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: store, Listen: "127.0.0.1:0"}, nil)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		e.url, e.where = ns.ClientURL(), "in process"
+		e.stop = func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
 	}
-	if err := e.mon.Flush(); err != nil {
+	if err := e.connect(ctx); err != nil {
 		e.close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// connect opens the benchmark's connections: the one the poller's
+// handles use and the monitor that counts what is published.
+func (e *natsEnv) connect(ctx context.Context) error {
+	var err error
+	if e.nc, err = nats.Connect(e.url, nats.Name("rollcall-bench")); err != nil {
+		return err
+	}
+	// As the poller connects (internal/app/pollerapp).
+	if e.js, err = jetstream.New(e.nc, jetstream.WithPublishAsyncTimeout(3*time.Second)); err != nil {
+		return err
+	}
+	if e.h, err = bus.Ensure(ctx, e.js, bus.Config{}); err != nil {
+		return err
+	}
+	if e.mon, err = nats.Connect(e.url, nats.Name("rollcall-bench-monitor")); err != nil {
+		return err
+	}
+	for _, subj := range []string{"$KV.>", "$O.>", bus.EventsSubjects} {
+		if _, err := e.mon.Subscribe(subj, func(*nats.Msg) { e.attempted.Add(1) }); err != nil {
+			return err
+		}
+	}
+	return e.mon.Flush()
 }
 
 func (e *natsEnv) close() {
@@ -239,11 +316,31 @@ func (e *natsEnv) close() {
 	if e.nc != nil {
 		e.nc.Close()
 	}
-	if e.ns != nil {
-		e.ns.Shutdown()
-		e.ns.WaitForShutdown()
+	if e.stop != nil {
+		e.stop()
 	}
 	os.RemoveAll(e.dir)
+}
+
+// serverPeakRSS is the NATS child's peak resident set so far (VmHWM), or
+// 0 when the server runs in this process or the figure is unavailable.
+func (e *natsEnv) serverPeakRSS() uint64 {
+	if e.childPID == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.childPID))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return 0
 }
 
 // writeCount is what the server stored: the last sequence of every stream
@@ -255,7 +352,7 @@ type writeCount struct {
 	attempted uint64
 }
 
-func (e *natsEnv) writes() (writeCount, error) {
+func (e *natsEnv) writes(ctx context.Context) (writeCount, error) {
 	// Let the monitor subscription see everything published so far.
 	if err := e.nc.Flush(); err != nil {
 		return writeCount{}, err
@@ -263,16 +360,14 @@ func (e *natsEnv) writes() (writeCount, error) {
 	if err := e.mon.Flush(); err != nil {
 		return writeCount{}, err
 	}
-	info, err := e.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
-	if err != nil {
-		return writeCount{}, err
-	}
 	w := writeCount{perStream: map[string]uint64{}, attempted: e.attempted.Load()}
-	for _, a := range info.AccountDetails {
-		for _, s := range a.Streams {
-			w.stored += s.State.LastSeq
-			w.perStream[s.Name] = s.State.LastSeq
-		}
+	streams := e.js.ListStreams(ctx)
+	for info := range streams.Info() {
+		w.stored += info.State.LastSeq
+		w.perStream[info.Config.Name] = info.State.LastSeq
+	}
+	if err := streams.Err(); err != nil {
+		return writeCount{}, fmt.Errorf("count the stored messages: %w", err)
 	}
 	return w, nil
 }

@@ -85,6 +85,9 @@ type sample struct {
 	// (at each collection: /gc/heap/live) minus the live heap before it:
 	// what the work held at once.
 	live uint64
+	// peakAbs and liveAbs are the same highs, whole: everything the
+	// process held, what it held before the work included.
+	peakAbs, liveAbs uint64
 }
 
 var liveSample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
@@ -130,6 +133,7 @@ func measure(f func() error) (sample, error) {
 	s := sample{wall: time.Since(t0), cpu: cpuTime() - c0}
 	close(stop)
 	p := <-peakc
+	s.peakAbs, s.liveAbs = p[0], p[1]
 	if p[0] > base {
 		s.peak = p[0] - base
 	}
@@ -154,10 +158,12 @@ func median(ss []sample) sample {
 	}
 	mid := len(ss) / 2
 	return sample{
-		wall: time.Duration(pick(func(s sample) float64 { return float64(s.wall) })[mid]),
-		cpu:  time.Duration(pick(func(s sample) float64 { return float64(s.cpu) })[mid]),
-		peak: uint64(pick(func(s sample) float64 { return float64(s.peak) })[mid]),
-		live: uint64(pick(func(s sample) float64 { return float64(s.live) })[mid]),
+		wall:    time.Duration(pick(func(s sample) float64 { return float64(s.wall) })[mid]),
+		cpu:     time.Duration(pick(func(s sample) float64 { return float64(s.cpu) })[mid]),
+		peak:    uint64(pick(func(s sample) float64 { return float64(s.peak) })[mid]),
+		live:    uint64(pick(func(s sample) float64 { return float64(s.live) })[mid]),
+		peakAbs: uint64(pick(func(s sample) float64 { return float64(s.peakAbs) })[mid]),
+		liveAbs: uint64(pick(func(s sample) float64 { return float64(s.liveAbs) })[mid]),
 	}
 }
 

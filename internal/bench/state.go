@@ -15,7 +15,7 @@ import (
 // connect opens a connection of its own to the benchmark's server, as a
 // poller process starting up would.
 func (e *sizeEnv) connect() (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(e.nats.ns.ClientURL(), nats.Name("rollcall-bench-startup"))
+	nc, err := nats.Connect(e.nats.url, nats.Name("rollcall-bench-startup"))
 	if err != nil {
 		return nil, nil, err
 	}
