@@ -177,9 +177,6 @@ func (r *reader) page(source string) (page, error) {
 	case !dataSeen:
 		return page{}, &fieldError{"data", errors.New("missing or null")}
 	}
-	if users == nil {
-		users = []events.User{}
-	}
 	return page{users: users, total: total, offset: offset}, nil
 }
 
@@ -240,7 +237,8 @@ func (r *reader) root(member func(int) error, names []string) error {
 	}
 }
 
-// Paths name fields below the user being read, if any (userField).
+// The paths below name fields relative to the user being read, if any
+// (userField).
 
 // object reads the value of the field at path: an object, whose members
 // named in names go to member, or null. seen reports an object.
@@ -520,9 +518,12 @@ func (r *reader) explain(err error) (string, error) {
 		switch {
 		case errors.Is(se.Err, jsontext.ErrDuplicateName):
 			return pointerField(se.JSONPointer), errors.New("a second member of the same name")
-		case invalidText(se.Err):
+		case se.Err.Error() == "invalid UTF-8":
 			// Named by the user it is in, as before.
-			return r.userPath(), fmt.Errorf("invalid utf-8 at byte %d: %v", se.ByteOffset, se.Err)
+			return r.userPath(), fmt.Errorf("invalid utf-8 at byte %d", se.ByteOffset)
+		case strings.Contains(se.Err.Error(), "surrogate"):
+			// Not quoted: the escape's text runs on into the body.
+			return r.userPath(), fmt.Errorf("invalid utf-8 at byte %d: a \\u escape of a lone surrogate", se.ByteOffset)
 		}
 		return "", fmt.Errorf("malformed json at byte %d: %v", se.ByteOffset, se.Err)
 	}
@@ -530,13 +531,6 @@ func (r *reader) explain(err error) (string, error) {
 		return "", errors.New("malformed json: empty body")
 	}
 	return "", err
-}
-
-// invalidText reports whether err is invalid UTF-8 in the input or a \u
-// escape that is not a character (a lone surrogate).
-func invalidText(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "invalid UTF-8") || strings.Contains(msg, "surrogate") || strings.Contains(msg, "escape sequence")
 }
 
 // pointerField turns a JSON pointer into the field notation of errors:
