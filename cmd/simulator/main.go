@@ -1,4 +1,5 @@
-// Command simulator serves Apple VPP's getVPPUsersSrv and Veeam's
+// Command simulator serves Apple VPP's getVPPUsersSrv, the same directory on
+// Apple's App and Book Management API v2 (/mdm/v2/users), and Veeam's
 // /api/v3/users from a seeded directory that changes every few seconds.
 //
 //	simulator [serve]   serve the APIs (flags or SIM_* environment)
@@ -144,7 +145,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 const usage = `usage: simulator [command] [flags]
 
 commands:
-  serve     serve the fake VPP and Veeam APIs on -addr (the default command)
+  serve     serve the fake VPP, VPP v2 and Veeam APIs on -addr (the default command)
   demo      simulator, poller with embedded NATS and notifier printing events
   soak      randomized simulations for a while (docs/RELIABILITY.md)
   version   the build
@@ -209,6 +210,7 @@ func shownToken(tok, demo, env, flag string) string {
 func pollerCommand(base, vppTok, veeamTok string) string {
 	return "A poller against it, reporting changes within seconds (the simulator serves plain HTTP on this machine):\n" +
 		"  VPP_BASE_URL=" + base + "/mdm VPP_STOKEN=" + vppTok + " VPP_INTERVAL=" + demoInterval + " VPP_FULL_SYNC_INTERVAL=" + demoFullSync + " \\\n" +
+		"  VPP2_BASE_URL=" + base + "/mdm/v2 VPP2_STOKEN=" + vppTok + " VPP2_INTERVAL=" + demoInterval + " VPP2_FULL_SYNC_INTERVAL=" + demoFullSync + " \\\n" +
 		"  VEEAM_BASE_URL=" + base + " VEEAM_TOKEN=" + veeamTok + " VEEAM_INTERVAL=" + demoInterval + " \\\n" +
 		"  ALLOW_INSECURE_HTTP=true go run ./cmd/poller\n" +
 		"(from the repository's root; with the binaries installed by go install ./cmd/..., poller instead of go run ./cmd/poller)\n"
@@ -302,6 +304,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pollerEnv := map[string]string{
 		"DATA_DIR": dir, "EMBEDDED_NATS_LISTEN": natsAddr, "HTTP_ADDR": "", "LOG_LEVEL": logLevel,
 		"VPP_BASE_URL": base + "/mdm", "VPP_STOKEN": o.vppTok, "VPP_INTERVAL": demoInterval, "VPP_FULL_SYNC_INTERVAL": demoFullSync,
+		// The same directory on Apple's API v2: its users by clientUserId.
+		"VPP2_BASE_URL": base + "/mdm/v2", "VPP2_STOKEN": o.vppTok, "VPP2_INTERVAL": demoInterval, "VPP2_FULL_SYNC_INTERVAL": demoFullSync,
 		"VEEAM_BASE_URL": base, "VEEAM_TOKEN": o.veeamTk, "VEEAM_INTERVAL": demoInterval,
 		// The simulator serves plain HTTP on loopback.
 		"ALLOW_INSECURE_HTTP": "true",

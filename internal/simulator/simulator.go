@@ -1,8 +1,11 @@
-// Package simulator serves both directory APIs (Apple VPP's getVPPUsersSrv
-// and Veeam's /api/v3/users) over HTTP from a seeded directory that changes
-// over time. It is built from the same fakes the tests use (vpptest,
-// veeamtest), so the demo, the end-to-end tests and the benchmarks all drive
-// the real clients against one implementation of each API.
+// Package simulator serves the directory APIs (Apple VPP's getVPPUsersSrv,
+// Apple's App and Book Management API v2 /mdm/v2/users, and Veeam's
+// /api/v3/users) over HTTP from a seeded directory that changes over time.
+// It is built from the same fakes the tests use (vpptest, vpp2test,
+// veeamtest), so the demo, the end-to-end tests and the benchmarks all
+// drive the real clients against one implementation of each API. Both
+// Apple APIs serve one directory, as Apple serves one location: a user
+// is listed by its userId on the legacy API and by its clientUserId on v2.
 package simulator
 
 import (
@@ -16,12 +19,14 @@ import (
 
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/sources/vpp/vpptest"
+	"github.com/rollcall/rollcall/internal/sources/vpp2/vpp2test"
 )
 
 // Paths the simulator serves the APIs under; point VPP_BASE_URL at
-// <addr>/mdm and VEEAM_BASE_URL at <addr>.
+// <addr>/mdm, VPP2_BASE_URL at <addr>/mdm/v2 and VEEAM_BASE_URL at <addr>.
 const (
-	VPPPath = "/mdm/"
+	VPPPath  = "/mdm/"
+	VPP2Path = "/mdm/v2/"
 	// Default credentials, so the demo needs no configuration.
 	// DefaultVPPToken has the real sToken shape (base64 of token, expDate,
 	// orgName) so that token decoding and expiry reporting work in the demo.
@@ -39,7 +44,9 @@ type Config struct {
 
 // Simulator is a changing directory behind both APIs.
 type Simulator struct {
-	VPP   *vpptest.Server
+	VPP *vpptest.Server
+	// VPP2 serves VPP's directory on API v2.
+	VPP2  *vpp2test.Server
 	Veeam *veeamtest.Server
 
 	mu     sync.Mutex
@@ -66,6 +73,7 @@ func New(cfg Config) *Simulator {
 		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), 0x5eed)),
 		nextID: 100,
 	}
+	s.VPP2 = vpp2test.NewServer(cfg.VPPToken, s.VPP)
 	statuses := []string{vpptest.StatusRegistered, vpptest.StatusAssociated, vpptest.StatusAssociated}
 	for i := 0; i < cfg.Users; i++ {
 		u := s.newVPPUser()
@@ -80,16 +88,18 @@ func New(cfg Config) *Simulator {
 	return s
 }
 
-// Handler serves both APIs: VPP under /mdm/, Veeam under /api/v3/, and
+// Handler serves the APIs: VPP under /mdm/, v2 under /mdm/v2/, Veeam under
+// /api/v3/, and
 // the admin API (fault injection, directory changes; see admin.go) under
 // /admin/.
 func (s *Simulator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(VPPPath, s.VPP)
+	mux.Handle(VPP2Path, s.VPP2)
 	mux.Handle("/api/v3/", s.Veeam)
 	mux.Handle(AdminPath, s.adminHandler())
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "rollcall simulator: VPP at /mdm/getVPPUsersSrv (%d users), Veeam at /api/v3/users (%d users), fault injection at /admin/\n",
+		fmt.Fprintf(w, "rollcall simulator: VPP at /mdm/getVPPUsersSrv (%d users), the same directory on API v2 at /mdm/v2/users, Veeam at /api/v3/users (%d users), fault injection at /admin/\n",
 			len(s.VPP.Users()), len(s.Veeam.Users()))
 	})
 	return mux

@@ -59,7 +59,7 @@ type Config struct {
 	PollerID string        `env:"POLLER_ID"`
 
 	// Sources names several sources as name:kind pairs; each then reads the
-	// VPP_ or VEEAM_ variables with the prefix <NAME>_.
+	// VPP_, VPP2_ or VEEAM_ variables with the prefix <NAME>_.
 	Sources string `env:"SOURCES"`
 
 	// AllowInsecureHTTP lets a source URL (VPP_BASE_URL,
@@ -75,6 +75,7 @@ type Config struct {
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
 
 	VPP   VPPConfig   `env:", prefix=VPP_"`
+	VPP2  VPP2Config  `env:", prefix=VPP2_"`
 	Veeam VeeamConfig `env:", prefix=VEEAM_"`
 }
 
@@ -89,6 +90,19 @@ type VPPConfig struct {
 }
 
 func (c VPPConfig) enabled() bool { return c.SToken != "" || c.STokenFile != "" }
+
+// VPP2Config enables and tunes a vpp2 source (App and Book Management API
+// v2, SPEC §1.4). ServiceConfigURL defaults to BASE_URL/service/config.
+type VPP2Config struct {
+	SToken           string        `env:"STOKEN"`
+	STokenFile       string        `env:"STOKEN_FILE"`
+	BaseURL          string        `env:"BASE_URL, default=https://vpp.itunes.apple.com/mdm/v2"`
+	ServiceConfigURL string        `env:"SERVICE_CONFIG_URL"`
+	Interval         time.Duration `env:"INTERVAL, default=15m"`
+	FullSyncInterval time.Duration `env:"FULL_SYNC_INTERVAL, default=24h"`
+}
+
+func (c VPP2Config) enabled() bool { return c.SToken != "" || c.STokenFile != "" }
 
 // VeeamConfig enables and tunes a veeam source.
 type VeeamConfig struct {
@@ -112,12 +126,14 @@ type sourceSpec struct {
 	Kind   string
 	Prefix string // of its variables: "" for the single-source form, "EU_" with SOURCES
 	VPP    VPPConfig
+	VPP2   VPP2Config
 	Veeam  VeeamConfig
 }
 
 // namedSource is what a SOURCES entry reads under its prefix.
 type namedSource struct {
 	VPP   VPPConfig   `env:", prefix=VPP_"`
+	VPP2  VPP2Config  `env:", prefix=VPP2_"`
 	Veeam VeeamConfig `env:", prefix=VEEAM_"`
 }
 
@@ -155,18 +171,21 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 		if c.VPP.enabled() {
 			specs = append(specs, sourceSpec{Name: "vpp", Kind: events.KindVPP, VPP: c.VPP})
 		}
+		if c.VPP2.enabled() {
+			specs = append(specs, sourceSpec{Name: "vpp2", Kind: events.KindVPP2, VPP2: c.VPP2})
+		}
 		if c.Veeam.enabled() {
 			specs = append(specs, sourceSpec{Name: "veeam", Kind: events.KindVeeam, Veeam: c.Veeam})
 		}
 	} else {
-		if c.VPP.enabled() || c.Veeam.enabled() {
-			return Config{}, nil, fmt.Errorf("configuration: SOURCES is set, so VPP_STOKEN, VPP_STOKEN_FILE and VEEAM_BASE_URL are not used; give each source its own prefixed variables (e.g. SCHOOL_VPP_STOKEN_FILE)")
+		if c.VPP.enabled() || c.VPP2.enabled() || c.Veeam.enabled() {
+			return Config{}, nil, fmt.Errorf("configuration: SOURCES is set, so VPP_STOKEN, VPP_STOKEN_FILE, VPP2_STOKEN, VPP2_STOKEN_FILE and VEEAM_BASE_URL are not used; give each source its own prefixed variables (e.g. SCHOOL_VPP_STOKEN_FILE)")
 		}
 		seen, prefixes := map[string]bool{}, map[string]string{}
 		for _, entry := range strings.Split(c.Sources, ",") {
 			name, kind, ok := strings.Cut(strings.TrimSpace(entry), ":")
-			if !ok || !events.ValidSourceName(name) || (kind != events.KindVPP && kind != events.KindVeeam) {
-				return Config{}, nil, fmt.Errorf("configuration: SOURCES entry %q: want name:vpp or name:veeam, the name in lower case letters, digits, - and _", entry)
+			if !ok || !events.ValidSourceName(name) || !events.ValidKind(kind) {
+				return Config{}, nil, fmt.Errorf("configuration: SOURCES entry %q: want name:vpp, name:vpp2 or name:veeam, the name in lower case letters, digits, - and _", entry)
 			}
 			if seen[name] {
 				return Config{}, nil, fmt.Errorf("configuration: SOURCES names %q twice", name)
@@ -181,9 +200,12 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 			if err := envx.ProcessPrefixed(ctx, &ns, l, prefix); err != nil {
 				return Config{}, nil, fmt.Errorf("configuration: source %s: %w", name, err)
 			}
-			spec := sourceSpec{Name: name, Kind: kind, Prefix: prefix, VPP: ns.VPP, Veeam: ns.Veeam}
+			spec := sourceSpec{Name: name, Kind: kind, Prefix: prefix, VPP: ns.VPP, VPP2: ns.VPP2, Veeam: ns.Veeam}
 			if kind == events.KindVPP && !ns.VPP.enabled() {
 				return Config{}, nil, fmt.Errorf("configuration: source %s: set %sVPP_STOKEN or %sVPP_STOKEN_FILE", name, prefix, prefix)
+			}
+			if kind == events.KindVPP2 && !ns.VPP2.enabled() {
+				return Config{}, nil, fmt.Errorf("configuration: source %s: set %sVPP2_STOKEN or %sVPP2_STOKEN_FILE", name, prefix, prefix)
 			}
 			if kind == events.KindVeeam && !ns.Veeam.enabled() {
 				return Config{}, nil, fmt.Errorf("configuration: source %s: set %sVEEAM_BASE_URL", name, prefix)
@@ -197,6 +219,10 @@ func Load(ctx context.Context, l envconfig.Lookuper) (Config, []sourceSpec, erro
 			return Config{}, nil, fmt.Errorf("configuration: %sVPP_INTERVAL must be positive", s.Prefix)
 		case s.Kind == events.KindVPP && s.VPP.FullSyncInterval < 0:
 			return Config{}, nil, fmt.Errorf("configuration: %sVPP_FULL_SYNC_INTERVAL %s must not be negative (0 makes every run a full sync)", s.Prefix, s.VPP.FullSyncInterval)
+		case s.Kind == events.KindVPP2 && s.VPP2.Interval <= 0:
+			return Config{}, nil, fmt.Errorf("configuration: %sVPP2_INTERVAL must be positive", s.Prefix)
+		case s.Kind == events.KindVPP2 && s.VPP2.FullSyncInterval < 0:
+			return Config{}, nil, fmt.Errorf("configuration: %sVPP2_FULL_SYNC_INTERVAL %s must not be negative (0 makes every run a full sync)", s.Prefix, s.VPP2.FullSyncInterval)
 		case s.Kind == events.KindVeeam && s.Veeam.Interval <= 0:
 			return Config{}, nil, fmt.Errorf("configuration: %sVEEAM_INTERVAL must be positive", s.Prefix)
 		case s.Kind == events.KindVeeam && (s.Veeam.PageSize < 1 || s.Veeam.PageSize > 500):
@@ -233,6 +259,8 @@ func (s sourceSpec) insecure() []insecureURL {
 	switch s.Kind {
 	case events.KindVPP:
 		urls = [][2]string{{"VPP_BASE_URL", s.VPP.BaseURL}, {"VPP_SERVICE_CONFIG_URL", s.VPP.ServiceConfigURL}}
+	case events.KindVPP2:
+		urls = [][2]string{{"VPP2_BASE_URL", s.VPP2.BaseURL}, {"VPP2_SERVICE_CONFIG_URL", s.VPP2.ServiceConfigURL}}
 	case events.KindVeeam:
 		urls = [][2]string{{"VEEAM_BASE_URL", s.Veeam.BaseURL}}
 	}
@@ -249,7 +277,7 @@ func (s sourceSpec) insecure() []insecureURL {
 
 // credential names what the requests of s carry.
 func (s sourceSpec) credential() string {
-	if s.Kind == events.KindVPP {
+	if events.AppleKind(s.Kind) {
 		return "the sToken"
 	}
 	return "the API key or password"

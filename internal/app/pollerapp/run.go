@@ -28,12 +28,13 @@ import (
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/internal/sources/veeam"
 	"github.com/rollcall/rollcall/internal/sources/vpp"
+	"github.com/rollcall/rollcall/internal/sources/vpp2"
 	"github.com/rollcall/rollcall/internal/version"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
 // ErrNoSource is returned when no source is configured.
-var ErrNoSource = errors.New("no source configured: set VPP_STOKEN (or VPP_STOKEN_FILE) for Apple VPP, or VEEAM_BASE_URL with VEEAM_TOKEN (or VEEAM_USERNAME and VEEAM_PASSWORD) for Veeam")
+var ErrNoSource = errors.New("no source configured: set VPP_STOKEN (or VPP_STOKEN_FILE) for Apple VPP, VPP2_STOKEN (or VPP2_STOKEN_FILE) for Apple's App and Book Management API v2, or VEEAM_BASE_URL with VEEAM_TOKEN (or VEEAM_USERNAME and VEEAM_PASSWORD) for Veeam")
 
 // Run runs the poller until ctx ends. Configuration comes from env; logs go
 // to stderr.
@@ -135,6 +136,9 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	h, err := bus.Ensure(sctx, js, bus.Config{Replicas: cfg.NATSReplicas, MaxAge: cfg.EventsMaxAge, DuplicateWindow: cfg.EventsDuplicateWindow})
 	cancel()
 	if err != nil {
+		return err
+	}
+	if err := checkKinds(ctx, h.Users, specs); err != nil {
 		return err
 	}
 
@@ -249,6 +253,14 @@ func (s sourceSpec) sourceConfig(cfg Config, log *slog.Logger, obs httpx.Observe
 		} else {
 			sc.Hint = "download a new content token from Apple School/Business Manager and set " + s.Prefix + "VPP_STOKEN (better: " + s.Prefix + "VPP_STOKEN_FILE)"
 		}
+	case events.KindVPP2:
+		sc.Interval, sc.FullSyncInterval = s.VPP2.Interval, s.VPP2.FullSyncInterval
+		if s.VPP2.STokenFile != "" {
+			sc.Watch = []string{s.VPP2.STokenFile}
+			sc.Hint = "download a new content token from Apple School/Business Manager and write it to " + s.Prefix + "VPP2_STOKEN_FILE"
+		} else {
+			sc.Hint = "download a new content token from Apple School/Business Manager and set " + s.Prefix + "VPP2_STOKEN (better: " + s.Prefix + "VPP2_STOKEN_FILE)"
+		}
 	case events.KindVeeam:
 		sc.Interval = s.Veeam.Interval
 		for _, f := range []string{s.Veeam.TokenFile, s.Veeam.PasswordFile} {
@@ -281,6 +293,9 @@ func (s sourceSpec) build(cfg Config, log *slog.Logger, obs httpx.Observer) (pol
 		}
 		return vppSource{c}, nil
 	}
+	if s.Kind == events.KindVPP2 {
+		return s.buildVPP2(cfg, log, obs)
+	}
 	token, err := secret.Resolve(p+"VEEAM_TOKEN", s.Veeam.Token, s.Veeam.TokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
@@ -312,6 +327,25 @@ func (s sourceSpec) settingError(err error) error {
 		return fmt.Errorf("configuration: %w", &named)
 	}
 	return fmt.Errorf("configuration: source %s: %w", s.Name, err)
+}
+
+// buildVPP2 constructs a vpp2 client; it reports its sToken's expiry itself.
+func (s sourceSpec) buildVPP2(cfg Config, log *slog.Logger, obs httpx.Observer) (poller.Source, error) {
+	stoken, err := secret.Resolve(s.Prefix+"VPP2_STOKEN", s.VPP2.SToken, s.VPP2.STokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	c, err := vpp2.New(vpp2.Config{Name: s.Name, BaseURL: s.VPP2.BaseURL, ServiceConfigURL: s.VPP2.ServiceConfigURL, SToken: stoken,
+		MaxBodyBytes: cfg.MaxResponseBytes, Logger: log, Observer: obs})
+	if err != nil {
+		return nil, s.settingError(err)
+	}
+	if info, ok := c.TokenInfo(); ok {
+		log.Info("vpp2 token decoded", "source", s.Name, "organisation", info.OrgName, "expires", info.ExpDate.Format(time.RFC3339))
+	} else {
+		log.Warn("the vpp2 token does not decode as an Apple content token; its expiry cannot be reported", "source", s.Name)
+	}
+	return c, nil
 }
 
 // vppSource adds the sToken's expiry to the VPP client, for the poller's

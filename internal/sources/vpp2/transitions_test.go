@@ -69,25 +69,8 @@ func (r *rig) run(t *testing.T) poller.Result {
 // lines, in order.
 func (r *rig) trail(t *testing.T) []string {
 	t.Helper()
-	ctx := context.Background()
-	s, err := r.js.Stream(ctx, bus.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := events.FromHeaders(events.Headers(m.Header), m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range natstest.Events(t, r.js) {
 		d, err := events.DecodeData(e)
 		if err != nil {
 			t.Fatal(err)
