@@ -36,6 +36,19 @@
 //	 "emptyBatch": 2,                the next listing has an extra zero-user batch at this position
 //	 "delayMs": 2000}                answer this much later (slow page)
 //
+//	{"api": "vpp2",                  Apple App and Book Management API v2 GET /mdm/v2/users
+//	 "page": 2,                      1-based page (pageIndex+1); 0 or absent = the next request
+//	 "times": 1,
+//	 "lookup": true,                 aim at GET /users?clientUserId=… lookups instead of listings
+//	 "httpStatus": 503,              answer with this HTTP status (300–599), with errorNumber's body if set ...
+//	 "retryAfter": 5,                ... and this Retry-After: seconds or an HTTP date
+//	 "errorNumber": 9646,            an ErrorResponse, with Apple's status for the number (or httpStatus) ...
+//	 "errorMessage": "...",          ... this message (default: Apple's) ...
+//	 "okStatus": true,               ... or with HTTP 200, as Apple sometimes answers
+//	 "truncate": true,               cut the JSON body in half
+//	 "changeVersion": true,          move the versionId before answering (the directory changed mid-walk)
+//	 "delayMs": 2000}                answer this much later
+//
 //	{"api": "veeam",                 Veeam GET /api/v3/users
 //	 "page": 2,                      1-based page (offset/limit+1); 0 or absent = the next request
 //	 "times": 1,
@@ -106,6 +119,7 @@ import (
 
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/sources/vpp/vpptest"
+	"github.com/rollcall/rollcall/internal/sources/vpp2/vpp2test"
 )
 
 // AdminPath is where the admin API is mounted.
@@ -228,11 +242,11 @@ func apiOf(body []byte) (string, error) {
 	}
 	raw, ok := fields["api"]
 	if !ok || string(raw) == "null" {
-		return "", bad(`field api is required: "vpp" or "veeam"`)
+		return "", bad(`field api is required: "vpp", "vpp2" or "veeam"`)
 	}
 	var api string
 	if err := json.Unmarshal(raw, &api); err != nil {
-		return "", bad(`field api must be a string: "vpp" or "veeam"`)
+		return "", bad(`field api must be a string: "vpp", "vpp2" or "veeam"`)
 	}
 	return api, nil
 }
@@ -252,6 +266,22 @@ type vppFaultJSON struct {
 	NoTokens     bool            `json:"noTokens,omitempty"`
 	EmptyBatch   int             `json:"emptyBatch,omitempty"`
 	DelayMs      int64           `json:"delayMs,omitempty"`
+}
+
+// vpp2FaultJSON is vpp2test.Fault as the admin API spells it.
+type vpp2FaultJSON struct {
+	API           string          `json:"api"`
+	Page          int             `json:"page"`
+	Times         int             `json:"times"`
+	Lookup        bool            `json:"lookup,omitempty"`
+	HTTPStatus    int             `json:"httpStatus,omitempty"`
+	RetryAfter    json.RawMessage `json:"retryAfter,omitempty"`
+	ErrorNumber   int             `json:"errorNumber,omitempty"`
+	ErrorMessage  string          `json:"errorMessage,omitempty"`
+	OKStatus      bool            `json:"okStatus,omitempty"`
+	Truncate      bool            `json:"truncate,omitempty"`
+	ChangeVersion bool            `json:"changeVersion,omitempty"`
+	DelayMs       int64           `json:"delayMs,omitempty"`
 }
 
 // veeamFaultJSON is veeamtest.Fault as the admin API spells it.
@@ -300,6 +330,18 @@ func (s *Simulator) injectFault(w http.ResponseWriter, r *http.Request) (any, er
 		s.VPP.InjectFault(f)
 		in.Times = f.Times
 		return in, nil
+	case "vpp2":
+		var in vpp2FaultJSON
+		if err := decodeStrict(body, &in); err != nil {
+			return nil, err
+		}
+		f, err := in.fault()
+		if err != nil {
+			return nil, err
+		}
+		s.VPP2.InjectFault(f)
+		in.Times = f.Times
+		return in, nil
 	case "veeam":
 		var in veeamFaultJSON
 		if err := decodeStrict(body, &in); err != nil {
@@ -313,7 +355,7 @@ func (s *Simulator) injectFault(w http.ResponseWriter, r *http.Request) (any, er
 		in.Times = f.Times
 		return in, nil
 	}
-	return nil, bad(`field api: unknown API %q; want "vpp" or "veeam"`, api)
+	return nil, bad(`field api: unknown API %q; want "vpp", "vpp2" or "veeam"`, api)
 }
 
 // commonFault checks the fields both fakes share.
@@ -361,6 +403,35 @@ func (in vppFaultJSON) fault() (vpptest.Fault, error) {
 		HTTPStatus: in.HTTPStatus, RetryAfter: retryAfter,
 		ErrorNumber: in.ErrorNumber, ErrorMessage: in.ErrorMessage,
 		Truncate: in.Truncate, NoTokens: in.NoTokens, EmptyBatch: in.EmptyBatch, Delay: delay,
+	}, nil
+}
+
+func (in vpp2FaultJSON) fault() (vpp2test.Fault, error) {
+	delay, err := commonFault("page", in.Page, in.Times, in.DelayMs)
+	if err != nil {
+		return vpp2test.Fault{}, err
+	}
+	retryAfter, err := retryAfterValue("retryAfter", in.RetryAfter)
+	if err != nil {
+		return vpp2test.Fault{}, err
+	}
+	switch {
+	case in.HTTPStatus != 0 && (in.HTTPStatus < 300 || in.HTTPStatus > 599):
+		return vpp2test.Fault{}, bad("field httpStatus must be between 300 and 599, got %d", in.HTTPStatus)
+	case in.ErrorNumber < 0:
+		return vpp2test.Fault{}, bad("field errorNumber must be positive, got %d", in.ErrorNumber)
+	case in.OKStatus && (in.ErrorNumber == 0 || in.HTTPStatus != 0):
+		return vpp2test.Fault{}, bad("field okStatus sends errorNumber's body with HTTP 200: it needs errorNumber and no httpStatus")
+	case in.ErrorMessage != "" && in.ErrorNumber == 0:
+		return vpp2test.Fault{}, bad("field errorMessage needs errorNumber")
+	case in.HTTPStatus == 0 && in.ErrorNumber == 0 && !in.Truncate && !in.ChangeVersion && delay == 0:
+		return vpp2test.Fault{}, bad("the fault does nothing: set httpStatus, errorNumber, truncate, changeVersion or delayMs")
+	}
+	return vpp2test.Fault{
+		Page: in.Page, Times: max(in.Times, 1), Lookup: in.Lookup,
+		HTTPStatus: in.HTTPStatus, RetryAfter: retryAfter,
+		ErrorNumber: in.ErrorNumber, ErrorMessage: in.ErrorMessage, OKStatus: in.OKStatus,
+		Truncate: in.Truncate, ChangeVersion: in.ChangeVersion, Delay: delay,
 	}, nil
 }
 

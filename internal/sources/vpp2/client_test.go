@@ -136,6 +136,9 @@ func TestErrorTable(t *testing.T) {
 		{name: "9603", fault: vpp2test.Fault{ErrorNumber: 9603, Times: 2}, retry: true},
 		{name: "9603With200", fault: vpp2test.Fault{ErrorNumber: 9603, OKStatus: true, Times: 2}, retry: true},
 		{name: "503", fault: vpp2test.Fault{HTTPStatus: 503, Times: 2}, retry: true},
+		{name: "401WithoutBody", fault: vpp2test.Fault{HTTPStatus: 401}, stops: true},
+		{name: "403WithoutBody", fault: vpp2test.Fault{HTTPStatus: 403}, stops: true},
+		{name: "404WithoutBody", fault: vpp2test.Fault{HTTPStatus: 404}},
 		{name: "9602", fault: vpp2test.Fault{ErrorNumber: 9602}},
 		{name: "9602With200", fault: vpp2test.Fault{ErrorNumber: 9602, OKStatus: true}},
 	} {

@@ -38,6 +38,9 @@ type APIError struct {
 }
 
 func (e *APIError) Error() string {
+	if e.Number == 0 {
+		return fmt.Sprintf("vpp2 http status %d without an error number", e.HTTPStatus)
+	}
 	s := fmt.Sprintf("vpp2 error %d", e.Number)
 	if e.HTTPStatus != 0 && e.HTTPStatus != http.StatusOK {
 		s += fmt.Sprintf(" (http status %d)", e.HTTPStatus)

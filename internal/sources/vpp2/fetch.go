@@ -101,6 +101,10 @@ func (c *Client) do(ctx context.Context, endpoint string, q url.Values, where st
 	switch {
 	case derr != nil && ok:
 		return nil, c.decodeError(pageNo, derr)
+	case derr != nil && (res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusForbidden):
+		// A refused credential without Apple's body (a proxy in front):
+		// still a credential an operator must fix.
+		return nil, fmt.Errorf("source %s: %s: %w", c.name, where, &APIError{HTTPStatus: res.StatusCode})
 	case derr != nil:
 		// Not an ErrorResponse (a proxy's page): the status decides.
 		se := &httpx.StatusError{Code: res.StatusCode, RetryAfter: floor}
