@@ -254,3 +254,36 @@ func newAPI(t *testing.T, sim *simulator.Simulator) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// A token Apple refuses (401 9601) stops the vpp2 source without further
+// requests until its token file changes; then it resumes by itself.
+func TestVPP2RefusedTokenStopsUntilFileChanges(t *testing.T) {
+	sim := simulator.New(simulator.Config{Users: 3})
+	api := newAPI(t, sim)
+	dataDir, natsAddr := t.TempDir(), testutil.FreeAddr(t)
+	if _, err := pollerapp.EnsureEmbeddedAuth(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	tok := writeToken(t)
+	if err := os.WriteFile(tok, []byte("eyJ0b2tlbiI6Indyb25nLXRva2VuLTEyMzQ1IiwiZXhwRGF0ZSI6IjIwOTktMDEtMDFUMDA6MDA6MDAtMDgwMCIsIm9yZ05hbWUiOiJYIn0="), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startPoller(t, with(baseEnv(dataDir, natsAddr), "SOURCES", "school:vpp2", "SCHOOL_VPP2_STOKEN_FILE", tok,
+		"SCHOOL_VPP2_BASE_URL", api+"/mdm/v2", "SCHOOL_VPP2_INTERVAL", "100ms"))
+	testutil.CheckFor(t, 20*time.Second, "the refused token tried", func() error {
+		if sim.VPP2.Requests() == 0 {
+			return errors.New("no request yet")
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	n := sim.VPP2.Requests()
+	time.Sleep(time.Second) // ten intervals
+	if got := sim.VPP2.Requests(); got != n {
+		t.Fatalf("%d more requests with a refused token; the source must stop", got-n)
+	}
+	if err := os.WriteFile(tok, []byte(simulator.DefaultVPPToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	seeded(t, dataDir, natsAddr, "school") // the poller checks token files every 10s
+}
