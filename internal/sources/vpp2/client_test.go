@@ -1,8 +1,10 @@
 package vpp2_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -372,5 +374,32 @@ func TestTokenExpiry(t *testing.T) {
 	exp, ok := e.c.TokenExpiry()
 	if !ok || exp.Year() != 2099 {
 		t.Errorf("TokenExpiry = %v, %v; want 2099", exp, ok)
+	}
+}
+
+// No log line or error carries the sToken or the token inside it, even
+// when Apple's message echoes them.
+func TestSecretsNeverLogged(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := newFakeEnv(t, 1, 3, vpp2.Config{})
+	c := e.client(t, vpp2.Config{Logger: log})
+	inner := "test-inner-token-123"
+	e.fake.InjectFault(vpp2test.Fault{Page: 2, ErrorNumber: 9603, ErrorMessage: "token " + testSToken + " / " + inner, Times: 2})
+	e.fake.InjectFault(vpp2test.Fault{Lookup: true, ErrorNumber: 9625, ErrorMessage: "revoked: " + inner})
+	if _, err := full(t, c); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.LookupUser(context.Background(), "keya")
+	if err == nil {
+		t.Fatal("lookup with a revoked token succeeded")
+	}
+	for _, s := range []string{testSToken, inner} {
+		if strings.Contains(buf.String(), s) || strings.Contains(err.Error(), s) {
+			t.Errorf("a secret reached the log or an error:\n%s\n%v", buf.String(), err)
+		}
+	}
+	if !strings.Contains(buf.String(), "[sToken]") {
+		t.Errorf("the log does not show where the echoed token was cut out:\n%s", buf.String())
 	}
 }

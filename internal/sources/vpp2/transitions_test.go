@@ -195,3 +195,36 @@ func TestTransitions(t *testing.T) {
 		}
 	}
 }
+
+// SPEC §1.3 for vpp2: a complete listing that lost most users holds the
+// removals (the guard); one that lost one confirms it by lookup first.
+func TestRemovalGuardAndConfirmation(t *testing.T) {
+	var users []vpptest.User
+	for i := range 15 {
+		users = append(users, vu(int64(i+1), fmt.Sprintf("user%02d", i), vpptest.StatusAssociated))
+	}
+	r := newRig(t, 0, 4, users...)
+	r.run(t)
+	for i := range 12 {
+		r.dir.Remove(int64(i + 1))
+	}
+	res := r.run(t)
+	if res.Held != 12 {
+		t.Errorf("held %d removals, want 12", res.Held)
+	}
+	if got := r.trail(t); len(got) != 0 {
+		t.Errorf("mass removal published %q", got)
+	}
+	lookups := r.fake.LookupRequests()
+	for i := range 12 {
+		r.dir.Put(users[i])
+	}
+	r.dir.Remove(15)
+	r.run(t)
+	if got, want := r.trail(t), []string{"user.retired user14 removed associated"}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+	if r.fake.LookupRequests() == lookups {
+		t.Error("the absence was not confirmed by a clientUserId lookup")
+	}
+}
