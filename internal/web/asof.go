@@ -88,6 +88,8 @@ func (s *Server) asOfData(r *http.Request) (asOfData, []events.User) {
 	}
 	users, err := replay.Directory(ctx, s.cfg.JS, d.Source, d.At)
 	switch {
+	case errors.Is(err, replay.ErrUnknownSource):
+		d.Err = d.Source + " has not completed its first snapshot yet: there is no directory to show."
 	case errors.Is(err, replay.ErrBeforeBaseline):
 		d.Err = "Nothing is known about " + d.Source + " before its first complete snapshot; pick a later time."
 	case err != nil:

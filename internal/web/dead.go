@@ -17,7 +17,7 @@ type deadRow struct {
 	Type   string
 	Source string
 	UserID string
-	Email  string
+	Email  string // or the user name when there is none: who it is
 	Reason string
 }
 
@@ -77,6 +77,9 @@ func deadRowOf(e deadletter.Entry) deadRow {
 	row.Type, row.Source, row.UserID = e.Event.Type(), events.SourceName(e.Event), e.Event.Subject()
 	if d, err := events.DecodeData(e.Event); err == nil {
 		row.Email = d.User.Email
+		if row.Email == "" {
+			row.Email = d.User.UserName
+		}
 	}
 	return row
 }

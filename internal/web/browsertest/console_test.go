@@ -128,8 +128,8 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("chart: no bar for %s (bars: %v)", d.Format("2006-01-02"), days)
 		}
 	}
-	b.checkKeyboard(t)
 	shot("overview")
+	b.checkKeyboard(t)
 
 	// Search by e-mail, open the timeline, see the role change.
 	b.do(t, chromedp.Navigate(st.console.URL+"search"), chromedp.WaitVisible(chromedp.CSS(`#q`)),
