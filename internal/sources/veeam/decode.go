@@ -278,7 +278,7 @@ func (r *reader) rest(path string, names []string, member func(int) error) error
 		if err != nil {
 			return err
 		}
-		i, err := r.match(name, names)
+		i, unq, err := r.match(name, names)
 		if err != nil {
 			return err
 		}
@@ -289,7 +289,7 @@ func (r *reader) rest(path string, names []string, member func(int) error) error
 			continue
 		}
 		if seen&(1<<i) != 0 {
-			return &fieldError{r.userField(join(path, names[i])), fmt.Errorf("a second member %s (names differing only in case name one field)", quoteName(r.name))}
+			return &fieldError{r.userField(join(path, names[i])), fmt.Errorf("a second member %s (names differing only in case name one field)", quoteName(unq))}
 		}
 		seen |= 1 << i
 		if err := member(i); err != nil {
@@ -300,22 +300,50 @@ func (r *reader) rest(path string, names []string, member func(int) error) error
 
 // match returns the index in names of the member name (a JSON string as
 // read), compared as encoding/json compared names (bytes.EqualFold), or
-// -1. It leaves the unquoted name in r.name.
-func (r *reader) match(name jsontext.Value, names []string) (int, error) {
+// -1, and the name unquoted.
+func (r *reader) match(name jsontext.Value, names []string) (int, []byte, error) {
 	unq := name[1 : len(name)-1]
 	if bytes.IndexByte(unq, '\\') >= 0 {
 		var err error
-		if unq, err = jsontext.AppendUnquote(r.name[:0], name); err != nil {
-			return -1, err // cannot happen: the decoder validated the name
+		if r.name, err = jsontext.AppendUnquote(r.name[:0], name); err != nil {
+			return -1, nil, err // cannot happen: the decoder validated the name
+		}
+		unq = r.name
+	}
+	ascii := true
+	for _, c := range unq {
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
 		}
 	}
-	r.name = append(r.name[:0], unq...)
 	for i, n := range names {
-		if len(unq) > 0 && (unq[0]|0x20 == n[0]|0x20 || unq[0] >= utf8.RuneSelf) && bytes.EqualFold(unq, []byte(n)) {
-			return i, nil
+		switch {
+		case !ascii:
+			// Some non-ASCII letters fold to ASCII ones (K, the Kelvin
+			// sign, to k).
+			if bytes.EqualFold(unq, []byte(n)) {
+				return i, unq, nil
+			}
+		case len(unq) == len(n) && asciiEqualFold(unq, n):
+			return i, unq, nil
 		}
 	}
-	return -1, nil
+	return -1, unq, nil
+}
+
+// asciiEqualFold is bytes.EqualFold for ASCII a and b of one length.
+func asciiEqualFold(a []byte, b string) bool {
+	for i := range a {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if x|0x20 != y|0x20 || x|0x20 < 'a' || x|0x20 > 'z' {
+			return false
+		}
+	}
+	return true
 }
 
 // users reads data: an array of users, or null (present false).
@@ -592,25 +620,29 @@ func excerpt(v []byte) string {
 }
 
 // compact returns a copy of src, a valid JSON value, without insignificant
-// whitespace: the bytes json.Compact makes of it.
+// whitespace: the bytes json.Compact makes of it. Servers usually send
+// compact JSON, so it looks for whitespace first and copies src whole
+// when there is none.
 func compact(src []byte) []byte {
-	n := 0 // the length without whitespace
+	ws := -1 // the first whitespace outside strings
 	for i := 0; i < len(src); i++ {
-		switch c := src[i]; c {
+		switch src[i] {
 		case ' ', '\t', '\n', '\r':
+			ws = i
 		case '"':
-			j := stringEnd(src, i)
-			n += j - i
-			i = j - 1
+			i = stringEnd(src, i) - 1
+			continue
 		default:
-			n++
+			continue
 		}
+		break
 	}
-	if n == len(src) {
+	if ws < 0 {
 		return append([]byte(nil), src...)
 	}
-	dst := make([]byte, 0, n)
-	for i := 0; i < len(src); i++ {
+	dst := make([]byte, ws, len(src))
+	copy(dst, src)
+	for i := ws; i < len(src); i++ {
 		switch c := src[i]; c {
 		case ' ', '\t', '\n', '\r':
 		case '"':
@@ -627,13 +659,20 @@ func compact(src []byte) []byte {
 // stringEnd returns the offset just past the JSON string that starts at
 // src[i] (a '"').
 func stringEnd(src []byte, i int) int {
-	for j := i + 1; j < len(src); j++ {
-		switch src[j] {
-		case '\\':
-			j++
-		case '"':
+	for j := i + 1; ; j++ {
+		k := bytes.IndexByte(src[j:], '"')
+		if k < 0 {
+			return len(src)
+		}
+		j += k
+		// The quote ends the string unless an odd number of backslashes
+		// escapes it.
+		n := 0
+		for b := j - 1; b > i && src[b] == '\\'; b-- {
+			n++
+		}
+		if n%2 == 0 {
 			return j + 1
 		}
 	}
-	return len(src)
 }

@@ -272,3 +272,50 @@ func FuzzLookupMatchesV1(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCompact: for any valid JSON value, compact gives json.Compact's
+// bytes.
+func FuzzCompact(f *testing.F) {
+	f.Add([]byte(` { "a" : [ 1 , "x\\\" y" , { } ] , "b\\\\" : "\\\\\"" } `))
+	f.Add([]byte("\"\\\\\\\\\" \t"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !json.Valid(b) {
+			return
+		}
+		var want bytes.Buffer
+		if err := json.Compact(&want, b); err != nil {
+			t.Fatal(err)
+		}
+		if got := compact(bytes.TrimSpace(b)); !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("compact(%q) = %q, want %q", b, got, want.Bytes())
+		}
+	})
+}
+
+// TestMatchIsEqualFold: member names match as bytes.EqualFold (what
+// encoding/json used) says, for ASCII and for non-ASCII letters that
+// fold to ASCII ones.
+func TestMatchIsEqualFold(t *testing.T) {
+	r := newReader(nil, false)
+	defer r.release()
+	for _, name := range []string{
+		"status", "STATUS", "sTaTuS", "ſtatus", "statuſ", "statu", "statuss", "@tatus", "`tatus",
+		"role", "ROLE", "rolE", "rol\u212a", "r[le", "r{le", "userName", "USERNAME", "user_name",
+		"instanceUid", "instanceuid", "instance\u0055id", "", "é",
+	} {
+		quoted, _ := json.Marshal(name)
+		i, unq, err := r.match(quoted, userNames)
+		if err != nil || string(unq) != name {
+			t.Fatalf("match(%s): %v, name %q", quoted, err, unq)
+		}
+		want := -1
+		for j, n := range userNames {
+			if bytes.EqualFold([]byte(name), []byte(n)) {
+				want = j
+			}
+		}
+		if i != want {
+			t.Errorf("match(%q) = %d, bytes.EqualFold says %d", name, i, want)
+		}
+	}
+}
