@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,6 +47,8 @@ type WebConfig struct {
 	RedrivePassword     string `env:"WEB_REDRIVE_NATS_PASSWORD"`
 	RedrivePasswordFile string `env:"WEB_REDRIVE_NATS_PASSWORD_FILE"`
 	RedriveCreds        string `env:"WEB_REDRIVE_NATS_CREDS"`
+	// Refresh is how often an open overview fetches its numbers again.
+	Refresh time.Duration `env:"WEB_REFRESH, default=10s"`
 }
 
 // Console is a running audit console.
@@ -73,6 +76,9 @@ func StartConsole(ctx context.Context, env envconfig.Lookuper, stdout io.Writer,
 	if err := envx.Process(ctx, &wc, env); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
+	if wc.Refresh <= 0 {
+		return nil, errors.New("configuration: WEB_REFRESH must be positive")
+	}
 	access, err := wc.access()
 	if err != nil {
 		return nil, err
@@ -86,7 +92,7 @@ func StartConsole(ctx context.Context, env envconfig.Lookuper, stdout io.Writer,
 		ln.Close()
 		return nil, err
 	}
-	srv, err := newConsole(ctx, cfg, conns, access, stdout, log)
+	srv, err := newConsole(cfg, conns, web.Config{Access: access, Refresh: wc.Refresh, Log: log}, stdout)
 	if err != nil {
 		conns.close()
 		ln.Close()
@@ -177,12 +183,12 @@ func consoleConns(cfg Config, wc WebConfig, log *slog.Logger) (conns, error) {
 // newConsole builds the console: the sinks of the configuration (none
 // when it holds none: a read-only console) and, with a redrive
 // connection, redrive through them.
-func newConsole(ctx context.Context, cfg Config, c conns, access web.Access, stdout io.Writer, log *slog.Logger) (*web.Server, error) {
+func newConsole(cfg Config, c conns, wcfg web.Config, stdout io.Writer) (*web.Server, error) {
 	js, err := jetstream.New(c.read)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	wcfg := web.Config{JS: js, Access: access, Log: log}
+	wcfg.JS = js
 	routes, rerr := buildRoutes(cfg, stdout)
 	if rerr == nil {
 		for _, r := range routes {

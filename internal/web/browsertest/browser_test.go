@@ -166,3 +166,16 @@ func (b *browser) checkErrors(t *testing.T) {
 		t.Errorf("browser console: %s", e)
 	}
 }
+
+// waitLive waits, without reloading, until the element's text is no
+// longer was: the page's own refresh changed it.
+func (b *browser) waitLive(t *testing.T, css, was string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for b.text(t, css) == was {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still shows %q: the page did not update itself", css, was)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

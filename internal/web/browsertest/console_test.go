@@ -118,6 +118,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Overview: sources, sinks, and one bar per day with events.
 	b.do(t, chromedp.Navigate(st.console.URL), chromedp.WaitVisible(chromedp.CSS(`svg.chart`)))
 	b.waitText(t, `#h-sources + div table`, "veeam")
+	b.waitText(t, `#event-count`, "4 events")
 	bars := get(t, b, chromedp.Evaluate[int](`document.querySelectorAll("svg.chart g.bar").length`))
 	if bars != 3 {
 		t.Errorf("chart: %d bars, want 3 (today, 3 and 10 days ago)", bars)
@@ -130,6 +131,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot("overview")
 	b.checkKeyboard(t)
+
+	// The open overview updates itself: one more event, and its count
+	// and chart change without a reload.
+	count := b.text(t, `#event-count`)
+	b.do(t, chromedp.Evaluate[chromedp.Void](`window.stayed = true`))
+	publishOld(ctx, t, st.js, now.AddDate(0, 0, -3).Add(time.Minute))
+	b.waitLive(t, `#event-count`, count)
+	if !get(t, b, chromedp.Evaluate[bool](`window.stayed === true`)) {
+		t.Error("the overview reloaded itself instead of updating in place")
+	}
 
 	// Search by e-mail, open the timeline, see the role change.
 	b.do(t, chromedp.Navigate(st.console.URL+"search"), chromedp.WaitVisible(chromedp.CSS(`#q`)),
@@ -250,7 +261,7 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 	}
 	waitSeeded(ctx, t, js)
 
-	consoleEnv := with(sinks, map[string]string{"WEB_ADDR": "127.0.0.1:0",
+	consoleEnv := with(sinks, map[string]string{"WEB_ADDR": "127.0.0.1:0", "WEB_REFRESH": "500ms",
 		"NATS_USER": "replay", "NATS_PASSWORD_FILE": filepath.Join(dataDir, pollerapp.AuthDir, "replay.password"),
 		"WEB_REDRIVE_NATS_USER": "notifier", "WEB_REDRIVE_NATS_PASSWORD_FILE": filepath.Join(dataDir, pollerapp.AuthDir, "notifier.password")})
 	cctx, stop := context.WithCancel(ctx)
@@ -299,7 +310,8 @@ func waitSeeded(ctx context.Context, t *testing.T, js jetstream.JetStream) {
 // publishOld puts events observed on earlier days on the stream, of a
 // source of their own so that the directories under test keep their users.
 func publishOld(ctx context.Context, t *testing.T, js jetstream.JetStream, days ...time.Time) {
-	for i, d := range days {
+	for _, d := range days {
+		i := d.Unix() % 1_000_000 // one user per moment: an event id of its own
 		u := events.User{Source: "archive", SourceKind: events.KindVPP, ID: fmt.Sprint(9000 + i), Email: fmt.Sprintf("old%d@school.example", i), Status: events.StatusRegistered}
 		e, err := events.New(events.Spec{Type: events.TypeRegistered, User: u, Reason: events.ReasonNew, Observed: d})
 		if err != nil {
