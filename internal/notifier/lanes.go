@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rollcall/rollcall/internal/httpx"
 	"github.com/rollcall/rollcall/internal/metrics"
@@ -53,6 +54,12 @@ type pump struct {
 	n    *Notifier
 	sink Sink
 	log  *slog.Logger
+	// binary is the sink when it sends a message's CloudEvents headers and
+	// body on as they are (events.AsBinary), nil otherwise.
+	binary binarySink
+	// obs are the sink's metrics, bound to its name on first use: a lookup
+	// by label values for every message cost more than the observation.
+	obs pumpMetrics
 
 	// stopping ends when the notifier stops: no new attempt starts, and
 	// every message not in flight is released (Nak) in order.
@@ -84,6 +91,65 @@ type pump struct {
 
 	kaStop chan struct{} // closed to end the keep-alive
 	kaDone chan struct{} // closed when it has ended
+}
+
+// binarySink is a sink that can send a message as it is, without the event
+// being decoded and encoded again (the webhook in binary mode).
+type binarySink interface {
+	SendsBinary() bool
+	SendBinary(ctx context.Context, b events.Binary) error
+}
+
+// pumpMetrics are a sink's metrics, each bound to the sink on first use
+// (nil without Config.Metrics).
+type pumpMetrics struct {
+	delivered, retried, deadLettered func() prometheus.Counter
+	deadLetters                      func() prometheus.Counter
+	latency, send                    func() prometheus.Observer
+}
+
+func newPumpMetrics(m *metrics.Notifier, sink string) pumpMetrics {
+	if m == nil {
+		return pumpMetrics{}
+	}
+	counter := func(v *prometheus.CounterVec, labels ...string) func() prometheus.Counter {
+		return sync.OnceValue(func() prometheus.Counter { return v.WithLabelValues(labels...) })
+	}
+	observer := func(v *prometheus.HistogramVec) func() prometheus.Observer {
+		return sync.OnceValue(func() prometheus.Observer { return v.WithLabelValues(sink) })
+	}
+	return pumpMetrics{
+		delivered:    counter(m.Deliveries, sink, metrics.Delivered),
+		retried:      counter(m.Deliveries, sink, metrics.Retried),
+		deadLettered: counter(m.Deliveries, sink, metrics.DeadLettered),
+		deadLetters:  counter(m.DeadLetters, sink),
+		latency:      observer(m.DeliveryLatency),
+		send:         observer(m.SendDuration),
+	}
+}
+
+// msgLog is one message's logger, made on first use: slog's With formats
+// its attributes when called, which cost every delivery CPU though one
+// that goes well logs nothing. Used by the message's lane goroutine only.
+type msgLog struct {
+	base *slog.Logger
+	seq  uint64
+	// event gives the decoded event once it is known to decode; its id,
+	// type and subject then go in every line.
+	event func() events.Event
+	l     *slog.Logger
+	named bool // l has the event's attributes
+}
+
+func (m *msgLog) get() *slog.Logger {
+	if m.l == nil {
+		m.l = m.base.With("stream_seq", m.seq)
+	}
+	if !m.named && m.event != nil {
+		e := m.event()
+		m.l, m.named = m.l.With("event", e.ID(), "type", e.Type(), "subject", e.Subject()), true
+	}
+	return m.l
 }
 
 // health is whether the sink as a whole is failing (see pump).
@@ -128,6 +194,10 @@ func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pu
 	}
 	p.stopping, p.stop = context.WithCancel(ctx)
 	p.cut, p.cutNow = context.WithCancel(context.WithoutCancel(ctx))
+	if b, ok := sink.(binarySink); ok && b.SendsBinary() {
+		p.binary = b
+	}
+	p.obs = newPumpMetrics(n.cfg.Metrics, sink.Name())
 	every := max(n.cfg.AckWait/3, 10*time.Millisecond)
 	go p.keepAlive(every)
 	return p
@@ -403,20 +473,38 @@ var errStopping = errors.New("notifier stopping")
 // schedule says (see retryWait).
 func (p *pump) deliver(h held, key string) {
 	msg := h.msg
-	log := p.log.With("stream_seq", h.meta.Sequence.Stream)
+	log := &msgLog{base: p.log, seq: h.meta.Sequence.Stream}
 	if p.stopping.Err() != nil {
 		p.release(msg, log)
 		return
 	}
-	e, err := events.FromHeaders(events.Headers(msg.Headers()), msg.Data())
-	id := ""
-	if err == nil {
-		id = e.ID()
+	// A message the sink can send as it is is not decoded unless a failure
+	// needs the event (its age, the log); AsBinary takes only messages
+	// that decode, and none whose data may hold a secret to scrub.
+	var (
+		e       events.Event
+		bin     events.Binary
+		binary  bool
+		decoded bool
+		err     error
+		id      string
+	)
+	if p.binary != nil {
+		bin, binary = events.AsBinary(events.Headers(msg.Headers()), msg.Data())
+	}
+	if binary {
+		id = bin.ID
+	} else {
+		e, err = events.FromHeaders(events.Headers(msg.Headers()), msg.Data())
+		decoded = true
+		if err == nil {
+			id = e.ID()
+		}
 	}
 	if p.n.dead.has(DeadLetterMsgID(id, p.sink.Name(), h.meta.Sequence.Stream, h.epoch)) {
 		// Dead-lettered already, delivered again because its Term was
 		// lost (a crash, a failover): not attempted again.
-		log.Info("event already dead-lettered; terminating the copy delivered again", "event", id)
+		log.get().Info("event already dead-lettered; terminating the copy delivered again", "event", id)
 		_ = msg.Term()
 		return
 	}
@@ -424,10 +512,23 @@ func (p *pump) deliver(h held, key string) {
 		p.deadLetter(h, "", fmt.Sprintf("undecodable message: %v", err), 0, 0, log)
 		return
 	}
-	log = log.With("event", e.ID(), "type", e.Type(), "subject", e.Subject())
+	event := func() events.Event {
+		if !decoded {
+			// AsBinary took it, so it decodes.
+			e, _ = events.FromHeaders(events.Headers(msg.Headers()), msg.Data())
+			decoded = true
+		}
+		return e
+	}
+	log.event = event
 	attempts := 0 // counted: not probes, not attempts cut short
 	for probe := false; ; {
-		err := p.send(e)
+		var err error
+		if binary {
+			err = p.send(nil, &bin)
+		} else {
+			err = p.send(&e, nil)
+		}
 		if errors.Is(err, errStopping) {
 			p.release(msg, log)
 			return
@@ -439,7 +540,7 @@ func (p *pump) deliver(h held, key string) {
 		if p.cut.Err() != nil {
 			// Cut off at shutdown: not known to be delivered.
 			// Expected at a stop: the grace's end is logged once (close).
-			log.Debug("delivery cut off at shutdown; event released for the next run", "err", err)
+			log.get().Debug("delivery cut off at shutdown; event released for the next run", "err", err)
 			p.release(msg, log)
 			return
 		}
@@ -447,15 +548,15 @@ func (p *pump) deliver(h held, key string) {
 			attempts++ // a probe, or an event the sink held back unsent, is not an attempt
 		}
 		retry, after := httpx.Retryable(err)
-		if reason, status, dead := p.verdict(e, h, err, retry, attempts); dead {
-			p.deadLetter(h, e.ID(), reason, status, max(attempts, 1), log)
+		if reason, status, dead := p.verdict(event(), h, err, retry, attempts); dead {
+			p.deadLetter(h, id, reason, status, max(attempts, 1), log)
 			p.failed(key, false)
 			return
 		}
 		p.failed(key, true)
-		p.count(metrics.Retried)
+		p.count(p.obs.retried)
 		delay := p.n.retryDelay(max(attempts, 1), after)
-		log.Warn("delivery failed; will retry", "err", err, "attempt", attempts, "probe", probe, "retry_in", delay.String())
+		log.get().Warn("delivery failed; will retry", "err", err, "attempt", attempts, "probe", probe, "retry_in", delay.String())
 		var ok bool
 		if probe, ok = p.retryWait(delay, after); !ok {
 			p.release(msg, log)
@@ -486,14 +587,16 @@ func (p *pump) verdict(e events.Event, h held, err error, retry bool, attempts i
 }
 
 // delivered acknowledges a delivered message and records it.
-func (p *pump) delivered(h held, key string, attempt int, log *slog.Logger) {
+func (p *pump) delivered(h held, key string, attempt int, log *msgLog) {
 	p.ack(h.msg, log)
 	p.succeeded(key)
-	p.count(metrics.Delivered)
-	if m := p.n.cfg.Metrics; m != nil {
-		m.DeliveryLatency.WithLabelValues(p.sink.Name()).Observe(time.Since(h.meta.Timestamp).Seconds())
+	p.count(p.obs.delivered)
+	if p.obs.latency != nil {
+		p.obs.latency().Observe(time.Since(h.meta.Timestamp).Seconds())
 	}
-	log.Debug("delivered", "attempt", attempt)
+	if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		log.get().Debug("delivered", "attempt", attempt)
+	}
 }
 
 // retryWait waits delay before the next attempt. It ends early — never
@@ -605,7 +708,7 @@ func eventAge(e events.Event, meta *jetstream.MsgMetadata) time.Duration {
 // and the server keeps its pending state), so that a delivered event is not
 // delivered a second time after the ack wait; only a stop that outlasts the
 // shutdown grace gives up, leaving at-least-once redelivery.
-func (p *pump) ack(msg jetstream.Msg, log *slog.Logger) {
+func (p *pump) ack(msg jetstream.Msg, log *msgLog) {
 	for try := 1; ; try++ {
 		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := msg.DoubleAck(actx)
@@ -614,21 +717,22 @@ func (p *pump) ack(msg jetstream.Msg, log *slog.Logger) {
 			return
 		}
 		if p.cut.Err() != nil || p.n.closed(err) {
-			log.Warn("delivered but the ack failed at shutdown or with the connection closed; the event may be delivered again", "err", err)
+			log.get().Warn("delivered but the ack failed at shutdown or with the connection closed; the event may be delivered again", "err", err)
 			return
 		}
 		delay := p.n.cfg.Backoff.Delay(try, 0)
-		log.Warn("delivered but the ack failed; sending the ack again", "err", err, "retry_in", delay.String())
+		log.get().Warn("delivered but the ack failed; sending the ack again", "err", err, "retry_in", delay.String())
 		if httpx.Sleep(p.cut, delay) != nil {
-			log.Warn("delivered but the ack failed at shutdown; the event may be delivered again", "err", err)
+			log.get().Warn("delivered but the ack failed at shutdown; the event may be delivered again", "err", err)
 			return
 		}
 	}
 }
 
-// send makes one delivery attempt in a free slot. A send already under way
-// when the notifier stops goes on until cut; none starts after the stop.
-func (p *pump) send(e events.Event) error {
+// send makes one delivery attempt in a free slot: of e, or of b as it is
+// when b is not nil. A send already under way when the notifier stops goes
+// on until cut; none starts after the stop.
+func (p *pump) send(e *events.Event, b *events.Binary) error {
 	select {
 	case p.slots <- struct{}{}:
 	case <-p.stopping.Done():
@@ -641,17 +745,22 @@ func (p *pump) send(e events.Event) error {
 	ctx, cancel := context.WithTimeout(p.cut, p.n.sendTimeout(p.sink))
 	defer cancel()
 	start := time.Now()
-	err := p.sink.Send(ctx, e)
-	if m := p.n.cfg.Metrics; m != nil {
-		m.SendDuration.WithLabelValues(p.sink.Name()).Observe(time.Since(start).Seconds())
+	var err error
+	if b != nil {
+		err = p.binary.SendBinary(ctx, *b)
+	} else {
+		err = p.sink.Send(ctx, *e)
+	}
+	if p.obs.send != nil {
+		p.obs.send().Observe(time.Since(start).Seconds())
 	}
 	return err
 }
 
-// count records a delivery outcome.
-func (p *pump) count(outcome string) {
-	if m := p.n.cfg.Metrics; m != nil {
-		m.Deliveries.WithLabelValues(p.sink.Name(), outcome).Inc()
+// count records a delivery outcome (a pumpMetrics counter).
+func (p *pump) count(c func() prometheus.Counter) {
+	if c != nil {
+		c().Inc()
 	}
 }
 
@@ -660,22 +769,20 @@ func (p *pump) count(outcome string) {
 // events of the user keep waiting) and the store is tried again; a stop
 // releases it instead. A message too large to store is stored cut
 // (publishDeadLetter), so a store fails only while NATS does.
-func (p *pump) deadLetter(h held, eventID, reason string, status, attempts int, log *slog.Logger) {
+func (p *pump) deadLetter(h held, eventID, reason string, status, attempts int, log *msgLog) {
 	msg := h.msg
 	for try := 1; ; try++ {
 		err := p.n.publishDeadLetter(p.sink.Name(), h, eventID, reason, status, attempts)
 		if err == nil {
 			p.n.dead.add(DeadLetterMsgID(eventID, p.sink.Name(), h.meta.Sequence.Stream, h.epoch))
-			log.Error("event dead-lettered", "reason", reason, "status", status, "attempts", attempts)
-			p.count(metrics.DeadLettered)
-			if m := p.n.cfg.Metrics; m != nil {
-				m.DeadLetters.WithLabelValues(p.sink.Name()).Inc()
-			}
+			log.get().Error("event dead-lettered", "reason", reason, "status", status, "attempts", attempts)
+			p.count(p.obs.deadLettered)
+			p.count(p.obs.deadLetters)
 			_ = msg.Term()
 			return
 		}
 		delay := p.n.cfg.Backoff.Delay(try, 0)
-		log.Error("dead-letter publish failed; will retry, the event is kept", "err", err, "retry_in", delay.String())
+		log.get().Error("dead-letter publish failed; will retry, the event is kept", "err", err, "retry_in", delay.String())
 		if httpx.Sleep(p.stopping, delay) != nil {
 			p.release(msg, log)
 			return
@@ -685,11 +792,11 @@ func (p *pump) deadLetter(h held, eventID, reason string, status, attempts int, 
 
 // release gives the message back to the server for the next run, once
 // the subscription is gone.
-func (p *pump) release(msg jetstream.Msg, log *slog.Logger) {
+func (p *pump) release(msg jetstream.Msg, log *msgLog) {
 	<-p.drained
 	if err := msg.Nak(); err != nil {
-		log.Warn("releasing the event failed; it is redelivered after the ack wait", "err", err)
+		log.get().Warn("releasing the event failed; it is redelivered after the ack wait", "err", err)
 		return
 	}
-	log.Debug("event released")
+	log.get().Debug("event released")
 }

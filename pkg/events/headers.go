@@ -5,7 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
@@ -371,4 +374,142 @@ func fromHex(c byte) byte {
 		return c - 'a' + 10
 	}
 	return c - 'A' + 10
+}
+
+// Binary is a message in CloudEvents binary content mode whose ce-* headers
+// and body are exactly what decoding it (FromHeaders) and encoding the event
+// again (ToHeaders) would give, so a sink can send them on as they are.
+type Binary struct {
+	// ID is the event id, decoded.
+	ID string
+	// Header is the message's headers. Its ce-* keys are lower case and each
+	// has one value, percent-encoded as the HTTP binding requires;
+	// Content-Type, when set, is the event's datacontenttype. Other keys
+	// (Nats-Msg-Id) are not the event's.
+	Header Headers
+	// Body is the event's data.
+	Body []byte
+}
+
+// AsBinary returns the message h, body as a Binary when decoding it and
+// encoding the event again would give back its ce-* headers, Content-Type
+// and body unchanged: a delivery then skips both, which cost a notifier more
+// than the rest of its work on a message. ok is false for anything else —
+// another spec version, a structured-mode message, a value not in the form
+// the encoder writes (a time not in UTC, upper-case hex, a value the
+// decoder trims, invalid UTF-8), a missing id, source or type, data that
+// may hold a secret ScrubRaw removes — and the caller decodes it with
+// FromHeaders, which also rejects what cannot be decoded.
+func AsBinary(h Headers, body []byte) (Binary, bool) {
+	var id string
+	var have int
+	const hasSpec, hasID, hasSource, hasType = 1, 2, 4, 8
+	for k, vs := range h {
+		if len(k) < len(headerPrefix) || !strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
+			if strings.EqualFold(k, HeaderContentType) {
+				// Only the canonical spelling: the decoder takes any, but
+				// which of two it takes would depend on map order.
+				if k != HeaderContentType || len(vs) != 1 || vs[0] == "" || format.Lookup(vs[0]) != nil {
+					return Binary{}, false
+				}
+			}
+			continue
+		}
+		name := k[len(headerPrefix):]
+		if k[:len(headerPrefix)] != headerPrefix || !lowerAlnum(name) || len(vs) != 1 {
+			return Binary{}, false
+		}
+		v, ok := canonicalDecode(vs[0])
+		if !ok {
+			return Binary{}, false
+		}
+		switch name {
+		case "specversion":
+			if v != event.CloudEventsVersionV1 {
+				return Binary{}, false
+			}
+			have |= hasSpec
+		case "id":
+			id, have = v, have|hasID
+			ok = strings.TrimSpace(v) == v
+		case "type":
+			have |= hasType
+			ok = strings.TrimSpace(v) == v
+		case "subject":
+			ok = strings.TrimSpace(v) == v
+		case "source":
+			have |= hasSource
+			ok = sameURIRef(v)
+		case "time":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			ok = err == nil && !t.IsZero() && types.FormatTime(t) == v
+		case "datacontenttype", "dataschema", "data":
+			// Sent as Content-Type, or rollcall's events have none: the
+			// decoder's way is the safe one.
+			ok = false
+		}
+		if !ok {
+			return Binary{}, false
+		}
+	}
+	if have != hasSpec|hasID|hasSource|hasType {
+		return Binary{}, false
+	}
+	if len(body) > 0 && maySecret(body) {
+		return Binary{}, false // FromHeaders scrubs it, if it holds one
+	}
+	return Binary{ID: id, Header: h, Body: body}, true
+}
+
+// lowerAlnum reports whether s is a non-empty run of a-z and 0-9: the
+// attribute names the encoder writes (an extension name is lower-cased by
+// the decoder).
+func lowerAlnum(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// canonicalDecode percent-decodes v when v is exactly what percentEncode
+// writes for the result: no byte that must be encoded appears raw, each
+// %XY is upper-case hex of a byte that must be, and the decoded value is
+// valid UTF-8 (which the encoders agree on; the webhook writes invalid
+// UTF-8 as U+FFFD). The value is not empty.
+func canonicalDecode(v string) (string, bool) {
+	if v == "" {
+		return "", false
+	}
+	escaped := false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c != '%' {
+			if mustEscape(c) {
+				return "", false
+			}
+			continue
+		}
+		if i+2 >= len(v) || !isUpperHex(v[i+1]) || !isUpperHex(v[i+2]) || !mustEscape(fromHex(v[i+1])<<4|fromHex(v[i+2])) {
+			return "", false
+		}
+		escaped = true
+		i += 2
+	}
+	if !escaped {
+		return v, true
+	}
+	d := percentDecode(v)
+	return d, utf8.ValidString(d)
+}
+
+// sameURIRef reports whether the decoder's URI reference for v formats as
+// v again.
+func sameURIRef(v string) bool {
+	u, err := url.Parse(v)
+	return err == nil && u.String() == v
 }

@@ -125,18 +125,66 @@ func (s *Sink) request(ctx context.Context, e events.Event) (*http.Request, erro
 	if s.mode == ModeBinary {
 		percentEncodeCE(req.Header)
 	}
+	s.finish(req, e.ID(), body)
+	return req, nil
+}
+
+// finish sets what every request carries besides the event: the body, the
+// User-Agent and, when signing, the Standard Webhooks headers for event id.
+func (s *Sink) finish(req *http.Request, id string, body []byte) {
 	setBody(req, body)
-	req.Header.Set("User-Agent", "rollcall-notifier")
+	req.Header["User-Agent"] = []string{"rollcall-notifier"}
 	if len(s.keys) > 0 {
 		ts := s.now().Unix()
 		sigs := make([]string, len(s.keys))
 		for i, k := range s.keys {
-			sigs[i] = signature(k, e.ID(), ts, body)
+			sigs[i] = signature(k, id, ts, body)
 		}
-		req.Header.Set(HeaderID, e.ID())
+		req.Header.Set(HeaderID, id)
 		req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
 		req.Header.Set(HeaderSignature, strings.Join(sigs, " "))
 	}
+}
+
+// SendsBinary reports whether SendBinary may be used: in binary mode.
+func (s *Sink) SendsBinary() bool { return s.mode == ModeBinary }
+
+// SendBinary POSTs the message b once, exactly as Send would POST the event
+// it holds (events.AsBinary guarantees that decoding and encoding it again
+// gives the same headers and body): its ce-* headers, already
+// percent-encoded as the binding requires, become the Ce-* headers and its
+// body the body, without the event being decoded and encoded again, which
+// cost a notifier more CPU than the rest of a delivery. Only in binary mode
+// (SendsBinary); its outcomes are Send's.
+func (s *Sink) SendBinary(ctx context.Context, b events.Binary) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	req, err := s.requestBinary(ctx, b)
+	if err != nil {
+		return err
+	}
+	return post.Do(s.client, req, s.label()+": post", s.now, s.redact...)
+}
+
+func (s *Sink) requestBinary(ctx context.Context, b events.Binary) (*http.Request, error) {
+	if s.mode != ModeBinary {
+		return nil, fmt.Errorf("%s: event %s: a message is sent as it is only in binary mode", s.label(), b.ID)
+	}
+	req, err := post.NewRequest(ctx, s.label(), s.url)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range b.Header {
+		if len(vs) == 0 {
+			continue
+		}
+		if k == events.HeaderContentType {
+			req.Header[k] = []string{vs[0]}
+		} else if name, ok := strings.CutPrefix(k, "ce-"); ok {
+			req.Header[ceHeader(name)] = []string{vs[0]}
+		}
+	}
+	s.finish(req, b.ID, b.Body)
 	return req, nil
 }
 
@@ -214,6 +262,8 @@ func ceHeader(name string) string {
 		return "Ce-Time"
 	case "specversion":
 		return "Ce-Specversion"
+	case events.ExtSourceKind:
+		return "Ce-Sourcekind" // every rollcall event's extension
 	}
 	return textproto.CanonicalMIMEHeaderKey("ce-" + name)
 }
