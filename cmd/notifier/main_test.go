@@ -76,6 +76,11 @@ func TestSubcommandHelpAndMistakes(t *testing.T) {
 		{args: []string{"replay", "--source", "vpp", "--as-of", "2999-01-01"}, code: 2, inErr: "time is in the future"},
 		{args: []string{"replay", "--since", "last tuesday"}, code: 2, inErr: `"last tuesday" is not a time`},
 		{args: []string{"deadletter", "redrive", "--json"}, code: 2, inErr: "flag provided but not defined: -json"},
+		{args: []string{"web", "--help"}, code: 0, out: "WEB_HTPASSWD_FILE"},
+		{args: []string{"web", "-h"}, code: 0, out: "WEB_ADDR"},
+		{args: []string{"web", "--bogus"}, code: 2, inErr: "flag provided but not defined: -bogus"},
+		{args: []string{"web", "extra"}, code: 2, inErr: `unexpected argument "extra"`},
+		{args: []string{"-h"}, code: 0, out: "notifier web"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errOut bytes.Buffer

@@ -48,6 +48,7 @@ var funcs = template.FuncMap{
 	"itoa":      itoa,
 	"ms":        func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) },
 	"fullName":  func(a, b string) string { return strings.TrimSpace(a + " " + b) },
+	"mentions":  func(s string, n int) bool { return strings.Contains(s, strconv.Itoa(n)) },
 	"statusClass": func(s string) string {
 		switch s {
 		case stDelivered:
