@@ -10,6 +10,7 @@ import (
 
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/sources/vpp/vpptest"
+	"github.com/rollcall/rollcall/internal/sources/vpp2/vpp2test"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -17,6 +18,9 @@ import (
 const (
 	vppSource   = "vpp"
 	veeamSource = "veeam"
+	// vpp2Source lists the VPP directory through API v2 (vpp2test over
+	// the same legacy fake): each user under its clientUserIdStr.
+	vpp2Source = "vpp2"
 )
 
 // record is one moment of a user's true history.
@@ -33,6 +37,7 @@ type record struct {
 type directory struct {
 	seed  uint64
 	vpp   *vpptest.Server
+	vpp2  *vpp2test.Server // serves vpp's directory
 	veeam *veeamtest.Server
 
 	mu      sync.Mutex
@@ -46,6 +51,9 @@ func newDirectory(s *Schedule, vppToken, veeamToken string) *directory {
 	d := &directory{seed: s.Seed, vpp: vpptest.NewServer(vppToken), veeam: veeamtest.NewServer(veeamToken),
 		history: map[string][]record{}, veeamAt: map[int]veeamtest.User{}}
 	d.vpp.SetBatchSize(s.VPPBatch)
+	d.vpp2 = vpp2test.NewServer(vppToken, d.vpp)
+	d.vpp2.SetPageSize(s.VPPBatch)
+	d.vpp2.SetMaxRequestPerSecond(1000)
 	now := time.Now()
 	for i := range s.VPPUsers {
 		u := d.vppUser(i)
@@ -99,6 +107,13 @@ func normVPP(u vpptest.User) events.User {
 		Email: u.Email, ClientUserID: u.ClientUserIDStr, Status: strings.ToLower(u.Status)}
 }
 
+// normVPP2 is what rollcall's vpp2 client makes of u, the one entry of
+// its clientUserIdStr (the simulation gives every user its own).
+func normVPP2(u vpptest.User) events.User {
+	return events.User{Source: vpp2Source, SourceKind: events.KindVPP2, ID: u.ClientUserIDStr,
+		Email: u.Email, ClientUserID: u.ClientUserIDStr, Status: strings.ToLower(u.Status)}
+}
+
 // normVeeam is what rollcall's Veeam client makes of u.
 func normVeeam(u veeamtest.User) events.User {
 	deref := func(s *string) string {
@@ -115,6 +130,8 @@ func normVeeam(u veeamtest.User) events.User {
 func (d *directory) putVPP(at time.Time, u vpptest.User) {
 	n := normVPP(u)
 	d.history[key(vppSource, n.ID)] = append(d.history[key(vppSource, n.ID)], record{at: at, present: true, user: n})
+	n2 := normVPP2(u)
+	d.history[key(vpp2Source, n2.ID)] = append(d.history[key(vpp2Source, n2.ID)], record{at: at, present: true, user: n2})
 	d.vpp.Put(u)
 }
 
@@ -157,6 +174,7 @@ func (d *directory) applyVPP(now time.Time, st Step) bool {
 			return false
 		}
 		d.history[key(vppSource, normVPP(u).ID)] = append(d.history[key(vppSource, normVPP(u).ID)], record{at: now})
+		d.history[key(vpp2Source, u.ClientUserIDStr)] = append(d.history[key(vpp2Source, u.ClientUserIDStr)], record{at: now})
 		d.vpp.Remove(u.UserID)
 		return true
 	}
@@ -256,6 +274,8 @@ func (d *directory) current() map[string]events.User {
 	for _, u := range d.vpp.Users() {
 		n := normVPP(u)
 		out[key(vppSource, n.ID)] = n
+		n2 := normVPP2(u)
+		out[key(vpp2Source, n2.ID)] = n2
 	}
 	for _, u := range d.veeam.Users() {
 		n := normVeeam(u)

@@ -135,7 +135,7 @@ func (w *world) readSeeds(ctx context.Context) (map[string]events.User, error) {
 		return nil, err
 	}
 	out := map[string]events.User{}
-	for _, src := range []string{vppSource, veeamSource} {
+	for _, src := range []string{vppSource, vpp2Source, veeamSource} {
 		r, err := obs.Get(ctx, src)
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			continue
@@ -177,7 +177,7 @@ func kvMismatches(kv, dir map[string]events.User) []string {
 		if _, ok := dir[k]; ok {
 			continue
 		}
-		if st := strings.ToLower(u.Status); st != events.StatusRemoved && !(u.SourceKind == events.KindVPP && st == events.StatusRetired) {
+		if st := strings.ToLower(u.Status); st != events.StatusRemoved && !(events.AppleKind(u.SourceKind) && st == events.StatusRetired) {
 			bad = append(bad, fmt.Sprintf("%s is gone from the directory but %q in the bucket", k, u.Status))
 		}
 	}

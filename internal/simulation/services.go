@@ -24,6 +24,7 @@ import (
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/sources/vpp"
 	"github.com/rollcall/rollcall/internal/sources/vpp/vpptest"
+	"github.com/rollcall/rollcall/internal/sources/vpp2"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -103,12 +104,17 @@ func (w *world) startPoller(ctx context.Context) error {
 	return nil
 }
 
-func (w *world) sources() (poller.Source, poller.Source, error) {
+func (w *world) sources() (poller.Source, poller.Source, poller.Source, error) {
 	hc := &http.Client{Timeout: clientTimeout}
 	vc, err := vpp.New(vpp.Config{Name: vppSource, BaseURL: w.vppSrv.URL + "/mdm", SToken: vppToken, HTTPClient: hc,
 		Backoff: fastBackoff, MaxAttempts: 4, InternalErrorPause: 50 * time.Millisecond, Logger: w.log})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	v2, err := vpp2.New(vpp2.Config{Name: vpp2Source, BaseURL: w.vppSrv.URL + "/mdm/v2", SToken: vppToken, HTTPClient: hc,
+		Backoff: fastBackoff, MaxAttempts: 4, MaxRequestsPerSecond: 1000, Logger: w.log})
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	vc2 := veeam.Config{Name: veeamSource, BaseURL: w.veeSrv.URL, PageSize: w.s.VeeamPage, HTTPClient: hc,
 		Backoff: fastBackoff, MaxAttempts: 4, Logger: w.log}
@@ -119,9 +125,9 @@ func (w *world) sources() (poller.Source, poller.Source, error) {
 	}
 	wc, err := veeam.New(vc2)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return vc, wc, nil
+	return vc, v2, wc, nil
 }
 
 func (w *world) startPollerHere(ctx context.Context) (*pollerProc, error) {
@@ -149,7 +155,7 @@ func (w *world) startPollerHere(ctx context.Context) (*pollerProc, error) {
 		nc.Close()
 		return nil, err
 	}
-	vc, wc, err := w.sources()
+	vc, v2, wc, err := w.sources()
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -167,6 +173,7 @@ func (w *world) startPollerHere(ctx context.Context) (*pollerProc, error) {
 		Logger:        w.log.With("service", "poller"),
 	},
 		poller.SourceConfig{Source: vc, Interval: w.s.Interval, FullSyncInterval: w.s.FullSync},
+		poller.SourceConfig{Source: v2, Interval: w.s.Interval, FullSyncInterval: w.s.FullSync},
 		poller.SourceConfig{Source: wc, Interval: w.s.Interval})
 	proc := &pollerProc{cancel: cancel, done: make(chan struct{}), nc: nc}
 	go func() {
@@ -183,6 +190,8 @@ func (w *world) startPollerProcess() (*pollerProc, error) {
 		"NATS_URL": w.natsURL, "HTTP_ADDR": "127.0.0.1:0", "LEASE_TTL": "0", "LOG_LEVEL": "warn",
 		"VPP_BASE_URL": w.vppSrv.URL + "/mdm", "VPP_STOKEN": vppToken,
 		"VPP_INTERVAL": w.s.Interval.String(), "VPP_FULL_SYNC_INTERVAL": w.s.FullSync.String(),
+		"VPP2_BASE_URL": w.vppSrv.URL + "/mdm/v2", "VPP2_STOKEN": vppToken,
+		"VPP2_INTERVAL": w.s.Interval.String(), "VPP2_FULL_SYNC_INTERVAL": w.s.FullSync.String(),
 		"VEEAM_BASE_URL": w.veeSrv.URL, "VEEAM_INTERVAL": w.s.Interval.String(), "VEEAM_PAGE_SIZE": strconv.Itoa(w.s.VeeamPage),
 		"REMOVAL_GUARD_MIN": strconv.Itoa(w.s.GuardMin), "MAX_REMOVAL_RATIO": strconv.FormatFloat(w.s.GuardRatio, 'f', -1, 64),
 		"REMOVAL_HOLD": w.s.GuardHold.String(), "ALLOW_INSECURE_HTTP": "true", // the fakes are httptest servers

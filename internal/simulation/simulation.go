@@ -214,7 +214,10 @@ func newWorld(s *Schedule, opts Options) (*world, error) {
 	if s.VeeamLogin {
 		w.dir.veeam.SetPassword(veeamUser, veeamPassword)
 	}
-	w.vppSrv = httptest.NewServer(w.dir.vpp)
+	apple := http.NewServeMux()
+	apple.Handle("/mdm/", w.dir.vpp)
+	apple.Handle("/mdm/v2/", w.dir.vpp2)
+	w.vppSrv = httptest.NewServer(apple)
 	w.veeSrv = httptest.NewServer(w.dir.veeam)
 	w.rcv = &receiver{}
 	w.rcvSrv = httptest.NewServer(w.rcv)
