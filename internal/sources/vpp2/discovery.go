@@ -51,6 +51,10 @@ func (c *Client) usersURL(ctx context.Context) string {
 	}
 	d.readAt = time.Now()
 	sc, err := c.readServiceConfig(ctx)
+	if err != nil && ctx.Err() != nil {
+		d.readAt = time.Time{} // not the service's fault: read it next time
+		return cmp(d.users, d.fallback)
+	}
 	if err != nil {
 		c.log.WarnContext(ctx, "vpp2 service configuration could not be read; using the users URL known so far",
 			"error", err, "retry_in", d.ttl)

@@ -78,11 +78,20 @@ func (a rank) less(b rank) bool {
 	return bytes.Compare(a.raw[:], b.raw[:]) < 0
 }
 
-// slot is what a walk has delivered for one key.
+// slot is what a walk has delivered for one key. Most keys are active:
+// only a retired entry's rank is kept, so that a walk over a large
+// location holds little more than its keys.
 type slot struct {
-	active bool
-	rank   rank // of the retired entry delivered, when not active
-	page   int  // the page it was delivered with
+	rank *rank // of the retired entry delivered; nil when active
+	page int   // the page it was delivered with
+}
+
+func newSlot(e entry, page int) slot {
+	if active(e.Status) {
+		return slot{page: page}
+	}
+	r := rankOf(e)
+	return slot{rank: &r, page: page}
 }
 
 // merger turns a walk's entries into one user per key: the active entry
@@ -93,15 +102,14 @@ type slot struct {
 // back (held): whether the user is retired needs a look at all its
 // entries (see Client.settle).
 type merger struct {
-	c     *Client
-	full  bool
-	seen  map[string]slot
-	held  map[string]entry
-	first map[string]int // key → page of its first entry, for errors
+	c    *Client
+	full bool
+	seen map[string]slot
+	held map[string]entry
 }
 
 func newMerger(c *Client, full bool) *merger {
-	return &merger{c: c, full: full, seen: map[string]slot{}, held: map[string]entry{}, first: map[string]int{}}
+	return &merger{c: c, full: full, seen: map[string]slot{}, held: map[string]entry{}}
 }
 
 // page takes one page's entries and hands what it decides to out.
@@ -111,19 +119,16 @@ func (m *merger) page(entries []entry, pageNo int, out sources.Pages) error {
 	var replace []events.User
 	for i, e := range entries {
 		key := e.ClientUserID
-		if _, ok := m.first[key]; !ok {
-			m.first[key] = pageNo
-		}
 		s, seen := m.seen[key]
 		isActive := active(e.Status)
 		switch {
-		case seen && s.active && isActive:
+		case seen && s.rank == nil && isActive:
 			return &sources.DecodeError{Source: m.c.name, Page: pageNo, Field: fmt.Sprintf("users[%d].clientUserId", i),
-				Err: fmt.Errorf("a second active entry for clientUserId %q (the first on page %d); Apple allows one", redact.Excerpt(key, 64), m.first[key])}
-		case seen && (s.active || !isActive && !rankOf(e).less(s.rank)):
+				Err: fmt.Errorf("a second active entry for clientUserId %q (the first on page %d); Apple allows one", redact.Excerpt(key, 64), s.page)}
+		case seen && (s.rank == nil || !isActive && !rankOf(e).less(*s.rank)):
 			continue // what was delivered stands
 		case seen:
-			m.seen[key] = slot{active: isActive, rank: rankOf(e), page: s.page}
+			m.seen[key] = newSlot(e, s.page)
 			if s.page == pageNo {
 				users[at[key]] = m.c.normalise(e)
 			} else {
@@ -135,7 +140,7 @@ func (m *merger) page(entries []entry, pageNo int, out sources.Pages) error {
 			}
 		default:
 			delete(m.held, key)
-			m.seen[key] = slot{active: isActive, rank: rankOf(e), page: pageNo}
+			m.seen[key] = newSlot(e, pageNo)
 			at[key] = len(users)
 			users = append(users, m.c.normalise(e))
 		}
