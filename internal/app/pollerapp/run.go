@@ -50,6 +50,7 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	if len(specs) == 0 {
 		return ErrNoSource
 	}
+	ops.SetMemoryLimit(log)
 	// What another process holds is refused before anything starts, so
 	// that the cause is the first and only thing the operator reads.
 	ln, err := ops.Listen(cfg.HTTPAddr)
