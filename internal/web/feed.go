@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,7 +120,9 @@ func followStream(ctx context.Context, js jetstream.JetStream, x *Index) error {
 		FilterSubjects:    []string{bus.EventsSubjects},
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		InactiveThreshold: time.Minute,
-		NamePrefix:        "console",
+		// Unique per console: two consoles (or a restart within the
+		// consumer's inactive threshold) must never share a consumer.
+		NamePrefix: "console-" + rand.Text()[:12],
 	}
 	if last := x.LastSeq(); last > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1

@@ -81,9 +81,22 @@ func get[T any](t *testing.T, b *browser, a chromedp.Action[T]) T {
 	return v
 }
 
+// text reads an element's text. The overview replaces its content while
+// it refreshes itself, so a node found may be gone when its text is read:
+// then it is found again.
 func (b *browser) text(t *testing.T, css string) string {
 	t.Helper()
-	return get(t, b, chromedp.Text(chromedp.CSS(css)))
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(css)))
+		cancel()
+		if err == nil {
+			return s
+		}
+		if try == 5 || !strings.Contains(err.Error(), "No node with given id") {
+			t.Fatalf("read %s: %v", css, err)
+		}
+	}
 }
 
 // waitText reloads until the element's text holds want: the console's

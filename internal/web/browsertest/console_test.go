@@ -26,6 +26,7 @@ import (
 	"github.com/rollcall/rollcall/internal/app/pollerapp"
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/deadletter"
+	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/simulator"
 	"github.com/rollcall/rollcall/internal/sources/veeam/veeamtest"
 	"github.com/rollcall/rollcall/internal/testutil"
@@ -38,6 +39,9 @@ const chromiumPath = "/usr/bin/chromium"
 // hostileName is a user name a directory may legally hold: markup, a
 // script and a right-to-left override. The console must show it as text.
 const hostileName = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=2</script>\u202Eevil"
+
+// hookToken is a secret in the webhook's URL: no page may show it.
+const hookToken = "tok-5f1d0c2e9a"
 
 // hook is a webhook receiver whose answer the test switches.
 type hook struct {
@@ -74,6 +78,9 @@ type stack struct {
 	hook    *hook
 	js      jetstream.JetStream // admin, for the test's own checks
 	console *notifierapp.Console
+	// admin is a second console reading as the admin user, which may read
+	// rollcall_sources: the sources' health the replay user cannot see.
+	admin *notifierapp.Console
 }
 
 func TestConsoleInBrowser(t *testing.T) {
@@ -113,11 +120,22 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	b := newBrowser(t)
 	art := artefactDir(t)
-	shot := func(name string) { b.screenshot(t, filepath.Join(art, "console-"+name+".png")) }
+	shot := func(name string) {
+		b.screenshot(t, filepath.Join(art, "console-"+name+".png"))
+		if html := get(t, b, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); strings.Contains(html, hookToken) {
+			t.Errorf("page %s shows the webhook URL's token", name)
+		}
+	}
 
 	// Overview: sources, sinks, and one bar per day with events.
 	b.do(t, chromedp.Navigate(st.console.URL), chromedp.WaitVisible(chromedp.CSS(`svg.chart`)))
 	b.waitText(t, `#h-sources + div table`, "veeam")
+	if b.text(t, `#event-count`) != "4 events" {
+		time.Sleep(2 * time.Second) // the hostile user's run may come after the role change's
+		for _, e := range natstest.Events(t, st.js) {
+			t.Logf("on the stream: %s %s %s", e.Type(), e.Subject(), e.Time())
+		}
+	}
 	b.waitText(t, `#event-count`, "4 events")
 	bars := get(t, b, chromedp.Evaluate[int](`document.querySelectorAll("svg.chart g.bar").length`))
 	if bars != 3 {
@@ -129,7 +147,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("chart: no bar for %s (bars: %v)", d.Format("2006-01-02"), days)
 		}
 	}
-	shot("overview")
+	shot("overview-replay")
 	b.checkKeyboard(t)
 
 	// The open overview updates itself: one more event, and its count
@@ -200,6 +218,17 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("hostile user name shown as %q, want its markup as text and the override visible", cell)
 	}
 
+	// Read as a user that may read rollcall_sources, the overview shows
+	// each source's last complete run and health; a mass removal is held.
+	b.do(t, chromedp.Navigate(st.admin.URL), chromedp.WaitVisible(chromedp.CSS(`svg.chart`)))
+	b.waitText(t, `#h-sources + div table`, "healthy")
+	if src := b.text(t, `#h-sources + div table`); !strings.Contains(src, " ago)") || !strings.Contains(src, "polled by") {
+		t.Errorf("sources without their last complete run or poller:\n%s", src)
+	}
+	removeMany(st.sim, 10, target.InstanceUID, hostile.InstanceUID)
+	b.waitText(t, `#h-sources + div table`, "10 removals held")
+	shot("overview")
+
 	// A phone-sized screen: nothing wider than the screen.
 	b.phone(t, st.console.URL+"user?"+url.Values{"source": {"veeam"}, "id": {target.InstanceUID}}.Encode())
 	shot("phone")
@@ -243,7 +272,7 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 			"VEEAM_BASE_URL": api.URL, "VEEAM_TOKEN": simulator.DefaultVeeamToken, "VEEAM_INTERVAL": "200ms", "ALLOW_INSECURE_HTTP": "true",
 		}), io.Discard)
 	})
-	sinks := map[string]string{"NATS_URL": "nats://" + natsAddr, "CONSOLE": "false", "WEBHOOK_URL": hs.URL,
+	sinks := map[string]string{"NATS_URL": "nats://" + natsAddr, "CONSOLE": "false", "WEBHOOK_URL": hs.URL + "/hook?token=" + hookToken,
 		"ALLOW_INSECURE_HTTP": "true", "SINK_START": "all", "LOG_LEVEL": "warn", "HTTP_ADDR": ""}
 	notifierEnv := with(sinks, map[string]string{"NATS_USER": "notifier", "NATS_PASSWORD_FILE": filepath.Join(dataDir, pollerapp.AuthDir, "notifier.password")})
 	run("notifier", func(ctx context.Context) error {
@@ -261,13 +290,22 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 	}
 	waitSeeded(ctx, t, js)
 
-	consoleEnv := with(sinks, map[string]string{"WEB_ADDR": "127.0.0.1:0", "WEB_REFRESH": "500ms",
-		"NATS_USER": "replay", "NATS_PASSWORD_FILE": filepath.Join(dataDir, pollerapp.AuthDir, "replay.password"),
-		"WEB_REDRIVE_NATS_USER": "notifier", "WEB_REDRIVE_NATS_PASSWORD_FILE": filepath.Join(dataDir, pollerapp.AuthDir, "notifier.password")})
+	auth := filepath.Join(dataDir, pollerapp.AuthDir)
+	c := startConsole(ctx, t, with(sinks, map[string]string{"WEB_ADDR": "127.0.0.1:0", "WEB_REFRESH": "500ms",
+		"NATS_USER": "replay", "NATS_PASSWORD_FILE": filepath.Join(auth, "replay.password"),
+		"WEB_REDRIVE_NATS_USER": "notifier", "WEB_REDRIVE_NATS_PASSWORD_FILE": filepath.Join(auth, "notifier.password")}))
+	admin := startConsole(ctx, t, with(sinks, map[string]string{"WEB_ADDR": "127.0.0.1:0",
+		"NATS_USER": "admin", "NATS_PASSWORD_FILE": filepath.Join(auth, "admin.password")}))
+	return &stack{sim: sim, hook: h, js: js, console: c, admin: admin}
+}
+
+// startConsole starts a console as the demo would, stopped when the test
+// ends.
+func startConsole(ctx context.Context, t *testing.T, env map[string]string) *notifierapp.Console {
 	cctx, stop := context.WithCancel(ctx)
 	logw := &testLog{t: t}
 	t.Cleanup(logw.stop) // registered first, so it runs after the console's stop
-	c, err := notifierapp.StartConsole(cctx, envconfig.MapLookuper(consoleEnv), io.Discard, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	c, err := notifierapp.StartConsole(cctx, envconfig.MapLookuper(env), io.Discard, slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		stop()
 		t.Fatal(err)
@@ -278,7 +316,7 @@ func startStack(ctx context.Context, t *testing.T) *stack {
 			t.Errorf("console: %v", err)
 		}
 	})
-	return &stack{sim: sim, hook: h, js: js, console: c}
+	return c
 }
 
 func with(a, b map[string]string) map[string]string {
@@ -370,7 +408,9 @@ func artefactDir(t *testing.T) string {
 	return dir
 }
 
-// copyDocs copies two screenshots to docs/ when ROLLCALL_CONSOLE_DOCS=1.
+// copyDocs copies two screenshots to docs/ when ROLLCALL_CONSOLE_DOCS=1:
+// the overview as a console that may read rollcall_sources shows it, and
+// the timeline.
 func copyDocs(t *testing.T, art string) {
 	if os.Getenv("ROLLCALL_CONSOLE_DOCS") != "1" || t.Failed() {
 		return
@@ -417,4 +457,19 @@ func withEmail(t *testing.T, users []veeamtest.User) veeamtest.User {
 	}
 	t.Fatal("the simulator has no Veeam user with an e-mail address")
 	return veeamtest.User{}
+}
+
+// removeMany removes n Veeam users, keeping those named: at least
+// REMOVAL_GUARD_MIN (10) and over MAX_REMOVAL_RATIO of the directory, a
+// removal the poller's guard holds.
+func removeMany(sim *simulator.Simulator, n int, keep ...string) {
+	for _, u := range sim.Veeam.Users() {
+		if n == 0 {
+			return
+		}
+		if !contains(keep, u.InstanceUID) {
+			sim.Veeam.Remove(u.InstanceUID)
+			n--
+		}
+	}
 }
