@@ -92,6 +92,9 @@ func seedBaselines(ctx context.Context, js jetstream.JetStream, x *Index, log *s
 	}
 	for _, name := range names {
 		users, err := replay.Directory(ctx, js, name, time.Time{})
+		if errors.Is(err, replay.ErrUnknownSource) {
+			continue // events only, no baseline: the stream gives its users
+		}
 		if err != nil {
 			log.Warn("console: read the directory of a source", "source", name, "err", err)
 			continue

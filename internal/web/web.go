@@ -60,12 +60,11 @@ type Config struct {
 
 // Server is the console.
 type Server struct {
-	cfg   Config
-	idx   *Index
-	tmpl  map[string]*template.Template
-	auth  *authenticator
-	csrf  csrf
-	ready chan struct{}
+	cfg  Config
+	idx  *Index
+	tmpl map[string]*template.Template
+	auth *authenticator
+	csrf csrf
 
 	kvMu  sync.Mutex
 	kv    jetstream.KeyValue // rollcall_sources, once opened
@@ -92,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, idx: NewIndex(), tmpl: t, auth: &authenticator{a: cfg.Access, ok: map[[32]byte]time.Time{}},
-		csrf: newCSRF(), ready: make(chan struct{})}, nil
+		csrf: newCSRF()}, nil
 }
 
 // Index is the console's search index (the bench measures it).

@@ -158,7 +158,7 @@ func consoleConns(cfg Config, wc WebConfig, log *slog.Logger) (conns, error) {
 	if err != nil {
 		return conns{}, err
 	}
-	read, err := natsutil.Connect(cc, log)
+	read, err := natsutil.Connect(cc, slog.New(expectedRefusals{log.Handler()}))
 	if err != nil {
 		return conns{}, err
 	}
@@ -261,4 +261,39 @@ func Web(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	}
 	log.Info("console serving", "url", c.URL)
 	return c.Wait()
+}
+
+// expectedRefusals says at debug level what NATS logs as a warning when the
+// read-only replay user is refused the KV buckets: the console asks for
+// them in case it may read them, and says itself, once, what it does
+// without them.
+type expectedRefusals struct{ slog.Handler }
+
+func (h expectedRefusals) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level > slog.LevelDebug && refusedKV(r) {
+		if !h.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h expectedRefusals) WithAttrs(as []slog.Attr) slog.Handler {
+	return expectedRefusals{h.Handler.WithAttrs(as)}
+}
+
+func (h expectedRefusals) WithGroup(name string) slog.Handler {
+	return expectedRefusals{h.Handler.WithGroup(name)}
+}
+
+// refusedKV reports whether r is about a refusal to read a KV bucket.
+func refusedKV(r slog.Record) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		v := a.Value.String()
+		found = strings.Contains(v, "Permissions Violation") && strings.Contains(v, ".KV_rollcall_")
+		return !found
+	})
+	return found
 }
