@@ -88,13 +88,23 @@ var ErrUnsendable = post.ErrUnsendable
 // wrapping a *HeaderError (and ErrUnsendable) without sending anything when
 // a header of e could never be sent; none of them mentions the URL.
 func (s *Sink) Send(ctx context.Context, e events.Event) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	req, err := s.request(ctx, e)
 	if err != nil {
 		return err
 	}
 	return post.Do(s.client, req, s.label()+": post", s.now, s.redact...)
+}
+
+// bound limits ctx to the sink's Timeout. The notifier's own bound is
+// usually that already (see SendTimeout): a second timer and context per
+// delivery would then change nothing but cost CPU.
+func (s *Sink) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && !d.After(time.Now().Add(s.timeout)) {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 func (s *Sink) request(ctx context.Context, e events.Event) (*http.Request, error) {
@@ -157,7 +167,7 @@ func (s *Sink) SendsBinary() bool { return s.mode == ModeBinary }
 // cost a notifier more CPU than the rest of a delivery. Only in binary mode
 // (SendsBinary); its outcomes are Send's.
 func (s *Sink) SendBinary(ctx context.Context, b events.Binary) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	req, err := s.requestBinary(ctx, b)
 	if err != nil {
