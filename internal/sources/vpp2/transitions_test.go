@@ -2,7 +2,9 @@ package vpp2_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -10,14 +12,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/httpx"
+	"github.com/rollcall/rollcall/internal/metrics"
 	"github.com/rollcall/rollcall/internal/natstest"
 	"github.com/rollcall/rollcall/internal/poller"
 	"github.com/rollcall/rollcall/internal/sources/vpp/vpptest"
 	"github.com/rollcall/rollcall/internal/sources/vpp2"
 	"github.com/rollcall/rollcall/internal/sources/vpp2/vpp2test"
+	"github.com/rollcall/rollcall/internal/syncbuf"
+	"github.com/rollcall/rollcall/internal/testutil"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -227,4 +234,42 @@ func TestRemovalGuardAndConfirmation(t *testing.T) {
 	if r.fake.LookupRequests() == lookups {
 		t.Error("the absence was not confirmed by a clientUserId lookup")
 	}
+}
+
+// The sToken's expiry reaches the poller's metric, with a warning within
+// 30 days of it, as for vpp.
+func TestTokenExpiryMetricAndWarning(t *testing.T) {
+	exp := time.Now().Add(10 * 24 * time.Hour).UTC().Truncate(time.Second)
+	tok := base64.StdEncoding.EncodeToString([]byte(`{"token":"expiring-inner-token-1","expDate":"` +
+		exp.Format("2006-01-02T15:04:05-0700") + `","orgName":"Soon"}`))
+	fake := vpp2test.NewServer(tok, nil)
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	c, err := vpp2.New(vpp2.Config{Name: "school", BaseURL: srv.URL + "/mdm/v2", SToken: tok, Backoff: fast})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := natstest.Connect(t, natstest.Start(t))
+	h, err := bus.Ensure(context.Background(), js, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := metrics.NewPoller(reg)
+	var logs syncbuf.Buffer
+	p := poller.New(js, h, poller.Config{Metrics: m, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+		poller.SourceConfig{Source: c, Interval: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.CheckFor(t, 2*time.Second, "the expiry exported", func() error {
+		if got := promtest.ToFloat64(m.TokenExpiry.WithLabelValues("school")); got != float64(exp.Unix()) {
+			return fmt.Errorf("metric %v, want %v", got, exp.Unix())
+		}
+		if !strings.Contains(logs.String(), "expires soon") {
+			return fmt.Errorf("no warning in %q", logs.String())
+		}
+		return nil
+	})
 }
