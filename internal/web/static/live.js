@@ -6,7 +6,10 @@
   if (!box || !window.fetch) { return; }
   var every = parseInt(box.getAttribute("data-every"), 10) || 10000;
   function refresh() {
-    if (document.hidden) { return; }
+    // Not while the page is hidden, nor under the keyboard's focus: a
+    // replaced link would lose it. Screen readers are not told of each
+    // refresh (no aria-live): the numbers change quietly.
+    if (document.hidden || box.contains(document.activeElement)) { return; }
     fetch(box.getAttribute("data-src"), { credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
