@@ -3,6 +3,7 @@ package vpp2_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -401,5 +402,35 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 	if !strings.Contains(buf.String(), "[sToken]") {
 		t.Errorf("the log does not show where the echoed token was cut out:\n%s", buf.String())
+	}
+}
+
+// A later page without currentPageIndex, versionId or totalPages cannot be
+// checked and passes; one that names another page index fails the run.
+func TestLaterPageFields(t *testing.T) {
+	strip := func(body []byte) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Error(err)
+			return body
+		}
+		delete(m, "currentPageIndex")
+		delete(m, "versionId")
+		delete(m, "totalPages")
+		out, _ := json.Marshal(m)
+		return out
+	}
+	e := newFakeEnv(t, 2, 5, vpp2.Config{})
+	e.fake.InjectFault(vpp2test.Fault{Page: 2, Rewrite: strip})
+	if snap, err := full(t, e.c); err != nil || len(snap.Users) != 5 {
+		t.Fatalf("err %v, %d users; want the listing", err, len(snap.Users))
+	}
+	e.fake.InjectFault(vpp2test.Fault{Page: 2, Rewrite: func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"currentPageIndex":1`), []byte(`"currentPageIndex":0`), 1)
+	}})
+	_, err := full(t, e.c)
+	var de *sources.DecodeError
+	if !errors.As(err, &de) || de.Field != "currentPageIndex" || !errors.Is(err, vpp2.ErrPaging) {
+		t.Fatalf("error %v, want a DecodeError for currentPageIndex wrapping ErrPaging", err)
 	}
 }

@@ -16,7 +16,7 @@ type page struct {
 	ErrorNumber  int64
 	ErrorMessage string
 
-	CurrentPageIndex int64
+	CurrentPageIndex int64 // -1 when absent
 	NextPageIndex    int64
 	HasNext          bool // nextPageIndex was sent: only then is there another page
 	TotalPages       int64
@@ -58,6 +58,7 @@ func decodePage(body []byte) (*page, error) {
 		// directory.
 		return p, nil
 	}
+	p.CurrentPageIndex = -1
 	ints := []struct {
 		name string
 		dst  *int64

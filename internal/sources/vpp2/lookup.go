@@ -40,7 +40,7 @@ func (c *Client) entriesOf(ctx context.Context, key string) ([]entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		if p.CurrentPageIndex != idx {
+		if p.CurrentPageIndex >= 0 && p.CurrentPageIndex != idx {
 			return nil, fmt.Errorf("source %s: %s: currentPageIndex %d, but %d was asked for: %w", c.name, where, p.CurrentPageIndex, idx, ErrPaging)
 		}
 		for _, e := range p.Users {

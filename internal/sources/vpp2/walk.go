@@ -88,7 +88,7 @@ func (c *Client) walkOnce(ctx context.Context, since string, out sources.Pages) 
 		}
 		if idx == 0 {
 			total = p.TotalPages
-		} else if p.TotalPages != total {
+		} else if p.TotalPages > 0 && total > 0 && p.TotalPages != total {
 			// Apple: totalPages changes with the versionId, never alone.
 			return sources.Snapshot{}, fmt.Errorf("source %s: page %d: totalPages %d, but page 1 said %d with the same versionId: %w",
 				c.name, pageNo, p.TotalPages, total, ErrPaging)
@@ -120,9 +120,11 @@ func (c *Client) walkOnce(ctx context.Context, since string, out sources.Pages) 
 }
 
 // checkPage checks that p is page idx of one consistent listing: the
-// versionId of page 0 (which is the cursor) on every page.
+// versionId of page 0 (which is the cursor) on every page. A field Apple
+// leaves out of a later page cannot be checked and is let pass; one that
+// differs never is.
 func (c *Client) checkPage(p *page, idx int64, pageNo int, full bool, version *string) error {
-	if p.CurrentPageIndex != idx {
+	if p.CurrentPageIndex >= 0 && p.CurrentPageIndex != idx {
 		return &sources.DecodeError{Source: c.name, Page: pageNo, Field: "currentPageIndex",
 			Err: fmt.Errorf("%d, but page index %d was asked for: %w", p.CurrentPageIndex, idx, ErrPaging)}
 	}
@@ -134,7 +136,7 @@ func (c *Client) checkPage(p *page, idx int64, pageNo int, full bool, version *s
 		*version = p.VersionID
 		return nil
 	}
-	if p.VersionID != *version {
+	if p.VersionID != "" && p.VersionID != *version {
 		return restartError{fmt.Errorf("source %s: page %d: versionId changed since page 1", c.name, pageNo)}
 	}
 	return nil
