@@ -38,7 +38,8 @@ type asOfData struct {
 type asOfLink struct{ Label, URL string }
 
 // asOfTime reads the time asked for: at (when.Time's forms: "1d" is a day
-// ago) or the date and time fields of the form (UTC); now when neither.
+// ago) or the date and time fields of the form (UTC; a date alone is its
+// midnight, as `replay --as-of 2026-09-01` reads it); now when neither.
 func asOfTime(r *http.Request, now time.Time) (time.Time, error) {
 	q := r.URL.Query()
 	if at := strings.TrimSpace(q.Get("at")); at != "" {
@@ -47,7 +48,7 @@ func asOfTime(r *http.Request, now time.Time) (time.Time, error) {
 	if d := q.Get("date"); d != "" {
 		clock := q.Get("time")
 		if clock == "" {
-			clock = "23:59:59"
+			clock = "00:00:00"
 		} else if len(clock) == 5 {
 			clock += ":00"
 		}

@@ -42,7 +42,7 @@ type redriveResult struct {
 	OK       bool
 }
 
-func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deadLettersPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, "deadletters.html", http.StatusOK, s.page(r, "dead", "Dead letters", s.deadData(r.Context(), nil)))
 }
 
@@ -50,7 +50,7 @@ func (s *Server) deadData(ctx context.Context, res *redriveResult) deadData {
 	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	d := deadData{CanSend: s.cfg.Redrive != nil, Result: res}
-	entries, err := deadletter.List(ctx, s.cfg.JS, "")
+	entries, err := s.listDead(ctx)
 	if err != nil {
 		s.cfg.Log.Warn("console: list dead letters", "err", err)
 		d.Err = "The dead letters could not be read; the console's log says why."
@@ -110,6 +110,7 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), redriveTimeout)
 	defer cancel()
 	stats, err := s.cfg.Redrive(ctx, sink, id)
+	s.forgetDead()
 	res := &redriveResult{What: "every dead letter of " + sink, Summary: stats.String(), Failures: stats.Failed, OK: err == nil}
 	if id != "" {
 		res.What = "event " + id + " to " + sink

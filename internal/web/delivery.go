@@ -108,10 +108,15 @@ func (v sinkView) before(ev EventRef) bool {
 
 type deadKey struct{ sink, id string }
 
+// deadCache is how long a listing of the dead letters serves pages: the
+// listing reads them one by one, and an open overview asks every
+// WEB_REFRESH. A redrive forgets it at once.
+const deadCache = 3 * time.Second
+
 // deadLetters reads ROLLCALL_DEADLETTER (deadletter.List) into a set of
 // sink and event id, with the entries.
-func deadLetters(ctx context.Context, js jetstream.JetStream) (map[deadKey]bool, []deadletter.Entry, error) {
-	entries, err := deadletter.List(ctx, js, "")
+func (s *Server) deadLetters(ctx context.Context) (map[deadKey]bool, []deadletter.Entry, error) {
+	entries, err := s.listDead(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,4 +149,30 @@ func subjectMatch(filter, subject string) bool {
 		}
 	}
 	return len(ft) == len(st)
+}
+
+// listDead lists the dead letters, or returns the listing made less than
+// deadCache ago.
+func (s *Server) listDead(ctx context.Context) ([]deadletter.Entry, error) {
+	s.deadMu.Lock()
+	defer s.deadMu.Unlock()
+	if s.deadList != nil && time.Since(s.deadAt) < deadCache {
+		return s.deadList, nil
+	}
+	entries, err := deadletter.List(ctx, s.cfg.JS, "")
+	if err != nil {
+		return nil, err
+	}
+	if entries == nil {
+		entries = []deadletter.Entry{}
+	}
+	s.deadList, s.deadAt = entries, time.Now()
+	return entries, nil
+}
+
+// forgetDead drops the cached listing: a redrive changed it.
+func (s *Server) forgetDead() {
+	s.deadMu.Lock()
+	s.deadList = nil
+	s.deadMu.Unlock()
 }

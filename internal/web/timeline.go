@@ -38,7 +38,7 @@ func (s *Server) user(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
 	d := userData{User: u}
-	dead, entries, err := deadLetters(ctx, s.cfg.JS)
+	dead, entries, err := s.deadLetters(ctx)
 	if err != nil {
 		d.DeadErr = "The dead letters could not be read: a delivery shown as done may have been dead-lettered."
 	}

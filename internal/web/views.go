@@ -106,7 +106,7 @@ func (s *Server) overviewData(ctx context.Context) overviewData {
 	d.Days, d.Types = countDays(recent, now, 30)
 	d.Chart = chartSVG(d.Days, d.Types)
 	d.Events = len(recent)
-	dead, entries, err := deadLetters(ctx, s.cfg.JS)
+	dead, entries, err := s.deadLetters(ctx)
 	if err != nil {
 		d.DeadErr = "the dead letters could not be read"
 		s.cfg.Log.Warn("console: read dead letters", "err", err)

@@ -66,6 +66,10 @@ type Server struct {
 	auth *authenticator
 	csrf csrf
 
+	deadMu   sync.Mutex
+	deadList []deadletter.Entry // the last listing, nil when there is none
+	deadAt   time.Time
+
 	kvMu  sync.Mutex
 	kv    jetstream.KeyValue // rollcall_sources, once opened
 	kvErr error
@@ -134,7 +138,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /event/{id}", s.event)
 	mux.HandleFunc("GET /asof", s.asOf)
 	mux.HandleFunc("GET /asof.csv", s.asOfCSV)
-	mux.HandleFunc("GET /deadletters", s.deadLetters)
+	mux.HandleFunc("GET /deadletters", s.deadLettersPage)
 	mux.HandleFunc("POST /deadletters/redrive", s.redrive)
 	cop := http.NewCrossOriginProtection()
 	return s.secure(cop.Handler(mux))

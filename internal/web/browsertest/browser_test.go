@@ -153,12 +153,17 @@ func (b *browser) checkKeyboard(t *testing.T) {
 	}
 }
 
-// phone opens url at a phone's width and checks that nothing is wider.
-func (b *browser) phone(t *testing.T, url string) {
+// phone opens each page at a phone's width and checks that nothing is
+// wider than the screen (a wide table scrolls inside its own box).
+func (b *browser) phone(t *testing.T, urls ...string) {
 	t.Helper()
-	b.do(t, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`#timeline`)))
-	if w := get(t, b, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
-		t.Errorf("at 390 px the page is %d px wide", w)
+	b.do(t, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	for _, url := range urls {
+		b.do(t, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`main`)))
+		if w := get(t, b, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+			wide := get(t, b, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("body *")).filter(e => e.getBoundingClientRect().right > 391).slice(0, 8).map(e => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right))`))
+			t.Errorf("at 390 px %s is %d px wide; too wide: %v", url, w, wide)
+		}
 	}
 }
 

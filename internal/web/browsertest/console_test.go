@@ -230,7 +230,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	shot("overview")
 
 	// A phone-sized screen: nothing wider than the screen.
-	b.phone(t, st.console.URL+"user?"+url.Values{"source": {"veeam"}, "id": {target.InstanceUID}}.Encode())
+	b.phone(t, st.console.URL, st.console.URL+"search?q=operator", asOf, st.console.URL+"deadletters", st.console.URL+"event/"+roleEvent,
+		st.console.URL+"user?"+url.Values{"source": {"veeam"}, "id": {target.InstanceUID}}.Encode())
 	shot("phone")
 	b.checkErrors(t)
 	copyDocs(t, art)
