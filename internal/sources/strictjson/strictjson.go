@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -127,47 +128,49 @@ func DescribeError(err error) error {
 // Object decodes a JSON object into its members, refusing a member named
 // twice: encoding/json would keep the last silently, so that two readers
 // of the same bytes (rollcall, and whoever reads the raw record it keeps)
-// could disagree about a user's status. The error names the member but
-// not its value.
+// could disagree about a user's status. It reads raw in one pass. The
+// error names the member but not its value.
 func Object(raw []byte) (map[string]json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, DescribeError(err)
+	d := json.NewDecoder(bytes.NewReader(raw))
+	t, err := d.Token()
+	if err != nil {
+		return nil, describe(err, raw)
 	}
-	if m == nil {
+	if t != json.Delim('{') {
 		return nil, fmt.Errorf("want an object, got %s", Kind(bytes.TrimSpace(raw)))
 	}
-	if name, dup := duplicateMember(raw, len(m)); dup {
-		return nil, fmt.Errorf("member %q appears twice", cut(name))
+	m := map[string]json.RawMessage{}
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			return nil, describe(err, raw)
+		}
+		name, _ := t.(string)
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			return nil, describe(err, raw)
+		}
+		if _, dup := m[name]; dup {
+			return nil, fmt.Errorf("member %q appears twice", cut(name))
+		}
+		m[name] = v
+	}
+	if _, err := d.Token(); err != nil { // }
+		return nil, describe(err, raw)
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, fmt.Errorf("malformed JSON at byte %d: data after the object", d.InputOffset())
 	}
 	return m, nil
 }
 
-// duplicateMember finds a member of the object raw (already known to be
-// valid JSON with n distinct members) that is named twice, walking its
-// top-level tokens once.
-func duplicateMember(raw []byte, n int) (string, bool) {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := d.Token(); err != nil { // {
-		return "", false
+// describe is DescribeError for a json.Decoder, which reports input cut
+// short as io.ErrUnexpectedEOF (or io.EOF) instead of a syntax error.
+func describe(err error, raw []byte) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("truncated JSON at byte %d", len(raw))
 	}
-	seen := make(map[string]struct{}, n)
-	for d.More() {
-		t, err := d.Token()
-		if err != nil {
-			return "", false
-		}
-		name, _ := t.(string)
-		if _, dup := seen[name]; dup {
-			return name, true
-		}
-		seen[name] = struct{}{}
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			return "", false
-		}
-	}
-	return "", false
+	return DescribeError(err)
 }
 
 // cut shortens a member name for an error message and strips control

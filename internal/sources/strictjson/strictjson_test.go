@@ -13,7 +13,9 @@ func TestObject(t *testing.T) {
 		{`{"a":1,"b":{"a":2,"a":3}}`, ""}, // only the object's own members count
 		{`{"a":1,"a":1}`, `member "a" appears twice`},
 		{`{"a\u0062":1,"ab":2}`, `member "ab" appears twice`}, // the same name, spelled twice
-		{`[1]`, "want map"},
+		{`[1]`, "want an object, got an array"},
+		{`{"a":1} {}`, "data after the object"},
+		{`{"a" 1}`, "malformed JSON"},
 		{`null`, "want an object, got an invalid value"},
 		{`{"a":`, "truncated JSON"},
 	} {
