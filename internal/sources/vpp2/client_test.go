@@ -434,3 +434,28 @@ func TestLaterPageFields(t *testing.T) {
 		t.Fatalf("error %v, want a DecodeError for currentPageIndex wrapping ErrPaging", err)
 	}
 }
+
+// The service configuration is read again once older than its TTL, and a
+// new maxRequestPerSecond in it is kept to from then on.
+func TestServiceConfigReread(t *testing.T) {
+	e := newFakeEnv(t, 1, 4, vpp2.Config{})
+	c := e.client(t, vpp2.Config{ServiceConfigTTL: 50 * time.Millisecond})
+	if _, err := full(t, c); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.ConfigRequests(); n != 1 {
+		t.Errorf("%d service configuration reads in the first run, want 1", n)
+	}
+	e.fake.SetMaxRequestPerSecond(10)
+	time.Sleep(60 * time.Millisecond)
+	start := time.Now()
+	if _, err := full(t, c); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.fake.ConfigRequests(); n < 2 {
+		t.Errorf("%d service configuration reads, want it read again", n)
+	}
+	if d := time.Since(start); d < 280*time.Millisecond {
+		t.Errorf("4 pages took %v after the limit fell to 10 a second; want at least 300ms", d)
+	}
+}
