@@ -24,16 +24,24 @@ var retryWait = 2 * time.Second
 // feedUsers keeps the index's users current from rollcall_users until ctx
 // ends. NATS credentials that may not read the bucket (the read-only
 // replay user of deployments/nats/accounts.conf) get the baselines
-// instead, once; the stream's events keep those users current.
+// instead, once; the stream's events keep those users current. While
+// NATS cannot be reached nothing is concluded: it waits.
 func feedUsers(ctx context.Context, js jetstream.JetStream, x *Index, log *slog.Logger) {
 	for ctx.Err() == nil {
+		if !js.Conn().IsConnected() {
+			sleep(ctx, retryWait)
+			continue
+		}
 		err := watchUsers(ctx, js, x)
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, errNoAccess) {
+		refused := errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, errNoAccess)
+		if refused && js.Conn().IsConnected() {
 			log.Info("console: users bucket not readable; users come from the baselines and the stream", "bucket", bus.UsersBucket, "err", err)
-			seedBaselines(ctx, js, x, log)
+			for ctx.Err() == nil && seedBaselines(ctx, js, x, log) != nil {
+				sleep(ctx, retryWait)
+			}
 			return
 		}
 		log.Warn("console: watch of the users bucket ended; starting it again", "err", err)
@@ -84,11 +92,13 @@ func watchUsers(ctx context.Context, js jetstream.JetStream, x *Index) error {
 
 // seedBaselines puts every known source's directory as it is now
 // (replay.Directory: the baseline and the events after it) in the index.
-func seedBaselines(ctx context.Context, js jetstream.JetStream, x *Index, log *slog.Logger) {
+// A source that cannot be read is logged and skipped; the error says only
+// that the sources could not be listed.
+func seedBaselines(ctx context.Context, js jetstream.JetStream, x *Index, log *slog.Logger) error {
 	names, err := replay.KnownSources(ctx, js)
 	if err != nil {
 		log.Warn("console: list sources", "err", err)
-		return
+		return err
 	}
 	for _, name := range names {
 		users, err := replay.Directory(ctx, js, name, time.Time{})
@@ -103,6 +113,7 @@ func seedBaselines(ctx context.Context, js jetstream.JetStream, x *Index, log *s
 			x.PutUser(u)
 		}
 	}
+	return nil
 }
 
 // feedEvents applies the event stream to the index, from the start and
