@@ -439,7 +439,7 @@ func TestLaterPageFields(t *testing.T) {
 // new maxRequestPerSecond in it is kept to from then on.
 func TestServiceConfigReread(t *testing.T) {
 	e := newFakeEnv(t, 1, 4, vpp2.Config{})
-	c := e.client(t, vpp2.Config{ServiceConfigTTL: 50 * time.Millisecond})
+	c := e.client(t, vpp2.Config{ServiceConfigTTL: 400 * time.Millisecond})
 	if _, err := full(t, c); err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func TestServiceConfigReread(t *testing.T) {
 		t.Errorf("%d service configuration reads in the first run, want 1", n)
 	}
 	e.fake.SetMaxRequestPerSecond(10)
-	time.Sleep(60 * time.Millisecond)
+	time.Sleep(410 * time.Millisecond)
 	start := time.Now()
 	if _, err := full(t, c); err != nil {
 		t.Fatal(err)
