@@ -63,8 +63,8 @@ type Config struct {
 	Sources string `env:"SOURCES"`
 
 	// AllowInsecureHTTP lets a source URL (VPP_BASE_URL,
-	// VPP_SERVICE_CONFIG_URL, VEEAM_BASE_URL, and their SOURCES-prefixed
-	// forms) be http://, over which the sToken, API key or password travel
+	// VPP_SERVICE_CONFIG_URL, VPP2_BASE_URL, VPP2_SERVICE_CONFIG_URL,
+	// VEEAM_BASE_URL, and their SOURCES-prefixed forms) be http://, over which the sToken, API key or password travel
 	// in clear text. It exists for the simulator and tests; each source
 	// using it is logged as a warning at start. Loopback URLs are not
 	// exempt: the variable must say so.
