@@ -174,15 +174,15 @@ func applyMsg(x *Index, msg jetstream.Msg) {
 	}
 	ref := EventRef{Seq: md.Sequence.Stream, Stored: md.Timestamp, ID: e.ID(), Type: e.Type(), Time: e.Time(),
 		Source: events.SourceName(e), UserID: e.Subject(), Subject: msg.Subject()}
-	var after *events.User
+	var after, before *events.User
 	if d, err := events.DecodeData(e); err == nil {
 		ref.Reason, ref.Changes = d.Reason, d.Changes
 		if d.User.Source == "" {
 			d.User.Source = ref.Source
 		}
-		after = &d.User
+		after, before = &d.User, d.Previous
 	}
-	x.AddEvent(ref, after)
+	x.AddEvent(ref, after, before)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -32,7 +32,11 @@ type userEntry struct {
 	hay  string // lower-case id, e-mail, user name and name, NUL-separated
 	// The lower-case id, e-mail address and user name: an exact match.
 	id, email, name string
-	evs             []int // positions in Index.log, oldest first
+	// former are e-mail addresses and user names the user had before
+	// (events' data.previous), lower-case: searching an old address
+	// finds who had it.
+	former []string
+	evs    []int // positions in Index.log, oldest first
 }
 
 // Index is the console's in-memory view of every source's users (from
@@ -93,15 +97,41 @@ func (x *Index) putLocked(u events.User) *userEntry {
 	}
 	e.user = u
 	e.id, e.email, e.name = strings.ToLower(u.ID), strings.ToLower(u.Email), strings.ToLower(u.UserName)
-	e.hay = strings.Join([]string{e.id, e.email, e.name, strings.ToLower(u.FirstName + " " + u.LastName), strings.ToLower(u.ClientUserID)}, "\x00")
-	x.changed[e] = true
+	x.rehay(e)
 	return e
 }
 
+// rehay makes the entry's search text again.
+func (x *Index) rehay(e *userEntry) {
+	u := e.user
+	fields := append([]string{e.id, e.email, e.name, strings.ToLower(u.FirstName + " " + u.LastName), strings.ToLower(u.ClientUserID)}, e.former...)
+	e.hay = strings.Join(fields, "\x00")
+	x.changed[e] = true
+}
+
+// remember adds the e-mail address and user name prev had to e's former
+// ones, when they differ from its own.
+func (x *Index) remember(e *userEntry, prev *events.User) {
+	if prev == nil {
+		return
+	}
+	added := false
+	for _, v := range []string{strings.ToLower(prev.Email), strings.ToLower(prev.UserName)} {
+		if v != "" && v != e.email && v != e.name && !slices.Contains(e.former, v) {
+			e.former = append(e.former, v)
+			added = true
+		}
+	}
+	if added {
+		x.rehay(e)
+	}
+}
+
 // AddEvent records an event: its row in the log and, from data.user, the
-// user's state after it. An event already recorded (a watch restarted from
+// user's state after it (after), and from data.previous (before) the
+// e-mail address and user name the user had. An event already recorded (a watch restarted from
 // an earlier sequence) is ignored.
-func (x *Index) AddEvent(ref EventRef, after *events.User) {
+func (x *Index) AddEvent(ref EventRef, after, before *events.User) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if ref.Seq != 0 && ref.Seq <= x.last {
@@ -119,6 +149,7 @@ func (x *Index) AddEvent(ref EventRef, after *events.User) {
 	} else if e = x.users[userKey(ref.Source, ref.UserID)]; e == nil {
 		e = x.putLocked(events.User{Source: ref.Source, ID: ref.UserID})
 	}
+	x.remember(e, before)
 	x.log = append(x.log, ref)
 	x.byID[ref.ID] = len(x.log) - 1
 	e.evs = append(e.evs, len(x.log)-1)
@@ -151,7 +182,7 @@ func (x *Index) Search(q string, limit int) (hits []Hit, total int) {
 	var exact, partial []Hit
 	add := func(e *userEntry) {
 		total++
-		if e.id == q || e.email == q || e.name == q {
+		if e.id == q || e.email == q || e.name == q || slices.Contains(e.former, q) {
 			exact = append(exact, Hit{User: e.user, Exact: true})
 		} else if len(partial) < limit {
 			partial = append(partial, Hit{User: e.user})

@@ -37,6 +37,23 @@ func TestSearchFindsByIDEmailAndNameExactFirst(t *testing.T) {
 	}
 }
 
+// TestSearchFindsFormerAddress: a user whose e-mail address changed is
+// found by the old one too, as replay --user finds them.
+func TestSearchFindsFormerAddress(t *testing.T) {
+	x := NewIndex()
+	old := events.User{Source: "veeam", ID: "u1", Email: "Old@msp.example", UserName: "jdoe", Status: "enabled"}
+	x.PutUser(old)
+	now := old
+	now.Email = "new@msp.example"
+	x.AddEvent(EventRef{Seq: 1, ID: "e1", Type: events.TypeUpdated, Source: "veeam", UserID: "u1"}, &now, &old)
+	for _, q := range []string{"old@msp.example", "new@msp.example", "jdoe"} {
+		hits, _ := x.Search(q, 10)
+		if len(hits) != 1 || hits[0].User.Email != "new@msp.example" || !hits[0].Exact {
+			t.Errorf("Search(%q) = %+v, want the user as they are now, exactly", q, hits)
+		}
+	}
+}
+
 func TestIndexKeepsEventsPerUserNewestFirst(t *testing.T) {
 	x := NewIndex()
 	u := events.User{Source: "veeam", ID: "u1", Role: "A", Status: "enabled"}
@@ -45,10 +62,10 @@ func TestIndexKeepsEventsPerUserNewestFirst(t *testing.T) {
 	for i, role := range []string{"B", "C"} {
 		u.Role = role
 		x.AddEvent(EventRef{Seq: uint64(i + 1), ID: fmt.Sprint("e", i), Type: events.TypeRoleChanged, Time: t0.Add(time.Duration(i) * time.Hour),
-			Source: "veeam", UserID: "u1"}, &u)
+			Source: "veeam", UserID: "u1"}, &u, nil)
 	}
 	// A restarted feed delivers seq 2 again: not a third event.
-	x.AddEvent(EventRef{Seq: 2, ID: "e1", Source: "veeam", UserID: "u1"}, &u)
+	x.AddEvent(EventRef{Seq: 2, ID: "e1", Source: "veeam", UserID: "u1"}, &u, nil)
 	got, evs, ok := x.User("veeam", "u1")
 	if !ok || got.Role != "C" {
 		t.Fatalf("user = %+v, %v; want role C", got, ok)
