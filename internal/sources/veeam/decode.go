@@ -97,6 +97,8 @@ type reader struct {
 	user   int
 	single bool
 	name   []byte // scratch for member names with escapes
+	// id and text gather the strings of the user being read.
+	id, text []byte
 }
 
 var readers = sync.Pool{New: func() any { return &reader{dec: jsontext.NewDecoder(bytes.NewReader(nil))} }}
@@ -114,6 +116,9 @@ func (r *reader) release() {
 	r.in = bytes.Buffer{}
 	r.dec.Reset(&r.in)
 	r.body = nil
+	if cap(r.text)+cap(r.id)+cap(r.name) > 64<<10 {
+		r.id, r.text, r.name = nil, nil, nil // a user of megabytes
+	}
 	readers.Put(r)
 }
 
@@ -385,10 +390,15 @@ func (r *reader) readUser(source string) (events.User, error) {
 		}
 		return events.User{}, &fieldError{r.userPath(), errors.New("not an object")}
 	}
+	// The strings are gathered in r.id (the id) and r.text (the others),
+	// so that a user costs two string allocations rather than eight. The
+	// id has its own: it may be kept after the user's other fields.
 	var (
-		id, org, name, status, role, first, last, email string
-		profile                                         bool
+		id                                         span
+		org, name, status, role, first, last, mail span
+		profile                                    bool
 	)
+	r.id, r.text = r.id[:0], r.text[:0]
 	if _, err := r.dec.ReadToken(); err != nil { // '{'
 		return events.User{}, err
 	}
@@ -396,24 +406,24 @@ func (r *reader) readUser(source string) (events.User, error) {
 	err := r.rest("", userNames, func(i int) error {
 		switch i {
 		case 0:
-			return r.str("instanceUid", &id)
+			return r.str("instanceUid", &r.id, &id)
 		case 1:
-			return r.str("organizationUid", &org)
+			return r.str("organizationUid", &r.text, &org)
 		case 2:
-			return r.str("userName", &name)
+			return r.str("userName", &r.text, &name)
 		case 3:
-			return r.str("status", &status)
+			return r.str("status", &r.text, &status)
 		case 4:
-			return r.str("role", &role)
+			return r.str("role", &r.text, &role)
 		default:
 			return r.object("profile", profileNames, &profile, func(i int) error {
 				switch i {
 				case 0:
-					return r.str("profile.firstName", &first)
+					return r.str("profile.firstName", &r.text, &first)
 				case 1:
-					return r.str("profile.lastName", &last)
+					return r.str("profile.lastName", &r.text, &last)
 				default:
-					return r.str("profile.email", &email)
+					return r.str("profile.email", &r.text, &mail)
 				}
 			})
 		}
@@ -422,34 +432,67 @@ func (r *reader) readUser(source string) (events.User, error) {
 		return events.User{}, err
 	}
 	end := int(r.dec.InputOffset())
-	if id == "" {
+	if len(r.id) == 0 {
 		return events.User{}, &fieldError{r.userField("instanceUid"), errors.New("missing or empty")}
 	}
-	return events.User{
+	lower := asciiLower(r.text[status.from:status.to])
+	text := string(r.text)
+	u := events.User{
 		Source:         source,
 		SourceKind:     events.KindVeeam,
-		ID:             id,
-		UserName:       name,
-		Status:         strings.ToLower(status),
-		Role:           role,
-		OrganizationID: org,
-		Email:          email,
-		FirstName:      first,
-		LastName:       last,
+		ID:             string(r.id),
+		UserName:       name.of(text),
+		Status:         status.of(text),
+		Role:           role.of(text),
+		OrganizationID: org.of(text),
+		Email:          mail.of(text),
+		FirstName:      first.of(text),
+		LastName:       last.of(text),
 		Raw:            compact(r.body[start:end]),
-	}, nil
+	}
+	if !lower {
+		u.Status = strings.ToLower(u.Status)
+	}
+	return u, nil
 }
 
-// str reads the value of the field at path: a string, or null
-// (left empty).
-func (r *reader) str(path string, dst *string) error {
+// span is where a string is in a scratch buffer.
+type span struct{ from, to int }
+
+func (s span) of(text string) string { return text[s.from:s.to] }
+
+// asciiLower lower-cases b in place and reports true if it is ASCII;
+// otherwise it leaves it and reports false (strings.ToLower's job).
+func asciiLower(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return true
+}
+
+// str reads the value of the field at path: a string, appended unquoted
+// to buf at sp, or null (left empty).
+func (r *reader) str(path string, buf *[]byte, sp *span) error {
 	switch k := r.dec.PeekKind(); k {
 	case '"':
-		tok, err := r.dec.ReadToken()
+		v, err := r.dec.ReadValue()
 		if err != nil {
 			return err
 		}
-		*dst = tok.String()
+		from := len(*buf)
+		if bytes.IndexByte(v, '\\') < 0 {
+			*buf = append(*buf, v[1:len(v)-1]...)
+		} else if *buf, err = jsontext.AppendUnquote(*buf, v); err != nil {
+			return err // cannot happen: the decoder validated it
+		}
+		*sp = span{from, len(*buf)}
 		return nil
 	case 'n':
 		_, err := r.dec.ReadToken()

@@ -319,3 +319,31 @@ func TestMatchIsEqualFold(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeUserStrings: the fields share scratch buffers while a user is
+// read; each keeps its own value, escapes unquoted, status lower-cased
+// (non-ASCII too), and no user's strings change when the next is read.
+func TestDecodeUserStrings(t *testing.T) {
+	body := `{"meta":{"pagingInfo":{"total":2,"count":2,"offset":0}},"data":[` +
+		`{"status":"ÉNABLED","userName":"n \"q\" \u00e9","instanceUid":"u\u002d1","profile":{"email":"","lastName":"L","firstName":null},"role":"Admin"},` +
+		`{"instanceUid":"u-2","status":"DISABLED","organizationUid":"o-2","userName":"x"}]}`
+	p, err := decodePage("veeam", 1, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := [][]string{}
+	for _, u := range p.users {
+		got = append(got, []string{u.ID, u.OrganizationID, u.UserName, u.Status, u.Role, u.FirstName, u.LastName, u.Email})
+	}
+	want := [][]string{
+		{"u-1", "", `n "q" é`, "énabled", "Admin", "", "L", ""},
+		{"u-2", "o-2", "x", "disabled", "", "", "", ""},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("users %q, want %q", got, want)
+	}
+	old, err := v1DecodePage("veeam", 1, []byte(body))
+	if err != nil || !reflect.DeepEqual(old.users, p.users) {
+		t.Errorf("encoding/json decoded %+v (%v), want %+v", old.users, err, p.users)
+	}
+}
