@@ -236,8 +236,7 @@ func redrive(ctx context.Context, js jetstream.JetStream, routes []notifier.Rout
 	return deadletter.Redrive(ctx, js, senders, sink, id, progress)
 }
 
-const webUsage = "usage: notifier web\n\n" +
-	"Serves the audit console (docs/CONSOLE.md) on WEB_ADDR until stopped: sources, sinks, events per day,\n" +
+const webUsage = "Serves the audit console (docs/CONSOLE.md) on WEB_ADDR until stopped: sources, sinks, events per day,\n" +
 	"search, a person's timeline, the directory as of a time, dead letters. Run it with the read-only\n" +
 	"replay NATS user; WEB_REDRIVE_NATS_USER (the notifier's) lets it redrive dead letters.\n\n"
 
