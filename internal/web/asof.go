@@ -74,7 +74,7 @@ func (s *Server) asOfData(r *http.Request) (asOfData, []events.User) {
 		d.Err = "That time is not understood: " + err.Error() + "."
 		return d, nil
 	}
-	d.At = at.UTC()
+	d.At = at.UTC().Truncate(time.Second) // as its links and CSV say it
 	d.AtText, d.Date, d.Time = d.At.Format(time.RFC3339), d.At.Format("2006-01-02"), d.At.Format("15:04")
 	for _, l := range []struct{ label, at string }{{"now", "now"}, {"an hour ago", "1h"}, {"yesterday", "1d"}, {"a week ago", "1w"}, {"30 days ago", "30d"}} {
 		d.Links = append(d.Links, asOfLink{l.label, "/asof?" + url.Values{"source": {d.Source}, "at": {l.at}}.Encode()})
@@ -87,7 +87,7 @@ func (s *Server) asOfData(r *http.Request) (asOfData, []events.User) {
 		d.Err = "There is no source " + d.Source + "."
 		return d, nil
 	}
-	users, err := replay.Directory(ctx, s.cfg.JS, d.Source, d.At)
+	users, err := s.directory(ctx, d.Source, d.At)
 	switch {
 	case errors.Is(err, replay.ErrUnknownSource):
 		d.Err = d.Source + " has not completed its first snapshot yet: there is no directory to show."
@@ -150,4 +150,34 @@ func cell(v string) string {
 		return "'" + v
 	}
 	return v
+}
+
+// dirCache is how long a rebuilt directory serves the pages of its
+// listing and its CSV: a rebuild reads the source's whole trail.
+const dirCache = time.Minute
+
+// dirEntry is the last directory rebuilt.
+type dirEntry struct {
+	source string
+	at     time.Time
+	made   time.Time
+	users  []events.User
+}
+
+// directory is replay.Directory, the last answer kept for dirCache so that
+// turning its pages does not rebuild it each time. A time in the past
+// gives the same answer whenever it is asked; one within the skew of now
+// may still gain events, which the short life of the entry allows for.
+func (s *Server) directory(ctx context.Context, source string, at time.Time) ([]events.User, error) {
+	s.dirMu.Lock()
+	defer s.dirMu.Unlock()
+	if c := s.dir; c != nil && c.source == source && c.at.Equal(at) && time.Since(c.made) < dirCache {
+		return c.users, nil
+	}
+	users, err := replay.Directory(ctx, s.cfg.JS, source, at)
+	if err != nil {
+		return nil, err
+	}
+	s.dir = &dirEntry{source: source, at: at, made: time.Now(), users: users}
+	return users, nil
 }

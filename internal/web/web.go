@@ -70,6 +70,9 @@ type Server struct {
 	deadList []deadletter.Entry // the last listing, nil when there is none
 	deadAt   time.Time
 
+	dirMu sync.Mutex
+	dir   *dirEntry
+
 	kvMu  sync.Mutex
 	kv    jetstream.KeyValue // rollcall_sources, once opened
 	kvErr error
