@@ -74,8 +74,8 @@ func (s *Server) asOfData(r *http.Request) (asOfData, []events.User) {
 		d.Err = "That time is not understood: " + err.Error() + "."
 		return d, nil
 	}
-	d.At = at.UTC().Truncate(time.Second) // as its links and CSV say it
-	d.AtText, d.Date, d.Time = d.At.Format(time.RFC3339), d.At.Format("2006-01-02"), d.At.Format("15:04")
+	d.At = at.UTC()
+	d.AtText, d.Date, d.Time = d.At.Format(time.RFC3339Nano), d.At.Format("2006-01-02"), d.At.Format("15:04")
 	for _, l := range []struct{ label, at string }{{"now", "now"}, {"an hour ago", "1h"}, {"yesterday", "1d"}, {"a week ago", "1w"}, {"30 days ago", "30d"}} {
 		d.Links = append(d.Links, asOfLink{l.label, "/asof?" + url.Values{"source": {d.Source}, "at": {l.at}}.Encode()})
 	}

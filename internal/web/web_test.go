@@ -162,11 +162,16 @@ func TestShown(t *testing.T) {
 // another site, redrives nothing.
 func TestRedriveNeedsCSRFToken(t *testing.T) {
 	called := 0
+	var refuse error
 	s, _ := console(t, Config{Access: Access{Loopback: true}, Redrive: func(context.Context, string, string) (deadletter.RedriveStats, error) {
 		called++
+		if refuse != nil {
+			return deadletter.RedriveStats{}, refuse
+		}
 		return deadletter.RedriveStats{Matched: 1, Sent: 1}, nil
 	}})
 	h := s.Handler()
+	var body string
 	post := func(form url.Values, hdr map[string]string) int {
 		r := httptest.NewRequest(http.MethodPost, "/deadletters/redrive", strings.NewReader(form.Encode()))
 		r.RemoteAddr = "127.0.0.1:40000"
@@ -176,6 +181,7 @@ func TestRedriveNeedsCSRFToken(t *testing.T) {
 		}
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, r)
+		body = w.Body.String()
 		return w.Code
 	}
 	good := url.Values{"sink": {"webhook"}, "csrf": {s.csrf.token("local")}}
@@ -191,8 +197,13 @@ func TestRedriveNeedsCSRFToken(t *testing.T) {
 	if called != 0 {
 		t.Fatalf("redrive ran %d times for refused POSTs", called)
 	}
-	if c := post(good, map[string]string{"Sec-Fetch-Site": "same-origin"}); c != http.StatusOK || called != 1 {
-		t.Errorf("good POST: status %d, redrives %d; want 200 and 1", c, called)
+	if c := post(good, map[string]string{"Sec-Fetch-Site": "same-origin"}); c != http.StatusOK || called != 1 || !strings.Contains(body, "1 of 1 sent") {
+		t.Errorf("good POST: status %d, redrives %d; want 200, 1 and the result shown", c, called)
+	}
+	// A refusal (the sink's endpoint moved) is shown as such.
+	refuse = fmt.Errorf("sink webhook: endpoint changed from hooks.example to other.example\nnothing was changed")
+	if c := post(good, nil); c != http.StatusConflict || !strings.Contains(body, "endpoint changed from hooks.example") {
+		t.Errorf("refused redrive: status %d; want 409 with the refusal in the page", c)
 	}
 }
 
