@@ -92,7 +92,7 @@ func parse(args []string, stdout io.Writer) (cfg bench.Config, md string, help b
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	users := fs.String("users", "10000,100000,1000000", "users per source, comma-separated sizes (10k, 1M allowed)")
 	scen := fs.String("scenarios", strings.Join(bench.Scenarios, ","), "scenarios to run, comma-separated")
-	srcs := fs.String("sources", "vpp,veeam", "directories the per-size scenarios poll: vpp, veeam or both")
+	srcs := fs.String("sources", strings.Join(bench.SourceKinds, ","), "directories the per-size scenarios poll: some of "+strings.Join(bench.SourceKinds, ", ")+" (vpp2 is vpp's directory on Apple's API v2)")
 	quick := fs.Bool("quick", false, "measure each figure once and burst 20k events (for CI)")
 	reps := fs.Int("reps", 3, "repetitions of each timed figure and floor (the medians are reported)")
 	churn := fs.Float64("churn", 0.01, "share of each directory changed before each full run (scenario 1)")
@@ -124,8 +124,8 @@ func parse(args []string, stdout io.Writer) (cfg bench.Config, md string, help b
 		}
 	}
 	for _, s := range cfg.Sources {
-		if s != "vpp" && s != "veeam" {
-			return cfg, md, false, &cli.UsageError{Err: fmt.Errorf("-sources: unknown source %q; want vpp, veeam or both", s), Usage: cli.Usage(fs, more)}
+		if !slices.Contains(bench.SourceKinds, s) {
+			return cfg, md, false, &cli.UsageError{Err: fmt.Errorf("-sources: unknown source %q; want some of %s", s, strings.Join(bench.SourceKinds, ",")), Usage: cli.Usage(fs, more)}
 		}
 	}
 	if *inproc {

@@ -40,6 +40,10 @@ const (
 	ScenarioNotice  = "notice"  // 7: time from a change at the source to its webhook delivery
 )
 
+// SourceKinds are the simulator's directories the per-size scenarios can
+// poll, each with the source kind of its name.
+var SourceKinds = []string{"vpp", "veeam", "vpp2"}
+
 // Scenarios lists every scenario in the order they run.
 var Scenarios = []string{ScenarioSteady, ScenarioRun, ScenarioMemory, ScenarioStartup, ScenarioNotice, ScenarioPublish, ScenarioDeliver}
 
@@ -48,7 +52,8 @@ type Config struct {
 	Sizes     []int    // users per source; default 10k, 100k, 1M
 	Scenarios []string // default all
 	// Sources names the simulator's directories the per-size scenarios
-	// poll: "vpp", "veeam" or both (the default).
+	// poll: some of "vpp", "veeam" and "vpp2" (the same directory as vpp,
+	// on Apple's API v2); default all three.
 	Sources []string
 	// Quick measures each figure once instead of taking the median of
 	// Reps, and bursts 20k events instead of 100k.
@@ -199,11 +204,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 	if len(cfg.Sources) == 0 {
-		cfg.Sources = []string{"vpp", "veeam"}
+		cfg.Sources = SourceKinds
 	}
 	for _, s := range cfg.Sources {
-		if s != "vpp" && s != "veeam" {
-			return Report{}, fmt.Errorf("unknown source %q; want vpp, veeam or both", s)
+		if !slices.Contains(SourceKinds, s) {
+			return Report{}, fmt.Errorf("unknown source %q; want some of %s", s, strings.Join(SourceKinds, ","))
 		}
 	}
 	if cfg.Reps <= 0 {

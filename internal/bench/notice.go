@@ -150,8 +150,12 @@ func (r *runner) noticeSource(ctx context.Context, e *sizeEnv, s *source, sample
 			return err
 		}
 		u := s.users[rng.IntN(len(s.users))]
+		uid, ok := vppUserID(s.name, u.id)
+		if !ok {
+			continue
+		}
 		t0 := time.Now()
-		if err := e.adm.do(ctx, http.MethodPost, "/admin/users/"+s.name, emailChange(s.name, u.id, i)); err != nil {
+		if err := e.adm.do(ctx, http.MethodPost, "/admin/users/"+adminAPI(s.name), emailChange(s.name, uid, i)); err != nil {
 			return err
 		}
 		actx, acancel := context.WithTimeout(ctx, 30*time.Second+4*noticeInterval)
@@ -195,10 +199,19 @@ func minutes(interval time.Duration, q float64, rest time.Duration) string {
 
 // emailChange is the simulator admin request that changes a user's e-mail.
 func emailChange(source, id string, i int) string {
-	if source == "vpp" {
+	if source == "vpp" || source == "vpp2" {
 		return fmt.Sprintf(`{"userId":%s,"email":"notice%d.%s@school.example"}`, id, i, id)
 	}
 	return fmt.Sprintf(`{"instanceUid":%q,"profile":{"email":"notice%d@msp.example"}}`, id, i)
+}
+
+// adminAPI is the simulator admin API that changes source's directory:
+// vpp2 serves vpp's.
+func adminAPI(source string) string {
+	if source == "vpp2" {
+		return "vpp"
+	}
+	return source
 }
 
 // quantile is the q-quantile of ds (nearest rank).

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/rollcall/rollcall/internal/sources"
 	"github.com/rollcall/rollcall/internal/sources/veeam"
 	"github.com/rollcall/rollcall/internal/sources/vpp"
+	"github.com/rollcall/rollcall/internal/sources/vpp2"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -78,7 +80,11 @@ func (r *runner) size(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range []*source{{name: "vpp", client: vc}, {name: "veeam", client: wc}} {
+	v2, err := vpp2.New(vpp2.Config{Name: "vpp2", BaseURL: sim.URL + "/mdm/v2", SToken: sim.VPPToken})
+	if err != nil {
+		return err
+	}
+	for _, s := range []*source{{name: "vpp", client: vc}, {name: "veeam", client: wc}, {name: "vpp2", client: v2}} {
 		if !slices.Contains(r.cfg.Sources, s.name) {
 			continue
 		}
@@ -459,11 +465,23 @@ func (e *sizeEnv) churn(ctx context.Context, s *source) (int, error) {
 	for i, idx := range picks {
 		u := s.users[idx]
 		switch s.name {
-		case "vpp":
+		case "vpp", "vpp2":
+			// vpp2 is vpp's directory: its users are changed by userId,
+			// which the simulator's clientUserId carries ("client-<userId>").
+			uid, ok := vppUserID(s.name, u.id)
+			if !ok {
+				continue
+			}
+			u.id = uid
 			switch i % 10 {
 			case 0:
 				s.nextID++
-				reqs = append(reqs, req{http.MethodPost, "/admin/users/vpp", fmt.Sprintf(`{"userId":%d,"email":"new%d@school.example","clientUserIdStr":"new-%d"}`, 50_000_000+s.nextID, s.nextID, s.nextID)})
+				// vpp and vpp2 share the directory: each adds users of its own.
+				base, prefix := 50_000_000, "new"
+				if s.name == "vpp2" {
+					base, prefix = 60_000_000, "new2"
+				}
+				reqs = append(reqs, req{http.MethodPost, "/admin/users/vpp", fmt.Sprintf(`{"userId":%d,"email":"%s%d@school.example","clientUserIdStr":"%s-%d"}`, base+s.nextID, prefix, s.nextID, prefix, s.nextID)})
 			case 1:
 				reqs = append(reqs, req{http.MethodDelete, "/admin/users/vpp/" + u.id, ""})
 			case 2, 3, 4:
@@ -534,6 +552,19 @@ func (e *sizeEnv) churn(ctx context.Context, s *source) (int, error) {
 		}
 	}
 	return len(reqs), nil
+}
+
+// vppUserID is the legacy userId of a user of source: its own id for vpp,
+// the number in the simulator's clientUserId "client-<userId>" for vpp2.
+func vppUserID(source, id string) (string, bool) {
+	if source != "vpp2" {
+		return id, true
+	}
+	n, ok := strings.CutPrefix(id, "client-")
+	if _, err := strconv.ParseInt(n, 10, 64); !ok || err != nil {
+		return "", false
+	}
+	return n, true
 }
 
 func (e *sizeEnv) primeVeeam(ctx context.Context) error {
