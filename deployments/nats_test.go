@@ -567,6 +567,14 @@ func testPermissions(t *testing.T, ackV2 bool) {
 	if err != nil || len(dls) != 1 || dls[0].Sink != "slack" {
 		t.Fatalf("deadletter list: %+v %v", dls, err)
 	}
+	// The sources' bookkeeping, for the audit console's overview.
+	srcKV, err := rep.js.KeyValue(ctx, bus.SourcesBucket)
+	if err != nil {
+		t.Fatalf("replay: the sources bucket: %v", err)
+	}
+	if _, err := srcKV.Get(ctx, "veeam.state"); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("replay: read a source's state: %v", err)
+	}
 	// A replay leaves its ordered consumer to the server's inactivity
 	// timer instead of asking for a delete the replay user may not make.
 	slog.none(t, "replay")
