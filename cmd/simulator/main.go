@@ -18,6 +18,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -285,7 +287,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	back, stopBack := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBack()
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	var wg, front sync.WaitGroup
 	start := func(wg *sync.WaitGroup, name string, f func() error) {
 		wg.Add(1)
@@ -320,6 +322,23 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			"NATS_USER": "notifier", "NATS_PASSWORD_FILE": notifierPassword,
 		}
 		start(&front, "notifier", func() error { return notifierapp.Run(ctx, envconfig.MapLookuper(notifierEnv), stdout, stderr) })
+		// The audit console reads as the read-only replay user and
+		// redrives dead letters as the notifier.
+		consoleEnv := maps.Clone(notifierEnv)
+		consoleEnv["WEB_ADDR"] = envOr("WEB_ADDR", "127.0.0.1:0")
+		consoleEnv["NATS_USER"] = "replay"
+		consoleEnv["NATS_PASSWORD_FILE"] = filepath.Join(dir, pollerapp.AuthDir, "replay.password")
+		consoleEnv["WEB_REDRIVE_NATS_USER"] = "notifier"
+		consoleEnv["WEB_REDRIVE_NATS_PASSWORD_FILE"] = notifierPassword
+		con, err := notifierapp.StartConsole(ctx, envconfig.MapLookuper(consoleEnv), stdout,
+			slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if err != nil {
+			errs <- fmt.Errorf("console: %w", err)
+			cancel()
+		} else {
+			fmt.Fprintf(stderr, "rollcall demo: audit console at %s\n", con.URL)
+			start(&front, "console", con.Wait)
+		}
 	}
 	<-ctx.Done()
 	front.Wait()
