@@ -38,6 +38,7 @@ const (
 	ScenarioStartup = "startup" // 5: poller start-up with the users in the KV
 	ScenarioMemory  = "memory"  // 6: poller memory per tracked user
 	ScenarioNotice  = "notice"  // 7: time from a change at the source to its webhook delivery
+	ScenarioSearch  = "search"  // 8: the audit console's search at 100k users per source
 )
 
 // SourceKinds are the simulator's directories the per-size scenarios can
@@ -45,7 +46,7 @@ const (
 var SourceKinds = []string{"vpp", "veeam", "vpp2"}
 
 // Scenarios lists every scenario in the order they run.
-var Scenarios = []string{ScenarioSteady, ScenarioRun, ScenarioMemory, ScenarioStartup, ScenarioNotice, ScenarioPublish, ScenarioDeliver}
+var Scenarios = []string{ScenarioSteady, ScenarioRun, ScenarioMemory, ScenarioStartup, ScenarioNotice, ScenarioPublish, ScenarioDeliver, ScenarioSearch}
 
 // Config says what to measure.
 type Config struct {
@@ -299,6 +300,9 @@ func (r *runner) all(ctx context.Context) error {
 		if err := r.burst(ctx); err != nil {
 			return fmt.Errorf("burst of %s events: %w", count(r.cfg.Events), err)
 		}
+	}
+	if r.want(ScenarioSearch) {
+		r.search()
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ func TestQuickRun(t *testing.T) {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
 	prefixes := map[string]string{
-		ScenarioRun: "1 ", ScenarioSteady: "2 ", ScenarioPublish: "3 ", ScenarioDeliver: "4 ", ScenarioStartup: "5 ", ScenarioMemory: "6 ", ScenarioNotice: "7 ",
+		ScenarioRun: "1 ", ScenarioSteady: "2 ", ScenarioPublish: "3 ", ScenarioDeliver: "4 ", ScenarioStartup: "5 ", ScenarioMemory: "6 ", ScenarioNotice: "7 ", ScenarioSearch: "8 ",
 	}
 	for _, s := range Scenarios {
 		found := false
