@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"sync"
 )
 
 // ErrRawNotJSON is returned by ScrubRaw for a record that is not valid JSON.
@@ -317,13 +318,15 @@ var secretFragments = [][]byte{[]byte("pass"), []byte("secret"), []byte("credent
 // searched for what every secret name contains; a member name is a
 // contiguous part of the text, so its folded form is one of the folded
 // text. A backslash (an escape, which ScrubRaw decodes in names) answers
-// true, as does a text too long to fold on the stack.
+// true. The folded text goes to a pooled buffer: an array on the stack was
+// zeroed at every call and grew the stack of every goroutine that made
+// one (the notifier's lanes), which cost more than the search.
 func maySecret(b []byte) bool {
-	var stack [8 << 10]byte
-	if len(b) > len(stack) || bytes.IndexByte(b, '\\') >= 0 {
+	if bytes.IndexByte(b, '\\') >= 0 {
 		return true
 	}
-	f := stack[:0]
+	bp := foldBufs.Get().(*[]byte)
+	f := (*bp)[:0]
 	for _, c := range b {
 		switch {
 		case c == '_' || c == '-' || c == '.' || c == ' ':
@@ -333,10 +336,22 @@ func maySecret(b []byte) bool {
 		}
 		f = append(f, c)
 	}
+	found := false
 	for _, s := range secretFragments {
 		if bytes.Contains(f, s) {
-			return true
+			found = true
+			break
 		}
 	}
-	return false
+	if cap(f) <= maxPooledFold {
+		*bp = f[:0]
+		foldBufs.Put(bp)
+	}
+	return found
 }
+
+// foldBufs holds maySecret's buffers; one that grew beyond maxPooledFold
+// for a large text is left to the collector.
+var foldBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+const maxPooledFold = 64 << 10
