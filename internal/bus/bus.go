@@ -224,14 +224,25 @@ func Retry[T any](ctx context.Context, what string, do func(context.Context) (T,
 		if err == nil {
 			return v, nil
 		}
-		unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
-		if !unanswered || ctx.Err() != nil {
+		if !transient(err) || ctx.Err() != nil {
 			return v, fmt.Errorf("%s: %w", what, err)
 		}
 		if httpx.Sleep(ctx, min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)) != nil {
 			return v, fmt.Errorf("%s: %w (after %d attempts)", what, err, attempt)
 		}
 	}
+}
+
+// transient reports whether a JetStream request may succeed if sent
+// again: it was not answered (a leader being elected, a server restarting),
+// or the answer was JetStream's 503, "JetStream system temporarily
+// unavailable", which a cluster gives while it has no quorum.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code == 503
 }
 
 // Msg encodes an event as a NATS message on its subject, in binary content
