@@ -621,13 +621,21 @@ func pointerField(p jsontext.Pointer) string {
 		default:
 			b.WriteString("[" + quoteName([]byte(tok)) + "]")
 		}
-		if b.Len() > 512 {
-			b.WriteString("…")
+		if b.Len() > fieldLimit {
 			break
 		}
 	}
+	// Every part is ASCII (names are quoted with QuoteToASCII), so any cut
+	// is a character boundary.
+	if f := b.String(); len(f) > fieldLimit {
+		return f[:fieldLimit] + "…"
+	}
 	return b.String()
 }
+
+// fieldLimit bounds the path an error names, so that an error stays a few
+// hundred bytes whatever names a body nests.
+const fieldLimit = 200
 
 func plainName(s string) bool {
 	if s == "" || len(s) > 64 {

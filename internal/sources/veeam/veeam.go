@@ -463,7 +463,7 @@ func (c *Client) sweep(ctx context.Context, sweep int, out sources.Pages) (int, 
 		}
 		p, err := decodePage(c.cfg.Name, pageNo, body)
 		if err != nil {
-			return 0, pageNo, err
+			return 0, pageNo, c.scrubDecode(err)
 		}
 		if p.offset != offset {
 			// Some servers ignore offset for some queries; trusting the page
@@ -572,7 +572,7 @@ func (c *Client) LookupUser(ctx context.Context, id string) (present bool, err e
 		return false, err
 	}
 	if err := decodeLookup(c.cfg.Name, id, body); err != nil {
-		return false, fmt.Errorf("source %s: %s: %w", c.cfg.Name, what, err)
+		return false, fmt.Errorf("source %s: %s: %w", c.cfg.Name, what, c.scrubDecode(err))
 	}
 	return true, nil
 }
@@ -735,6 +735,24 @@ func (c *Client) redact(ae *APIError) *APIError {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.scrubLocked(ae)
+}
+
+// scrubDecode removes every credential the client holds from a decode
+// error, whose field path and message quote the server's member names and
+// values: a server that echoes the token back as a name must not put it in
+// the error. A *sources.DecodeError stays one, for callers that branch on
+// it.
+func (c *Client) scrubDecode(err error) error {
+	c.mu.Lock()
+	r := redact.New(c.secretsLocked()...)
+	c.mu.Unlock()
+	var de *sources.DecodeError
+	if errors.As(err, &de) {
+		de.Field = r.String(de.Field)
+		de.Err = r.Err(de.Err)
+		return err
+	}
+	return r.Err(err)
 }
 
 // scrubLocked removes every credential the client holds from the text of
