@@ -38,4 +38,3 @@ func TestReview17HostileKeysGiveEvents(t *testing.T) {
 		t.Errorf("%d events for %d changed users: %q", len(got), len(keys), got)
 	}
 }
-
