@@ -334,6 +334,37 @@ func (e *natsEnv) close() {
 	os.RemoveAll(e.dir)
 }
 
+// serverCPU is the NATS child's user plus system CPU time so far
+// (/proc/<pid>/stat), or 0 when the server runs in this process (its CPU
+// is then in cpuTime) or the figure is unavailable.
+func (e *natsEnv) serverCPU() time.Duration {
+	if e.childPID == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", e.childPID))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields are
+	// counted after its closing parenthesis (utime and stime are the 14th
+	// and 15th fields, the 12th and 13th after it).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	const ticks = 100 // USER_HZ, 100 on Linux
+	return time.Duration(ut+st) * time.Second / ticks
+}
+
 // serverPeakRSS is the NATS child's peak resident set so far (VmHWM), or
 // 0 when the server runs in this process or the figure is unavailable.
 func (e *natsEnv) serverPeakRSS() uint64 {

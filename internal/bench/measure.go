@@ -88,6 +88,9 @@ type sample struct {
 	// peakAbs and liveAbs are the same highs, whole: everything the
 	// process held, what it held before the work included.
 	peakAbs, liveAbs uint64
+	// server is the NATS server's CPU time during the work when it runs
+	// in a child process (natsEnv.serverCPU); 0 otherwise.
+	server time.Duration
 }
 
 var liveSample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
@@ -164,6 +167,7 @@ func median(ss []sample) sample {
 		live:    uint64(pick(func(s sample) float64 { return float64(s.live) })[mid]),
 		peakAbs: uint64(pick(func(s sample) float64 { return float64(s.peakAbs) })[mid]),
 		liveAbs: uint64(pick(func(s sample) float64 { return float64(s.liveAbs) })[mid]),
+		server:  time.Duration(pick(func(s sample) float64 { return float64(s.server) })[mid]),
 	}
 }
 

@@ -190,13 +190,14 @@ type simUsers struct {
 func (l *simUsers) Page(users []events.User) error {
 	for _, u := range users {
 		l.seen++
-		su := simUser{id: strings.Clone(u.ID), status: u.Status, role: u.Role}
+		// Only a user that enters the sample is copied: the floor must not
+		// pay per user for what the run does not do.
 		switch {
 		case len(l.users) < l.size:
-			l.users = append(l.users, su)
+			l.users = append(l.users, simUser{id: strings.Clone(u.ID), status: u.Status, role: u.Role})
 		default:
 			if j := l.rng.IntN(l.seen); j < l.size {
-				l.users[j] = su
+				l.users[j] = simUser{id: strings.Clone(u.ID), status: u.Status, role: u.Role}
 			}
 		}
 	}
@@ -218,14 +219,17 @@ func (l *simUsers) Replace(u events.User) error {
 
 func (l *simUsers) Restart() { l.users, l.seen = l.users[:0], 0 }
 
-// run is one measured poller run.
+// run is one measured poller run. Its sample's server field is the CPU
+// time the NATS server spent meanwhile, when it runs in a child process.
 func (e *sizeEnv) run(ctx context.Context, s *source) (sample, poller.Result, error) {
 	var res poller.Result
+	c0 := e.nats.serverCPU()
 	m, err := measure(func() error {
 		var err error
 		res, err = e.p.RunOnce(ctx, s.name)
 		return err
 	})
+	m.server = e.nats.serverCPU() - c0
 	return m, res, err
 }
 
@@ -392,6 +396,9 @@ func (r *runner) churnRuns(ctx context.Context, e *sizeEnv) error {
 		f, m := median(floors), median(runs)
 		size := count(e.n)
 		note := fmt.Sprintf("median of %d; the last run published %d events and wrote %d users; its phases: %s", len(runs), events, writes, phases(last))
+		if m.server > 0 {
+			note += fmt.Sprintf("; the NATS server (a process of its own, not in the CPU figures) spent %s of CPU during the run; its peak resident set so far %s", secs(m.server), mib(e.nats.serverPeakRSS()))
+		}
 		q, qs := ratio(m.wall.Seconds(), f.wall.Seconds())
 		note += andSpread(floors, runs, false)
 		r.add(Row{Scenario: "1 full run " + s.name + ": wall", Size: size, Figure: secs(m.wall), Floor: secs(f.wall), Ratio: qs, Target: "≤1.30×", Result: verdict(q <= 1.3), Note: note})

@@ -15,7 +15,9 @@ func TestSetMemoryLimitKeepsGOMEMLIMIT(t *testing.T) {
 	old := debug.SetMemoryLimit(300 << 20)
 	defer debug.SetMemoryLimit(old)
 	var buf bytes.Buffer
-	SetMemoryLimit(slog.New(slog.NewTextHandler(&buf, nil)))
+	if err := SetMemoryLimit(slog.New(slog.NewTextHandler(&buf, nil))); err != nil {
+		t.Fatal(err)
+	}
 	if got := debug.SetMemoryLimit(-1); got != 300<<20 {
 		t.Errorf("memory limit %d, want 300 MiB kept", got)
 	}
@@ -30,7 +32,9 @@ func TestSetMemoryLimitOff(t *testing.T) {
 	t.Setenv("AUTOMEMLIMIT", "off")
 	old := debug.SetMemoryLimit(-1)
 	var buf bytes.Buffer
-	SetMemoryLimit(slog.New(slog.NewTextHandler(&buf, nil)))
+	if err := SetMemoryLimit(slog.New(slog.NewTextHandler(&buf, nil))); err != nil {
+		t.Fatal(err)
+	}
 	if got := debug.SetMemoryLimit(-1); got != old {
 		t.Errorf("memory limit moved from %d to %d", old, got)
 	}

@@ -50,7 +50,9 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	if len(specs) == 0 {
 		return ErrNoSource
 	}
-	ops.SetMemoryLimit(log)
+	if err := ops.SetMemoryLimit(log); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	// What another process holds is refused before anything starts, so
 	// that the cause is the first and only thing the operator reads.
 	ln, err := ops.Listen(cfg.HTTPAddr)
