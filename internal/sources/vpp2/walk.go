@@ -99,6 +99,12 @@ func (c *Client) walkOnce(ctx context.Context, since string, out sources.Pages) 
 		}
 		c.log.DebugContext(ctx, "vpp2 page fetched", "page", pageNo, "users", len(p.Users), "total_pages", p.TotalPages)
 		if !p.HasNext {
+			if last := max(total, p.TotalPages); last > 0 && idx+1 < last {
+				// The listing stops short of the pages it announced: the
+				// entries of the pages never fetched would be missing, and
+				// a key judged on a retired entry alone (SPEC §1.3).
+				return sources.Snapshot{}, fmt.Errorf("source %s: page %d: no nextPageIndex, but totalPages is %d: %w", c.name, pageNo, last, ErrPaging)
+			}
 			break
 		}
 		if err := c.another(p, idx, pageNo); err != nil {
