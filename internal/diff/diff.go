@@ -314,8 +314,14 @@ func recreated(prev, u events.User) bool {
 	if u.SourceKind != events.KindVPP2 || !strings.EqualFold(prev.Status, events.StatusRetired) {
 		return false
 	}
-	st := strings.ToLower(u.Status)
-	return st == events.StatusRegistered || st == events.StatusAssociated
+	// Any active status counts, one rollcall does not know included (the
+	// source counts it active, docs/VPP2.md): only retired, removed and
+	// deleted are not.
+	switch strings.ToLower(u.Status) {
+	case events.StatusRetired, events.StatusRemoved, "deleted", "":
+		return false
+	}
+	return true
 }
 
 func arrivalChanges(previous *events.User, u events.User) []events.Change {
