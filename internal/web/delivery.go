@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -50,7 +51,8 @@ func readSinks(ctx context.Context, js jetstream.JetStream, sinks []Sink) []sink
 			if ci.Config.OptStartTime != nil {
 				v.StartAt = *ci.Config.OptStartTime
 			}
-		case strings.Contains(err.Error(), "not found"):
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			// Not created yet: the sink has not started; nothing to read.
 		default:
 			v.Err = "could not be read"
 		}

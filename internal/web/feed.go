@@ -97,7 +97,9 @@ func watchUsers(ctx context.Context, js jetstream.JetStream, x *Index) error {
 func seedBaselines(ctx context.Context, js jetstream.JetStream, x *Index, log *slog.Logger) error {
 	names, err := replay.KnownSources(ctx, js)
 	if err != nil {
-		log.Warn("console: list sources", "err", err)
+		if ctx.Err() == nil { // a stop is not a failure to say
+			log.Warn("console: list sources", "err", err)
+		}
 		return err
 	}
 	for _, name := range names {
@@ -106,6 +108,9 @@ func seedBaselines(ctx context.Context, js jetstream.JetStream, x *Index, log *s
 			continue // events only, no baseline: the stream gives its users
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			log.Warn("console: read the directory of a source", "source", name, "err", err)
 			continue
 		}
