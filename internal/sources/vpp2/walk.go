@@ -190,9 +190,13 @@ func (c *Client) settle(ctx context.Context, m *merger, out sources.Pages) error
 		case err != nil:
 			return fmt.Errorf("source %s: settle a user shown only retired: %w", c.name, err)
 		case !ok:
-			// Gone between the walk and the lookup: the entry the walk
-			// saw is the last word; a full sync will confirm its absence.
-			e = m.held[k]
+			// No entry at all, though the walk just listed one: the
+			// answers contradict each other, and neither is evidence of
+			// a retirement (the user may still have an active entry).
+			// The stored state stands; a full listing settles the key,
+			// and the absence rule confirms a real disappearance.
+			c.log.WarnContext(ctx, "vpp2 lookup lists no entry for a user the walk showed only retired; keeping its stored state")
+			continue
 		}
 		users = append(users, c.normalise(e))
 	}
