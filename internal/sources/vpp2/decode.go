@@ -23,6 +23,9 @@ type page struct {
 	Size             int64
 	VersionID        string
 	Users            []entry
+	// Skipped counts the entries left out of Users for want of a
+	// clientUserId: nothing keys them.
+	Skipped int
 }
 
 // entry is one ResponseUser, with the bytes it arrived as. v2 has no
@@ -95,6 +98,10 @@ func decodePage(body []byte) (*page, error) {
 				err.Field = fmt.Sprintf("users[%d]", i) + err.Field
 				return nil, err
 			}
+			if e.ClientUserID == "" {
+				p.Skipped++
+				continue
+			}
 			p.Users = append(p.Users, e)
 		}
 	}
@@ -143,8 +150,9 @@ func decodeEntry(raw json.RawMessage) (entry, *fieldError) {
 	}
 	switch {
 	case e.ClientUserID == "":
-		// The key: an entry without one cannot be told from any other.
-		return entry{}, &fieldError{Field: ".clientUserId", Err: errors.New("missing")}
+		// The key: an entry without one (or with an empty one) cannot be
+		// told from any other. decodePage leaves it out and counts it.
+		return entry{}, nil
 	case e.Status == "":
 		// Status is the one field every change is judged by.
 		return entry{}, &fieldError{Field: ".status", Err: errors.New("missing")}

@@ -14,7 +14,6 @@ func TestDecodePageFields(t *testing.T) {
 		{`{"versionId":"v","users":[{"clientUserId":"a","status":"Retired","status":"Registered"}]}`, "users[0]", `member "status" appears twice`},
 		{`{"versionId":"v","versionId":"w","users":[]}`, "", `member "versionId" appears twice`},
 		{`{"versionId":"v"}`, "users", "missing"},
-		{`{"versionId":"v","users":[{"status":"Registered"}]}`, "users[0].clientUserId", "missing"},
 		{`{"versionId":"v","users":[{"clientUserId":"a"}]}`, "users[0].status", "missing"},
 		{`{"versionId":"v","users":[{"clientUserId":7,"status":"Registered"}]}`, "users[0].clientUserId", "want a string"},
 		{`{"versionId":"v","nextPageIndex":"x","users":[]}`, "nextPageIndex", "not an integer"},
@@ -28,6 +27,12 @@ func TestDecodePageFields(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != tc.field || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: error %v, want field %q and %q", tc.body, err, tc.field, tc.msg)
 		}
+	}
+	// An entry without a clientUserId is left out and counted, never an
+	// error that holds back every other user (SPEC §1.3).
+	p, err := decodePage([]byte(`{"versionId":"v","users":[{"status":"Registered"},{"clientUserId":"","status":"Retired"},{"clientUserId":"a","status":"Registered"}]}`))
+	if err != nil || p.Skipped != 2 || len(p.Users) != 1 || p.Users[0].ClientUserID != "a" {
+		t.Errorf("entries without a clientUserId: %+v, %v; want them skipped and counted", p, err)
 	}
 	for _, body := range []string{`{"errorNumber":9621,"errorMessage":"expired"}`, `{"errorMessage":"no number","users":[]}`} {
 		p, err := decodePage([]byte(body))

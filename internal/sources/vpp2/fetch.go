@@ -23,6 +23,12 @@ func (c *Client) getPage(ctx context.Context, q url.Values, where string, pageNo
 		endpoint := c.usersURL(ctx)
 		p, err := c.do(ctx, endpoint, q, where, pageNo)
 		if err == nil {
+			if p.Skipped > 0 {
+				// No single record blocks a source (SPEC §1.3): an entry
+				// without a key cannot be carried, and is left out.
+				c.log.WarnContext(ctx, "vpp2 entries without a clientUserId skipped: they cannot be keyed",
+					"request", where, "page", pageNo, "skipped", p.Skipped)
+			}
 			return p, nil
 		}
 		if ctx.Err() != nil {
