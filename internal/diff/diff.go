@@ -347,6 +347,14 @@ func changes(prev Prev, u events.User) []events.Spec {
 			other = append(other, c)
 		}
 	}
+	if len(status) > 0 && u.SourceKind == events.KindVPP2 && statusType(u) == events.TypeRetired {
+		// An Apple v2 key retired: the retired entry that stands for it
+		// is the source's stable choice among all its retired entries
+		// (v2 gives no time of retirement), which may be an older one
+		// than the entry just retired. Its other fields are no change
+		// of the user: the retirement is the one event (docs/VPP2.md).
+		other = nil
+	}
 	var specs []events.Spec
 	if len(status) > 0 {
 		switch t := statusType(u); t {
