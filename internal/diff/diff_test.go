@@ -15,6 +15,10 @@ func vpp(id, status, email string) events.User {
 	return events.User{Source: "vpp", SourceKind: events.KindVPP, ID: id, Status: status, Email: email}
 }
 
+func vpp2(id, status, email string) events.User {
+	return events.User{Source: "vpp2", SourceKind: events.KindVPP2, ID: id, Status: status, Email: email}
+}
+
 func veeam(id, status, role, name string) events.User {
 	return events.User{Source: "veeam", SourceKind: events.KindVeeam, ID: id, Status: status, Role: role, UserName: name}
 }
@@ -49,6 +53,23 @@ func TestCompute(t *testing.T) {
 			snapshot: []events.User{vpp("3", "Registered", "u3@x")},
 			want:     []emitted{{events.TypeRegistered, "3", events.ReasonNew}},
 			writes:   []string{"3=Registered"},
+		},
+		{
+			name:     "v2 key re-created with a status rollcall does not know",
+			kind:     events.KindVPP2,
+			previous: prev(5, vpp2("3", "retired", "u3@x")),
+			snapshot: []events.User{vpp2("3", "invited", "u3@x")},
+			// The arrival, then its move from registered to the status it has.
+			want:   []emitted{{events.TypeRegistered, "3", events.ReasonNew}, {events.TypeUpdated, "3", events.ReasonStatus}},
+			writes: []string{"3=invited"},
+		},
+		{
+			name:     "v2 retirement recorded on an older retired entry is the retirement alone",
+			kind:     events.KindVPP2,
+			previous: prev(5, vpp2("3", "associated", "u3@x")),
+			snapshot: []events.User{vpp2("3", "retired", "old@x")},
+			want:     []emitted{{events.TypeRetired, "3", events.ReasonStatus}},
+			writes:   []string{"3=retired"},
 		},
 		{
 			name:     "registered becomes associated",
