@@ -19,8 +19,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Access says who may use the console. On a loopback address nobody logs
-// in (whoever can reach it is on the machine); on any other address every
+// Access says who may use the console. A configured login (Htpasswd, or
+// ProxyHeader with TrustedProxies) is required of every request, whatever
+// the address: a console on loopback is often reached through a reverse
+// proxy on the same machine, which forwards everyone's requests from
+// 127.0.0.1. Only when no login is configured does Loopback let every
+// request in (whoever can reach it is on the machine). With a login, a
 // request needs a user from Htpasswd (HTTP Basic, checked against bcrypt
 // hashes) or, from an address in TrustedProxies, the user name the proxy
 // put in ProxyHeader.
@@ -37,10 +41,16 @@ var ErrNoLogin = errors.New("the console listens beyond this machine but no logi
 
 // Check refuses an Access that would serve everyone on the network.
 func (a Access) Check() error {
-	if a.Loopback || len(a.Htpasswd) > 0 || a.ProxyHeader != "" && len(a.TrustedProxies) > 0 {
+	if a.Loopback || a.LoginConfigured() {
 		return nil
 	}
 	return ErrNoLogin
+}
+
+// LoginConfigured reports whether a login is configured: then every
+// request needs one, on loopback too.
+func (a Access) LoginConfigured() bool {
+	return len(a.Htpasswd) > 0 || a.ProxyHeader != "" && len(a.TrustedProxies) > 0
 }
 
 // IsLoopback reports whether addr (host:port) listens on loopback only.
@@ -118,37 +128,94 @@ type authenticator struct {
 	a  Access
 	mu sync.Mutex
 	ok map[[32]byte]time.Time
+	// dummy is a bcrypt hash of a random password at the cost the
+	// htpasswd file uses: a user who is not in the file is compared
+	// against it, so that a failed login takes as long whether the user
+	// exists or not, and the time does not tell which names do.
+	dummy []byte
 }
+
+func newAuthenticator(a Access) (*authenticator, error) {
+	au := &authenticator{a: a, ok: map[[32]byte]time.Time{}}
+	if len(a.Htpasswd) > 0 {
+		pw := make([]byte, 16)
+		_, _ = rand.Read(pw)
+		h, err := bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(pw)), usualCost(a.Htpasswd))
+		if err != nil {
+			return nil, fmt.Errorf("console login: make the comparison hash for unknown users: %w", err)
+		}
+		au.dummy = h
+	}
+	return au, nil
+}
+
+// usualCost is the bcrypt cost most of the hashes have (the higher one
+// on a tie), which an unknown user's comparison then costs too.
+func usualCost(users map[string][]byte) int {
+	n := map[int]int{}
+	best := bcrypt.DefaultCost
+	for _, h := range users {
+		c, err := bcrypt.Cost(h)
+		if err != nil {
+			continue
+		}
+		n[c]++
+		if n[c] > n[best] || n[c] == n[best] && c > best {
+			best = c
+		}
+	}
+	return best
+}
+
+// errHeaderTwice refuses a request whose trusted user header names more
+// than one user.
+var errHeaderTwice = errors.New("the user header names more than one user")
 
 const passCache = 5 * time.Minute
 
-// user returns who makes r, "" when nobody known.
-func (au *authenticator) user(r *http.Request) string {
-	if au.a.Loopback {
-		return "local"
+// user returns who makes r, "" when nobody known. An error refuses the
+// request whatever else it carries.
+func (au *authenticator) user(r *http.Request) (string, error) {
+	if !au.a.LoginConfigured() {
+		if au.a.Loopback {
+			return "local", nil
+		}
+		return "", nil
 	}
 	if au.a.ProxyHeader != "" && au.fromProxy(r) {
-		if u := strings.TrimSpace(r.Header.Get(au.a.ProxyHeader)); u != "" {
-			return u
+		// A proxy that adds its header to one the client sent, instead
+		// of replacing it, forwards both, the client's first (Go keeps
+		// each line as a value; some proxies join them with a comma).
+		// Neither value can be trusted to be the proxy's.
+		vals := r.Header.Values(au.a.ProxyHeader)
+		if len(vals) > 1 || len(vals) == 1 && strings.Contains(vals[0], ",") {
+			return "", errHeaderTwice
+		}
+		if len(vals) == 1 {
+			if u := strings.TrimSpace(vals[0]); u != "" {
+				return u, nil
+			}
 		}
 	}
 	name, pw, ok := r.BasicAuth()
-	if !ok {
-		return ""
+	if !ok || len(au.a.Htpasswd) == 0 {
+		return "", nil
 	}
 	hash, known := au.a.Htpasswd[name]
 	if !known {
-		return ""
+		// As long as a wrong password of a known user takes.
+		_ = bcrypt.CompareHashAndPassword(au.dummy, []byte(pw))
+		return "", nil
 	}
 	key := sha256.Sum256([]byte(name + "\x00" + pw))
 	au.mu.Lock()
 	until, cached := au.ok[key]
 	au.mu.Unlock()
 	if cached && time.Now().Before(until) {
-		return name
+		return name, nil
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(pw)) != nil {
-		return ""
+		return "", nil
 	}
 	au.mu.Lock()
 	if len(au.ok) > 1000 {
@@ -156,7 +223,7 @@ func (au *authenticator) user(r *http.Request) string {
 	}
 	au.ok[key] = time.Now().Add(passCache)
 	au.mu.Unlock()
-	return name
+	return name, nil
 }
 
 func (au *authenticator) fromProxy(r *http.Request) bool {

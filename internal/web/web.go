@@ -97,8 +97,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, idx: NewIndex(), tmpl: t, auth: &authenticator{a: cfg.Access, ok: map[[32]byte]time.Time{}},
-		csrf: newCSRF()}, nil
+	auth, err := newAuthenticator(cfg.Access)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, idx: NewIndex(), tmpl: t, auth: auth, csrf: newCSRF()}, nil
 }
 
 // Index is the console's search index (the bench measures it).
@@ -156,7 +159,15 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
-		user := s.auth.user(r)
+		user, err := s.auth.user(r)
+		if errors.Is(err, errHeaderTwice) {
+			// The values are the client's to choose: the log names the
+			// header and how many there were, not what they say.
+			s.cfg.Log.Warn("console: refused a request whose trusted proxy user header names more than one user; make the proxy replace the header instead of adding to it",
+				"header", s.auth.a.ProxyHeader, "values", len(r.Header.Values(s.auth.a.ProxyHeader)), "remote", r.RemoteAddr, "path", r.URL.Path)
+			http.Error(w, "refused: the "+s.auth.a.ProxyHeader+" header from the proxy names more than one user (it was sent more than once, or holds a comma), so who you are is not known; the proxy must replace that header, not add to it", http.StatusForbidden)
+			return
+		}
 		if user == "" {
 			h.Set("WWW-Authenticate", `Basic realm="rollcall console", charset="UTF-8"`)
 			http.Error(w, "log in to see the rollcall console", http.StatusUnauthorized)

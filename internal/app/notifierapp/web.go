@@ -32,8 +32,10 @@ import (
 // WebConfig is the audit console's own environment (docs/CONSOLE.md); the
 // NATS connection and the sinks are the notifier's (Config).
 type WebConfig struct {
-	// Addr is where the console listens; a loopback address needs no
-	// login, any other needs HtpasswdFile or a trusted proxy.
+	// Addr is where the console listens. A login configured
+	// (HtpasswdFile, or a trusted proxy) is asked of every request, on
+	// loopback too; without one only a loopback address is allowed, and
+	// nobody logs in.
 	Addr         string `env:"WEB_ADDR, default=127.0.0.1:9092"`
 	HtpasswdFile string `env:"WEB_HTPASSWD_FILE"`
 	// ProxyHeader names the header a reverse proxy at one of
@@ -54,8 +56,11 @@ type WebConfig struct {
 // Console is a running audit console.
 type Console struct {
 	// URL is the console's address, e.g. http://127.0.0.1:9092/.
-	URL  string
-	done chan error
+	URL string
+	// Login says whether every request must log in (a login is
+	// configured), or none does (loopback without one).
+	Login bool
+	done  chan error
 }
 
 // Wait returns once the console has stopped (its context ended), with
@@ -98,7 +103,7 @@ func StartConsole(ctx context.Context, env envconfig.Lookuper, stdout io.Writer,
 		ln.Close()
 		return nil, err
 	}
-	c := &Console{URL: "http://" + displayAddr(ln.Addr()) + "/", done: make(chan error, 1)}
+	c := &Console{URL: "http://" + displayAddr(ln.Addr()) + "/", Login: access.LoginConfigured(), done: make(chan error, 1)}
 	go func() {
 		defer conns.close()
 		c.done <- srv.Run(ctx, ln)
@@ -258,7 +263,11 @@ func Web(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	if err != nil {
 		return err
 	}
-	log.Info("console serving", "url", c.URL)
+	login := "none (loopback, no login configured)"
+	if c.Login {
+		login = "required"
+	}
+	log.Info("console serving", "url", c.URL, "login", login)
 	return c.Wait()
 }
 
