@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -109,13 +110,26 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), redriveTimeout)
 	defer cancel()
+	unlock, waited, err := s.lockSink(ctx, sink)
+	if err != nil {
+		s.fail(w, r, http.StatusServiceUnavailable, "Another redrive of "+sink+" is still under way; look at the dead letters again in a moment.")
+		return
+	}
 	stats, err := s.cfg.Redrive(ctx, sink, id)
+	unlock()
 	s.forgetDead()
 	res := &redriveResult{What: "every dead letter of " + sink, Summary: stats.String(), Failures: stats.Failed, OK: err == nil}
 	if id != "" {
 		res.What = "event " + id + " to " + sink
 	}
-	if err != nil && !errors.Is(err, deadletter.ErrFailed) {
+	switch {
+	case id != "" && errors.Is(err, deadletter.ErrNoMatch):
+		// Most often the same form sent twice: the first redrive took
+		// the dead letter off the list before this one looked.
+		res.Summary, res.OK = "already redriven: it is no longer a dead letter of "+sink+" (an earlier click, another console or the command line sent it again, or it was removed). Nothing was sent.", true
+	case id == "" && err == nil && stats.Matched == 0 && waited:
+		res.Summary = "already redriven: the redrive just before this one took every dead letter of " + sink + ". Nothing was sent."
+	case err != nil && !errors.Is(err, deadletter.ErrFailed):
 		res.Err = redact.Excerpt(err.Error(), 600)
 	}
 	s.cfg.Log.Info("console: redrive", "user", userOf(r), "sink", sink, "id", id, "result", res.Summary, "err", err)
@@ -124,4 +138,48 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusConflict
 	}
 	s.render(w, "deadletters.html", status, s.page(r, "dead", "Dead letters", s.deadData(r.Context(), res)))
+}
+
+// sinkLock is one sink's redrive lock: a slot taken while a redrive runs,
+// and how many requests hold or wait for it (the entry goes when none).
+type sinkLock struct {
+	slot chan struct{}
+	refs int
+}
+
+// lockSink waits until no other redrive of sink runs in this console, or
+// ctx ends, and takes the sink; waited says whether another had it.
+// Redrive reads the dead letters, sends, and only then removes what was
+// sent: two at once would both read and both send the same dead letter.
+func (s *Server) lockSink(ctx context.Context, sink string) (unlock func(), waited bool, err error) {
+	s.redriveMu.Lock()
+	l := s.redriving[sink]
+	if l == nil {
+		l = &sinkLock{slot: make(chan struct{}, 1)}
+		s.redriving[sink] = l
+	}
+	l.refs++
+	s.redriveMu.Unlock()
+	release := func() {
+		s.redriveMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.redriving, sink)
+		}
+		s.redriveMu.Unlock()
+	}
+	select {
+	case l.slot <- struct{}{}:
+	default:
+		waited = true
+		select {
+		case l.slot <- struct{}{}:
+		case <-ctx.Done():
+			release()
+			return nil, true, fmt.Errorf("wait for the redrive of %s under way: %w", sink, ctx.Err())
+		}
+	}
+	return func() {
+		<-l.slot
+		release()
+	}, waited, nil
 }

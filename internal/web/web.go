@@ -66,6 +66,12 @@ type Server struct {
 	auth *authenticator
 	csrf csrf
 
+	// redriving holds, per sink, the redrive under way: one at a time,
+	// so that a second click (or a resubmitted form) waits and then finds
+	// the dead letter already sent instead of sending it again.
+	redriveMu sync.Mutex
+	redriving map[string]*sinkLock
+
 	deadMu   sync.Mutex
 	deadList []deadletter.Entry // the last listing, nil when there is none
 	deadAt   time.Time
@@ -101,7 +107,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, idx: NewIndex(), tmpl: t, auth: auth, csrf: newCSRF()}, nil
+	return &Server{cfg: cfg, idx: NewIndex(), tmpl: t, auth: auth, csrf: newCSRF(), redriving: map[string]*sinkLock{}}, nil
 }
 
 // Index is the console's search index (the bench measures it).
