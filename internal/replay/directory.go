@@ -26,6 +26,25 @@ var (
 	ErrBeforeBaseline = errors.New("no state before the baseline")
 )
 
+// DirectoryStats counts what a directory rebuild read.
+type DirectoryStats struct {
+	// Applied is how many events changed the directory: those of the
+	// source stored after the baseline, with a time at or before asOf.
+	Applied int
+	// Undecodable counts messages on the source's subjects that are not
+	// rollcall events, or whose data holds no user; they are skipped, as
+	// Replay skips them, and make the rebuild return ErrUndecodable.
+	Undecodable int
+	// UndecodableSeqs are their stream sequences, the first
+	// maxUndecodableSeqs of them.
+	UndecodableSeqs []uint64
+}
+
+// maxUndecodableSeqs bounds DirectoryStats.UndecodableSeqs: a stream
+// full of foreign messages must not fill memory (or an error message)
+// with their numbers.
+const maxUndecodableSeqs = 10
+
 // Directory rebuilds the directory of source as it was at asOf: every
 // user's state then, sorted by id (numerically where ids are numbers).
 // asOf zero means now.
@@ -42,23 +61,38 @@ var (
 // Events stored before the baseline are not applied: they belong to an
 // earlier seeding (a source re-seeded from scratch), which the newer
 // baseline supersedes.
+//
+// A message that is not a rollcall event (a hand-published test message,
+// a bug of an earlier release) is skipped and counted, as Replay does: the
+// rebuild goes on, and returns the directory of every event it could read
+// with an error wrapping ErrUndecodable that says how many it skipped and
+// where. One bad message must not take a source's whole history away.
 func Directory(ctx context.Context, js jetstream.JetStream, source string, asOf time.Time) ([]events.User, error) {
+	users, _, err := DirectoryWithStats(ctx, js, source, asOf)
+	return users, err
+}
+
+// DirectoryWithStats is Directory, with what it read. With an error
+// wrapping ErrUndecodable the users are the rebuilt directory (without
+// what the skipped messages held); with any other error they are nil.
+func DirectoryWithStats(ctx context.Context, js jetstream.JetStream, source string, asOf time.Time) ([]events.User, DirectoryStats, error) {
+	var stats DirectoryStats
 	if !events.ValidSourceName(source) {
-		return nil, fmt.Errorf("directory: %w: source %q is not a valid source name", ErrInvalidOptions, source)
+		return nil, stats, fmt.Errorf("directory: %w: source %q is not a valid source name", ErrInvalidOptions, source)
 	}
 	obs, err := js.ObjectStore(ctx, bus.BaselinesBucket)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, fmt.Errorf("directory of %s: %w: object store %s does not exist; no source has completed a first snapshot here", source, ErrUnknownSource, bus.BaselinesBucket)
+			return nil, stats, fmt.Errorf("directory of %s: %w: object store %s does not exist; no source has completed a first snapshot here", source, ErrUnknownSource, bus.BaselinesBucket)
 		}
-		return nil, fmt.Errorf("directory of %s: open %s: %w", source, bus.BaselinesBucket, err)
+		return nil, stats, fmt.Errorf("directory of %s: open %s: %w", source, bus.BaselinesBucket, err)
 	}
 	base, modTime, err := readBaseline(ctx, obs, source)
 	if err != nil {
-		return nil, err
+		return nil, stats, err
 	}
 	if !asOf.IsZero() && asOf.Before(modTime) {
-		return nil, fmt.Errorf("directory of %s: %w: its baseline (first complete snapshot) was taken at %s, and %s is earlier; there is no state before the baseline time",
+		return nil, stats, fmt.Errorf("directory of %s: %w: its baseline (first complete snapshot) was taken at %s, and %s is earlier; there is no state before the baseline time",
 			source, ErrBeforeBaseline, modTime.UTC().Format(time.RFC3339Nano), asOf.UTC().Format(time.RFC3339Nano))
 	}
 	dir := make(map[string]events.User, len(base))
@@ -69,18 +103,27 @@ func Directory(ctx context.Context, js jetstream.JetStream, source string, asOf 
 	if !asOf.IsZero() {
 		spec.stopAfter = asOf.Add(DefaultSkew)
 	}
+	undecodable := func(seq uint64) {
+		stats.Undecodable++
+		if len(stats.UndecodableSeqs) < maxUndecodableSeqs {
+			stats.UndecodableSeqs = append(stats.UndecodableSeqs, seq)
+		}
+	}
 	_, err = scan(ctx, js, spec, func(msg jetstream.Msg, md *jetstream.MsgMetadata, _ *scanState) error {
 		e, err := events.FromHeaders(events.Headers(msg.Headers()), msg.Data())
 		if err != nil {
-			return fmt.Errorf("stream seq %d (%s) is not a rollcall event: %w", md.Sequence.Stream, msg.Subject(), err)
+			undecodable(md.Sequence.Stream)
+			return nil
 		}
 		if !asOf.IsZero() && e.Time().After(asOf) {
 			return nil
 		}
 		d, err := events.DecodeData(e)
 		if err != nil {
-			return fmt.Errorf("stream seq %d: %w", md.Sequence.Stream, err)
+			undecodable(md.Sequence.Stream)
+			return nil
 		}
+		stats.Applied++
 		id := e.Subject()
 		if d.Reason == events.ReasonRemoved || strings.EqualFold(d.User.Status, events.StatusRemoved) {
 			delete(dir, id)
@@ -90,14 +133,21 @@ func Directory(ctx context.Context, js jetstream.JetStream, source string, asOf 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("directory of %s: %w", source, err)
+		return nil, stats, fmt.Errorf("directory of %s: %w", source, err)
 	}
 	users := make([]events.User, 0, len(dir))
 	for _, u := range dir {
 		users = append(users, u)
 	}
 	slices.SortFunc(users, func(a, b events.User) int { return compareIDs(a.ID, b.ID) })
-	return users, nil
+	if stats.Undecodable > 0 {
+		more := ""
+		if stats.Undecodable > len(stats.UndecodableSeqs) {
+			more = ", …"
+		}
+		return users, stats, fmt.Errorf("directory of %s: %w: %d skipped, at stream seq %s%s", source, ErrUndecodable, stats.Undecodable, seqList(stats.UndecodableSeqs), more)
+	}
+	return users, stats, nil
 }
 
 // readBaseline reads the baseline object and the time it was stored, from

@@ -262,3 +262,50 @@ func TestDirectoryDropsSecretsOfOldBaselines(t *testing.T) {
 		t.Fatalf("raw %s", got[0].Raw)
 	}
 }
+
+// One message on a source's subjects that is not a rollcall event (a
+// hand-published test, a bug of an earlier release) is skipped and
+// counted, as Replay skips it: the directory is still rebuilt from every
+// other event, with an error wrapping ErrUndecodable that says where.
+func TestDirectorySkipsUndecodable(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.seed("vpp", events.KindVPP, []events.User{vppUser("vpp", 1, "registered", "a@example.com")})
+	foreign := func(data string) uint64 {
+		t.Helper()
+		e, err := events.New(events.Spec{Type: events.TypeRegistered, User: vppUser("vpp", 9, "registered", "z@example.com"), Reason: events.ReasonNew, Observed: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := bus.Msg(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Data = []byte(data)
+		m.Header.Del(jetstream.MsgIDHeader)
+		ack, err := w.js.PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	first := foreign(`{"user": not json`)
+	want := []events.User{vppUser("vpp", 1, "associated", "a@example.com"), vppUser("vpp", 2, "registered", "b@example.com")}
+	w.step("vpp", want, time.Now())
+	second := foreign(`not even an object`)
+	users, stats, err := replay.DirectoryWithStats(ctx, w.js, "vpp", time.Time{})
+	if !errors.Is(err, replay.ErrUndecodable) {
+		t.Fatalf("err %v, want ErrUndecodable", err)
+	}
+	if !strings.Contains(err.Error(), "2 skipped") {
+		t.Errorf("error %q does not say how many were skipped", err)
+	}
+	sameUsers(t, "with two undecodable messages", users, want)
+	if stats.Undecodable != 2 || !slices.Equal(stats.UndecodableSeqs, []uint64{first, second}) || stats.Applied != 2 {
+		t.Errorf("stats %+v, want 2 undecodable at %d and %d, 2 applied", stats, first, second)
+	}
+	// Directory says the same, users and all.
+	if users, err := replay.Directory(ctx, w.js, "vpp", time.Time{}); !errors.Is(err, replay.ErrUndecodable) || len(users) != 2 {
+		t.Errorf("Directory: %d users, %v; want 2 and ErrUndecodable", len(users), err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,10 +30,15 @@ type asOfData struct {
 	Page       int
 	Pages      int
 	Err        string
-	Links      []asOfLink
-	CSV        string
-	PrevURL    string
-	NextURL    string
+	// Skipped counts messages on the source's subjects that are not
+	// rollcall events: the directory is rebuilt without them, and the
+	// page says so.
+	Skipped   int
+	SkippedAt string
+	Links     []asOfLink
+	CSV       string
+	PrevURL   string
+	NextURL   string
 }
 
 type asOfLink struct{ Label, URL string }
@@ -87,8 +93,12 @@ func (s *Server) asOfData(r *http.Request) (asOfData, []events.User) {
 		d.Err = "There is no source " + d.Source + "."
 		return d, nil
 	}
-	users, err := s.directory(ctx, d.Source, d.At)
+	users, stats, err := s.directory(ctx, d.Source, d.At)
 	switch {
+	case errors.Is(err, replay.ErrUndecodable):
+		// Logged once, when rebuilt (directory); the page and the CSV
+		// say it every time.
+		d.Skipped, d.SkippedAt = stats.Undecodable, seqs(stats)
 	case errors.Is(err, replay.ErrUnknownSource):
 		d.Err = d.Source + " has not completed its first snapshot yet: there is no directory to show."
 	case errors.Is(err, replay.ErrBeforeBaseline):
@@ -132,6 +142,11 @@ func (s *Server) asOfCSV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := d.Source + "-" + d.At.Format("20060102T150405Z") + ".csv"
+	if d.Skipped > 0 {
+		// A CSV has no place for a note that is not a row; a header says
+		// it to whoever looks, and the log says it too.
+		w.Header().Set("X-Rollcall-Skipped-Messages", itoa(d.Skipped))
+	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	cw := csv.NewWriter(w)
@@ -162,22 +177,42 @@ type dirEntry struct {
 	at     time.Time
 	made   time.Time
 	users  []events.User
+	stats  replay.DirectoryStats
+	err    error // nil, or wrapping replay.ErrUndecodable
 }
 
-// directory is replay.Directory, the last answer kept for dirCache so that
-// turning its pages does not rebuild it each time. A time in the past
-// gives the same answer whenever it is asked; one within the skew of now
-// may still gain events, which the short life of the entry allows for.
-func (s *Server) directory(ctx context.Context, source string, at time.Time) ([]events.User, error) {
+// directory is replay.DirectoryWithStats, the last answer kept for
+// dirCache so that turning its pages does not rebuild it each time. A
+// time in the past gives the same answer whenever it is asked; one within
+// the skew of now may still gain events, which the short life of the
+// entry allows for. Messages that are not events are skipped, logged when
+// the directory is rebuilt, and returned as an error wrapping
+// replay.ErrUndecodable with the users.
+func (s *Server) directory(ctx context.Context, source string, at time.Time) ([]events.User, replay.DirectoryStats, error) {
 	s.dirMu.Lock()
 	defer s.dirMu.Unlock()
 	if c := s.dir; c != nil && c.source == source && c.at.Equal(at) && time.Since(c.made) < dirCache {
-		return c.users, nil
+		return c.users, c.stats, c.err
 	}
-	users, err := replay.Directory(ctx, s.cfg.JS, source, at)
-	if err != nil {
-		return nil, err
+	users, stats, err := replay.DirectoryWithStats(ctx, s.cfg.JS, source, at)
+	if errors.Is(err, replay.ErrUndecodable) {
+		s.cfg.Log.Warn("console: directory as of: skipped messages that are not rollcall events", "source", source, "at", at, "skipped", stats.Undecodable, "err", err)
+	} else if err != nil {
+		return nil, stats, err
 	}
-	s.dir = &dirEntry{source: source, at: at, made: time.Now(), users: users}
-	return users, nil
+	s.dir = &dirEntry{source: source, at: at, made: time.Now(), users: users, stats: stats, err: err}
+	return users, stats, err
+}
+
+// seqs lists the stream sequences of skipped messages for the page.
+func seqs(st replay.DirectoryStats) string {
+	parts := make([]string, len(st.UndecodableSeqs))
+	for i, q := range st.UndecodableSeqs {
+		parts[i] = strconv.FormatUint(q, 10)
+	}
+	out := strings.Join(parts, ", ")
+	if st.Undecodable > len(st.UndecodableSeqs) {
+		out += ", …"
+	}
+	return out
 }

@@ -107,6 +107,11 @@ func seedBaselines(ctx context.Context, js jetstream.JetStream, x *Index, log *s
 		if errors.Is(err, replay.ErrUnknownSource) {
 			continue // events only, no baseline: the stream gives its users
 		}
+		if errors.Is(err, replay.ErrUndecodable) {
+			// The users of every event that could be read are there.
+			log.Warn("console: the directory of a source holds messages that are not rollcall events; they are skipped", "source", name, "err", err)
+			err = nil
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
