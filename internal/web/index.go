@@ -6,6 +6,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/text/cases"
 
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -29,11 +32,11 @@ type EventRef struct {
 // userEntry is one user of one source as the index knows it.
 type userEntry struct {
 	user events.User
-	hay  string // lower-case id, e-mail, user name and name, NUL-separated
-	// The lower-case id, e-mail address and user name: an exact match.
+	hay  string // case-folded id, e-mail, user name and name, NUL-separated
+	// The case-folded id, e-mail address and user name: an exact match.
 	id, email, name string
 	// former are e-mail addresses and user names the user had before
-	// (events' data.previous), lower-case: searching an old address
+	// (events' data.previous), case-folded: searching an old address
 	// finds who had it.
 	former []string
 	evs    []int // positions in Index.log, oldest first
@@ -96,7 +99,7 @@ func (x *Index) putLocked(u events.User) *userEntry {
 		x.order = append(x.order, e)
 	}
 	e.user = u
-	e.id, e.email, e.name = strings.ToLower(u.ID), strings.ToLower(u.Email), strings.ToLower(u.UserName)
+	e.id, e.email, e.name = fold(u.ID), fold(u.Email), fold(u.UserName)
 	x.rehay(e)
 	return e
 }
@@ -104,7 +107,7 @@ func (x *Index) putLocked(u events.User) *userEntry {
 // rehay makes the entry's search text again.
 func (x *Index) rehay(e *userEntry) {
 	u := e.user
-	fields := append([]string{e.id, e.email, e.name, strings.ToLower(u.FirstName + " " + u.LastName), strings.ToLower(u.ClientUserID)}, e.former...)
+	fields := append([]string{e.id, e.email, e.name, fold(u.FirstName + " " + u.LastName), fold(u.ClientUserID)}, e.former...)
 	e.hay = strings.Join(fields, "\x00")
 	x.changed[e] = true
 }
@@ -116,7 +119,7 @@ func (x *Index) remember(e *userEntry, prev *events.User) {
 		return
 	}
 	added := false
-	for _, v := range []string{strings.ToLower(prev.Email), strings.ToLower(prev.UserName)} {
+	for _, v := range []string{fold(prev.Email), fold(prev.UserName)} {
 		if v != "" && v != e.email && v != e.name && !slices.Contains(e.former, v) {
 			e.former = append(e.former, v)
 			added = true
@@ -169,10 +172,10 @@ type Hit struct {
 }
 
 // Search finds users whose id, e-mail address, user name or name holds q
-// (without regard to case), every source; exact matches come first, then
+// (without regard to case, by Unicode case folding), every source; exact matches come first, then
 // the others by source and id. At most limit hits; total counts them all.
 func (x *Index) Search(q string, limit int) (hits []Hit, total int) {
-	q = strings.ToLower(strings.TrimSpace(strings.ReplaceAll(q, "\x00", "")))
+	q = fold(strings.TrimSpace(strings.ReplaceAll(q, "\x00", "")))
 	if q == "" {
 		return nil, 0
 	}
@@ -217,6 +220,21 @@ func (x *Index) Search(q string, limit int) (hits []Hit, total int) {
 		hits = hits[:limit]
 	}
 	return hits, total
+}
+
+// fold is s case-folded (Unicode full case folding), what the index keeps
+// and a query is matched as: strings.ToLower keeps the Greek final sigma
+// ς apart from σ, so "ΠΑΠΑΔΟΠΟΥΛΟΣ" would not find "Παπαδοπουλος", and
+// ß apart from "ss". ASCII, most of what a directory holds, folds as it
+// lower-cases, without the cost of a Caser (one per call: a Caser keeps
+// state, and searches run at once).
+func fold(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return cases.Fold().String(s)
+		}
+	}
+	return strings.ToLower(s)
 }
 
 // next is where the entry after order[k] begins in the blob.

@@ -37,6 +37,44 @@ func TestSearchFindsByIDEmailAndNameExactFirst(t *testing.T) {
 	}
 }
 
+// TestSearchFoldsCase: a search is without regard to case in every
+// script (Unicode case folding, not lower-casing): Greek final sigma,
+// German sharp s, the Kelvin sign; an exact match stays exact.
+func TestSearchFoldsCase(t *testing.T) {
+	x := NewIndex()
+	x.PutUser(events.User{Source: "vpp", ID: "1", FirstName: "Οδυσσεας", LastName: "Παπαδοπουλος", UserName: "papadopoulos"})
+	x.PutUser(events.User{Source: "veeam", ID: "2", FirstName: "Jörg", LastName: "Weiß", UserName: "jweiß", Email: "J.W@schule.example"})
+	x.PutUser(events.User{Source: "veeam", ID: "3", UserName: "\u212Aelvin"}) // KELVIN SIGN
+	cases := []struct {
+		name  string
+		q     string
+		want  []string
+		exact bool
+	}{
+		{"Greek in capitals", "ΠΑΠΑΔΟΠΟΥΛΟΣ", []string{"vpp/1"}, false},
+		{"Greek with a medial sigma at the end", "παπαδοπουλοσ", []string{"vpp/1"}, false},
+		{"Greek as written", "Παπαδοπουλος", []string{"vpp/1"}, false},
+		{"Greek first name in capitals", "ΟΔΥΣΣΕΑΣ", []string{"vpp/1"}, false},
+		{"sharp s as ss", "weiss", []string{"veeam/2"}, false},
+		{"capital sharp s", "WEIẞ", []string{"veeam/2"}, false},
+		{"user name exactly, folded", "JWEISS", []string{"veeam/2"}, true},
+		{"umlaut in capitals", "JÖRG", []string{"veeam/2"}, false},
+		{"Kelvin sign as K", "kelvin", []string{"veeam/3"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			hits, _ := x.Search(c.q, 10)
+			var got []string
+			for _, h := range hits {
+				got = append(got, h.User.Source+"/"+h.User.ID)
+			}
+			if !slices.Equal(got, c.want) || len(hits) > 0 && hits[0].Exact != c.exact {
+				t.Errorf("Search(%q) = %+v, want %v (exact %v)", c.q, hits, c.want, c.exact)
+			}
+		})
+	}
+}
+
 // TestSearchFindsFormerAddress: a user whose e-mail address changed is
 // found by the old one too, as replay --user finds them.
 func TestSearchFindsFormerAddress(t *testing.T) {
