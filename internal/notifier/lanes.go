@@ -75,6 +75,8 @@ type pump struct {
 	cutNow context.CancelFunc
 
 	slots chan struct{} // one token per send in flight
+	// idle hands a new lane to a lane goroutine waiting for one (work).
+	idle chan *lane
 
 	mu       sync.Mutex
 	lanes    map[string]*lane
@@ -185,6 +187,7 @@ func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pu
 		sink:    sink,
 		log:     log,
 		slots:   make(chan struct{}, n.concurrency(sink)),
+		idle:    make(chan *lane),
 		lanes:   map[string]*lane{},
 		seqs:    map[uint64]struct{}{},
 		drained: make(chan struct{}),
@@ -306,8 +309,12 @@ func (p *pump) enqueue(h held) {
 	if l == nil {
 		l = &lane{key: key, msgs: []held{h}}
 		p.lanes[key] = l
-		p.wg.Add(1)
-		go p.run(l)
+		select {
+		case p.idle <- l: // a lane goroutine waiting for work takes it
+		default:
+			p.wg.Add(1)
+			go p.work(l)
+		}
 		return
 	}
 	i := len(l.msgs)
@@ -407,9 +414,35 @@ loop:
 	p.log.Info("gate lifted", "reason", reason, "collected", len(waiting))
 }
 
-// run settles the lane's messages in order and exits when it is empty.
-func (p *pump) run(l *lane) {
+// laneIdle is how long a lane goroutine whose lane emptied waits for
+// another lane before it exits. Starting a goroutine for every lane cost a
+// busy notifier more CPU than its deliveries' bookkeeping: each new one
+// grows its stack to what an HTTP request needs, copying it twice or more.
+const laneIdle = time.Second
+
+// work runs l, then every lane handed to it (by enqueue, through p.idle)
+// while it waits, and exits once none came for laneIdle or the pump is
+// stopping.
+func (p *pump) work(l *lane) {
 	defer p.wg.Done()
+	t := time.NewTimer(laneIdle)
+	defer t.Stop()
+	for {
+		p.run(l)
+		t.Reset(laneIdle)
+		select {
+		case l = <-p.idle:
+		case <-t.C:
+			return
+		case <-p.stopping.Done():
+			return
+		}
+	}
+}
+
+// run settles the lane's messages in order and returns when it is empty
+// (and no longer in p.lanes).
+func (p *pump) run(l *lane) {
 	for {
 		p.mu.Lock()
 		if len(l.msgs) == 0 {
