@@ -77,6 +77,8 @@ type pump struct {
 	slots chan struct{} // one token per send in flight
 	// idle hands a new lane to a lane goroutine waiting for one (work).
 	idle chan *lane
+	// acks confirms delivered messages' acks in batches (see batchAcks).
+	acks *batchAcks
 
 	mu       sync.Mutex
 	lanes    map[string]*lane
@@ -201,6 +203,7 @@ func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pu
 		p.binary = b
 	}
 	p.obs = newPumpMetrics(n.cfg.Metrics, sink.Name())
+	p.acks = newBatchAcks(n.js.Conn())
 	every := max(n.cfg.AckWait/3, 10*time.Millisecond)
 	go p.keepAlive(every)
 	return p
@@ -232,6 +235,7 @@ func (p *pump) close() {
 	}
 	grace.Stop()
 	p.cutNow()
+	p.acks.close() // no lane is left to wait for an ack
 	close(p.kaStop)
 	<-p.kaDone
 	// Acks are confirmed (DoubleAck) but Naks are not: flush so that the
@@ -742,9 +746,13 @@ func eventAge(e events.Event, meta *jetstream.MsgMetadata) time.Duration {
 // delivered a second time after the ack wait; only a stop that outlasts the
 // shutdown grace gives up, leaving at-least-once redelivery.
 func (p *pump) ack(msg jetstream.Msg, log *msgLog) {
+	if p.acks.confirm(msg) {
+		return
+	}
+	nc := p.n.js.Conn()
 	for try := 1; ; try++ {
-		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := msg.DoubleAck(actx)
+		actx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+		err := ackOne(actx, nc, msg)
 		cancel()
 		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 			return
