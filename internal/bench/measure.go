@@ -147,6 +147,17 @@ func measure(f func() error) (sample, error) {
 }
 
 // median of the samples, field by field.
+// then is s followed by t: their times add up, their heap highs are the
+// higher of the two (the work of one is over when the other starts).
+func (s sample) then(t sample) sample {
+	s.wall += t.wall
+	s.cpu += t.cpu
+	s.server += t.server
+	s.peak, s.live = max(s.peak, t.peak), max(s.live, t.live)
+	s.peakAbs, s.liveAbs = max(s.peakAbs, t.peakAbs), max(s.liveAbs, t.liveAbs)
+	return s
+}
+
 func median(ss []sample) sample {
 	if len(ss) == 0 {
 		return sample{}

@@ -245,6 +245,9 @@ func TestAbsencesAreConfirmed(t *testing.T) {
 			if c.lookups != tt.lookups || c.listed != tt.listings {
 				t.Errorf("%d lookups and %d listings, want %d and %d", c.lookups, c.listed, tt.lookups, tt.listings)
 			}
+			if want := tt.listings == 2; res.Relisted != want {
+				t.Errorf("Result.Relisted %v, want %v (listings %d)", res.Relisted, want, tt.listings)
+			}
 			if want := len(tt.missing) - len(tt.retired); res.Unconfirmed != want {
 				t.Errorf("unconfirmed %d, want %d", res.Unconfirmed, want)
 			}

@@ -41,6 +41,7 @@ type absences struct {
 	confirmed  []string // gone: to be retired (sorted)
 	present    int      // found after all: they keep their state
 	unresolved int      // could not be told: they keep their state until a later run tells
+	relisted   bool     // a second listing was made
 }
 
 // confirmAbsences is the confirm stage: of the users missing from a
@@ -107,6 +108,7 @@ func (p *Poller) lookUp(ctx context.Context, src Source, c Confirmer, ids []stri
 // are confirmed, those listed now are present.
 func (p *Poller) resnapshot(ctx context.Context, src Source, ids []string, a *absences, log *slog.Logger) error {
 	log.Info("listing the directory again to confirm users missing from it", "missing", len(ids))
+	a.relisted = true
 	found := presence{want: make(map[string]struct{}, len(ids)), listed: map[string]struct{}{}}
 	for _, id := range ids {
 		found.want[id] = struct{}{}

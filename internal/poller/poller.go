@@ -451,7 +451,11 @@ type Result struct {
 	// absence was not confirmed (found by a lookup or a second listing, or
 	// neither could tell): they keep their state.
 	Unconfirmed int
-	Uncarried   int // users left out because their change is too large to store
+	// Relisted says the run listed the directory a second time to confirm
+	// absences (SPEC §1.3): too many to look up one by one, or lookups
+	// failed or are not offered.
+	Relisted  bool
+	Uncarried int // users left out because their change is too large to store
 	// Phases is where the run's time went.
 	Phases Phases
 	// ID names the run in its log lines; Duration is how long it took.

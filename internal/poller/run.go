@@ -231,6 +231,7 @@ func (p *Poller) removals(ctx context.Context, r *run, plan *diff.Plan, snap sou
 	}
 	plan.Missing = a.confirmed
 	r.res.Unconfirmed = a.present + a.unresolved
+	r.res.Relisted = a.relisted
 	return d, nil
 }
 
