@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -41,19 +40,141 @@ func (n *FlexInt) UnmarshalJSON(b []byte) error {
 	} else if len(b) == 0 || !(b[0] == '-' || b[0] >= '0' && b[0] <= '9') {
 		return fmt.Errorf("want a number, got %s", Kind(b))
 	}
-	v, err := strconv.ParseInt(s, 10, 64)
+	v, err := ParseInt(s)
 	if err != nil {
-		// Some JSON encoders write integral values as 4.0 or 1e3.
-		f, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil || f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-			// The value is not repeated: a misbehaving server could echo
-			// the request, and the request holds the sToken.
-			return errors.New("not an integer")
-		}
-		v = int64(f)
+		return err
 	}
 	*n = FlexInt(v)
 	return nil
+}
+
+// Errors of ParseInt. They do not repeat the value: a misbehaving server
+// could echo the request, and the request holds the sToken.
+var (
+	errNotInteger = errors.New("not an integer")
+	errFraction   = errors.New("not an integer: the number has a fraction")
+	errRange      = errors.New("not an integer that fits 64 bits")
+)
+
+// maxExp bounds the exponent ParseInt reads: any integral value of an
+// int64 has at most 19 digits, so a larger exponent of a non-zero
+// mantissa overflows, and reading it whole could overflow the counter.
+const maxExp = 1 << 20
+
+// ParseInt reads a decimal number as an exact int64: an optional sign,
+// digits with an optional fraction and exponent, as JSON writes numbers
+// (plus a leading '+' and leading zeros, which strconv.ParseInt took in
+// strings). Some JSON encoders write integral values as 4.0 or 1e3, so
+// those are read, exactly: it never rounds through float64, whose 53 bits
+// would turn 9007199254740993.0 or a fraction near an integer into a
+// neighbouring integer, another user's key. A fraction, a value outside
+// int64 and anything else (hex, Inf, NaN, underscores) is an error.
+func ParseInt[T ~string | ~[]byte](s T) (int64, error) {
+	i, neg := 0, false
+	if i < len(s) && (s[i] == '-' || s[i] == '+') {
+		neg = s[i] == '-'
+		i++
+	}
+	// digits are the mantissa's significant digits, without leading zeros;
+	// exp is the power of ten they are multiplied by.
+	var digits [20]byte
+	nd, exp, seen, point := 0, 0, false, false
+	for ; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.' && !point:
+			point = true
+			continue
+		case c < '0' || c > '9':
+		default:
+			seen = true
+			switch {
+			case c == '0' && nd == 0:
+				// A leading zero, or a zero after the point before any
+				// significant digit: it counts only as a place.
+			case nd < len(digits):
+				digits[nd] = c
+				nd++
+			case c != '0':
+				// A 21st significant digit: too large or a fraction.
+				if !point {
+					return 0, errRange
+				}
+				return 0, errFraction
+			default:
+				// A trailing zero beyond 20 digits: a place.
+				if !point {
+					exp++
+				}
+				continue
+			}
+			if point {
+				exp--
+			}
+			continue
+		}
+		break
+	}
+	if !seen {
+		return 0, errNotInteger
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(s) && (s[i] == '-' || s[i] == '+') {
+			eneg = s[i] == '-'
+			i++
+		}
+		e, any := 0, false
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			any = true
+			if e < maxExp {
+				e = e*10 + int(s[i]-'0')
+			}
+		}
+		if !any {
+			return 0, errNotInteger
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	if i != len(s) {
+		return 0, errNotInteger
+	}
+	return assemble(digits[:nd], exp, neg)
+}
+
+// assemble returns the integer of the significant digits times 10^exp.
+func assemble(digits []byte, exp int, neg bool) (int64, error) {
+	for len(digits) > 0 && digits[len(digits)-1] == '0' {
+		digits = digits[:len(digits)-1]
+		exp++
+	}
+	switch {
+	case len(digits) == 0:
+		return 0, nil // 0, -0, 0.000e99
+	case exp < 0:
+		return 0, errFraction
+	case len(digits)+exp > 19:
+		return 0, errRange
+	}
+	var u uint64
+	for _, c := range digits {
+		u = u*10 + uint64(c-'0')
+	}
+	for range exp {
+		u *= 10
+	}
+	// At most 19 digits: u < 10^19 < 2^64, so no step above wrapped.
+	switch {
+	case !neg && u <= math.MaxInt64:
+		return int64(u), nil
+	case neg && u <= -math.MinInt64:
+		return -int64(u), nil
+	}
+	return 0, errRange
 }
 
 // Kind names the JSON type of b for an error message.
