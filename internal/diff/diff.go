@@ -200,12 +200,17 @@ func Compute(in Input) (Result, error) {
 			res.Writes = append(res.Writes, Write{User: u})
 			continue
 		}
+		if known {
+			u.Entries = entriesOf(prev.User, u)
+		}
 		var specs []events.Spec
 		switch {
 		case !known || strings.EqualFold(prev.User.Status, events.StatusRemoved), recreated(prev.User, u):
 			specs = arrival(u, prev, known)
 		case prev.User.Digest() == u.Digest():
 			continue // the record agrees with the snapshot after all
+		case reregistered(prev.User, u):
+			specs = reregistration(prev, u)
 		default:
 			specs = changes(prev, u)
 		}
@@ -322,6 +327,61 @@ func recreated(prev, u events.User) bool {
 		return false
 	}
 	return true
+}
+
+// entriesOf is the Entries u is recorded with: an Apple v2 user listed
+// without the count of its key's retired entries (an incremental listing)
+// keeps the recorded count; a retired user keeps none.
+func entriesOf(prev, u events.User) *events.V2Entries {
+	e := u.Entries
+	switch {
+	case u.SourceKind != events.KindVPP2:
+		return e
+	case !activeStatus(u.Status):
+		return nil
+	case e == nil:
+		return prev.Entries
+	case e.Retired < 0 && prev.Entries == nil:
+		return nil
+	case e.Retired < 0:
+		return &events.V2Entries{Retired: prev.Entries.Retired, Active: e.Active}
+	}
+	return e
+}
+
+// activeStatus reports whether an Apple v2 status is an active entry's.
+func activeStatus(status string) bool {
+	switch strings.ToLower(status) {
+	case events.StatusRetired, events.StatusRemoved, "deleted", "":
+		return false
+	}
+	return true
+}
+
+// reregistered reports whether an Apple v2 user active before and now had
+// its active entry retired and a new one created between the two runs: its
+// key has more retired entries than recorded, and its active entry is
+// another one. A retired entry that appears beside an active entry that
+// did not change is no retirement of the user. Entries not known (a record
+// written before rollcall kept them) are never a change.
+func reregistered(prev, u events.User) bool {
+	p, n := prev.Entries, u.Entries
+	return u.SourceKind == events.KindVPP2 && p != nil && n != nil && p.Retired >= 0 &&
+		n.Retired > p.Retired && n.Active != p.Active &&
+		activeStatus(prev.Status) && activeStatus(u.Status)
+}
+
+// reregistration is a retirement of the recorded user, then the new
+// entry's arrival with the retired user as previous, as for a key
+// re-created after a retirement seen by a run (SPEC §1.4).
+func reregistration(prev Prev, u events.User) []events.Spec {
+	p := prev.User
+	gone := p
+	gone.Status = events.StatusRetired
+	gone.Entries = u.Entries
+	specs := []events.Spec{{Type: events.TypeRetired, User: gone, Previous: &p, Reason: events.ReasonStatus,
+		Changes: []events.Change{{Field: "status", From: p.Status, To: gone.Status}}}}
+	return append(specs, arrival(u, Prev{User: gone, Revision: prev.Revision}, true)...)
 }
 
 func arrivalChanges(previous *events.User, u events.User) []events.Change {

@@ -464,7 +464,7 @@ func (u *Users) Records(ctx context.Context, ids []string) (map[string]diff.Prev
 			return fmt.Errorf("read state of %s: %w", key, err)
 		}
 		mu.Lock()
-		out[ids[i]] = diff.Prev{User: r.User, Revision: e.Revision()}
+		out[ids[i]] = diff.Prev{User: r.user(), Revision: e.Revision()}
 		mu.Unlock()
 		return nil
 	})

@@ -24,7 +24,7 @@ func scanRecord(b []byte) (events.Digest, diff.Gone, error) {
 	}
 	d, ok := events.ParseDigest(r.Fingerprint)
 	if !ok {
-		d = r.User.Digest()
+		d = r.user().Digest()
 	}
 	return d, diff.GoneOf(r.User.Status), nil
 }

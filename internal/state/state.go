@@ -61,6 +61,17 @@ func (u *Users) watch(ctx context.Context, opts ...jetstream.WatchOpt) (jetstrea
 type Record struct {
 	User        events.User `json:"user"`
 	Fingerprint string      `json:"fingerprint"`
+	// Entries is the Apple v2 user's events.User.Entries, which events
+	// never carry; absent for other kinds and in records written before
+	// rollcall kept it (not known).
+	Entries *events.V2Entries `json:"vpp2Entries,omitempty"`
+}
+
+// user is the recorded user, with its Entries.
+func (r Record) user() events.User {
+	u := r.User
+	u.Entries = r.Entries
+	return u
 }
 
 // Users is one source's view of rollcall_users.
@@ -106,7 +117,7 @@ func (u *Users) Load(ctx context.Context) (map[string]diff.Prev, error) {
 			if err := json.Unmarshal(e.Value(), &r); err != nil {
 				return nil, fmt.Errorf("load state of %s: key %s: %w", u.source, e.Key(), err)
 			}
-			out[r.User.ID] = diff.Prev{User: r.User, Revision: e.Revision()}
+			out[r.User.ID] = diff.Prev{User: r.user(), Revision: e.Revision()}
 		}
 	}
 }
@@ -161,7 +172,7 @@ func (u *Users) each(ctx context.Context, n int, f func(context.Context, int) er
 
 // write stores w (whose fingerprint is d) and returns its new revision.
 func (u *Users) write(ctx context.Context, w diff.Write, d events.Digest) (uint64, error) {
-	b, err := json.Marshal(Record{User: w.User, Fingerprint: d.String()})
+	b, err := json.Marshal(Record{User: w.User, Fingerprint: d.String(), Entries: w.User.Entries})
 	if err != nil {
 		return 0, fmt.Errorf("encode state of %s: %w", w.User.ID, err)
 	}

@@ -53,6 +53,23 @@ type User struct {
 	// Raw is the source's own record, as it arrived less the members that
 	// hold secrets (ScrubRaw) and cut to MAX_RAW_BYTES (CapRaw).
 	Raw json.RawMessage `json:"raw,omitempty"`
+	// Entries is rollcall's own memory of an Apple v2 user's entries (nil:
+	// not known, and for every other kind). It is never published (no JSON
+	// member: the poller stores it beside the user, internal/state): it
+	// lets the diff see a retirement and re-creation between two runs
+	// (docs/VPP2.md).
+	Entries *V2Entries `json:"-"`
+}
+
+// V2Entries fingerprints the entries of an Apple v2 key listed with its
+// active entry.
+type V2Entries struct {
+	// Retired counts the key's retired entries; negative: not known (an
+	// incremental listing), to be taken from the recorded user.
+	Retired int `json:"retired"`
+	// Active is a hash of the active entry as Apple sent it, invite code
+	// included (a new entry has a new one), never the code itself.
+	Active string `json:"active"`
 }
 
 // TrackedFields lists, in a fixed order, the fields whose change is an event.
@@ -142,6 +159,12 @@ func (u User) Digest() Digest {
 		}
 		b = append(b, byte(len(v)>>24), byte(len(v)>>16), byte(len(v)>>8), byte(len(v)))
 		b = append(b, v...)
+	}
+	if e := u.Entries; e != nil && e.Retired > 0 {
+		// Only an Apple v2 user whose key has retired entries: every other
+		// user's fingerprint is what it always was.
+		b = append(b, 0xff, byte(e.Retired>>24), byte(e.Retired>>16), byte(e.Retired>>8), byte(e.Retired))
+		b = append(b, e.Active...)
 	}
 	sum := sha256.Sum256(b)
 	return Digest(sum[:16])

@@ -35,7 +35,10 @@ type entry struct {
 	Email        string
 	IDHash       string
 	Status       string
-	Raw          json.RawMessage
+	// InviteCode tells one Registered entry from another (never stored or
+	// published: events.ScrubRaw drops it from the record kept).
+	InviteCode string
+	Raw        json.RawMessage
 }
 
 // fieldError names the field of a body that could not be decoded.
@@ -148,6 +151,9 @@ func decodeEntry(raw json.RawMessage) (entry, *fieldError) {
 			return entry{}, &fieldError{Field: "." + f.name, Err: err}
 		}
 	}
+	// The invite code is read leniently: a value that is not a string only
+	// leaves it out of the entry's identity (Client.user).
+	_ = strictjson.String(m["inviteCode"], &e.InviteCode)
 	switch {
 	case e.ClientUserID == "":
 		// The key: an entry without one (or with an empty one) cannot be

@@ -113,6 +113,11 @@ func (c *Client) walkOnce(ctx context.Context, since string, out sources.Pages) 
 		idx = p.NextPageIndex
 	}
 	snap.Cursor = version
+	if full {
+		if err := m.refetch(ctx, version, out); err != nil {
+			return sources.Snapshot{}, err
+		}
+	}
 	if !full {
 		if version == "" {
 			// Nothing changed since the cursor: Apple sends no new one.
@@ -161,25 +166,31 @@ func (c *Client) another(p *page, idx int64, pageNo int) error {
 	return nil
 }
 
-// settle decides the keys an incremental walk showed only retired. A
-// modified retired entry may be the user's retirement or an old duplicate
-// of a user still active under the same clientUserId, so each such key is
-// looked up (GET /users?clientUserId=…) and takes the state of all its
-// entries. More such keys than c.lookups end the walk with
-// errTooManyRetired: a full listing then settles them at once.
+// settle decides the keys an incremental walk showed only retired, or
+// both active and retired. A modified retired entry may be the user's
+// retirement or an old duplicate of a user still active under the same
+// clientUserId, and a key's retired entries are counted (a retirement and
+// re-creation between two runs adds one beside a new active entry), so
+// each such key is looked up (GET /users?clientUserId=…) and takes the
+// state of all its entries. More such keys than c.lookups end the walk
+// with errTooManyRetired: a full listing then settles them at once.
 func (c *Client) settle(ctx context.Context, m *merger, out sources.Pages) error {
-	if len(m.held) == 0 {
+	if len(m.held)+len(m.mixed) == 0 {
 		return nil
 	}
-	if len(m.held) > c.lookups {
+	if len(m.held)+len(m.mixed) > c.lookups {
 		return errTooManyRetired
 	}
-	keys := make([]string, 0, len(m.held))
+	keys := make([]string, 0, len(m.held)+len(m.mixed))
 	for k := range m.held {
+		keys = append(keys, k)
+	}
+	for k := range m.mixed {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	users := make([]events.User, 0, len(keys))
+	var again []events.User // keys a page delivered already
 	for _, k := range keys {
 		entries, err := c.entriesOf(ctx, k)
 		if err != nil {
@@ -188,18 +199,42 @@ func (c *Client) settle(ctx context.Context, m *merger, out sources.Pages) error
 		e, ok, err := resolve(entries)
 		switch {
 		case err != nil:
-			return fmt.Errorf("source %s: settle a user shown only retired: %w", c.name, err)
+			return fmt.Errorf("source %s: settle a user shown retired: %w", c.name, err)
 		case !ok:
 			// No entry at all, though the walk just listed one: the
 			// answers contradict each other, and neither is evidence of
 			// a retirement (the user may still have an active entry).
 			// The stored state stands; a full listing settles the key,
 			// and the absence rule confirms a real disappearance.
-			c.log.WarnContext(ctx, "vpp2 lookup lists no entry for a user the walk showed only retired; keeping its stored state")
+			c.log.WarnContext(ctx, "vpp2 lookup lists no entry for a user the walk showed retired; keeping its stored state")
 			continue
 		}
-		users = append(users, c.normalise(e))
+		u := c.user(e, retiredCount(entries), true)
+		if _, ok := m.mixed[k]; ok {
+			again = append(again, u)
+		} else {
+			users = append(users, u)
+		}
 	}
-	c.log.DebugContext(ctx, "vpp2 users shown only retired settled by lookup", "users", len(keys))
-	return out.Page(users)
+	c.log.DebugContext(ctx, "vpp2 users shown retired settled by lookup", "users", len(keys))
+	if err := out.Page(users); err != nil {
+		return err
+	}
+	for _, u := range again {
+		if err := out.Replace(u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retiredCount counts the retired entries of one key.
+func retiredCount(entries []entry) int {
+	n := 0
+	for _, e := range entries {
+		if !active(e.Status) {
+			n++
+		}
+	}
+	return n
 }
