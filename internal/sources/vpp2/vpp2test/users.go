@@ -2,6 +2,7 @@ package vpp2test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -102,8 +103,12 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-// page computes page idx of the listing q asks for, live over the
-// directory, or the error number for a request it cannot answer.
+// page computes page idx of the listing q asks for, or the error number
+// for a request it cannot answer. A listing is computed at its page 0 and
+// its later pages are served from it (as Apple serves one versionId),
+// unless a SetBeforePage hook may have changed the directory: then every
+// page is computed anew. Serving a listing of n users therefore costs
+// n log n once, not at every page.
 func (s *Server) page(q map[string][]string, idx int) (response, int) {
 	var since uint64
 	if v := first(q, "sinceVersionId"); v != "" {
@@ -113,7 +118,15 @@ func (s *Server) page(q map[string][]string, idx int) (response, int) {
 		}
 		since = n
 	}
-	users, version := s.dir.Since(since)
+	var (
+		entries []wireUser
+		version uint64
+	)
+	if key, byKey := q["clientUserId"]; byKey {
+		entries, version = s.lookup(key[0], q)
+	} else {
+		entries, version = s.listing(since, q, idx)
+	}
 	s.mu.Lock()
 	bump := s.bump
 	size, emptyAt, endless := s.pageSize, s.emptyAt, s.endless
@@ -121,7 +134,6 @@ func (s *Server) page(q map[string][]string, idx int) (response, int) {
 	if since > version {
 		return response{}, errInvalidVersionID
 	}
-	entries := filter(users, q)
 	total := max(1, (len(entries)+size-1)/size)
 	if emptyAt > 0 && emptyAt <= total+1 {
 		total++
@@ -152,6 +164,70 @@ func (s *Server) page(q map[string][]string, idx int) (response, int) {
 	}
 	resp.TotalPages = &total
 	return resp, 0
+}
+
+// listing is the entries of the listing q asks for (since, activeOnly,
+// retiredOnly) and the directory's version they are of: computed at page
+// 0 (and whenever a hook is set), else the last one computed for the same
+// query.
+func (s *Server) listing(since uint64, q map[string][]string, idx int) ([]wireUser, uint64) {
+	key := fmt.Sprintf("%d/%s/%s", since, first(q, "activeOnly"), first(q, "retiredOnly"))
+	s.mu.Lock()
+	l, ok := s.lists[key]
+	live := s.beforePage != nil
+	s.mu.Unlock()
+	if ok && idx > 0 && !live {
+		return l.entries, l.version
+	}
+	users, version := s.dir.Since(since)
+	entries := filter(users, q)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.lists) >= maxListings {
+		clear(s.lists)
+	}
+	s.lists[key] = &listing{entries: entries, version: version}
+	s.byKey = nil // lookups see the directory anew
+	return entries, version
+}
+
+// lookup is the entries of one clientUserId. They come from an index of
+// the whole directory built at the first lookup after a listing started,
+// each entry checked against the directory as it is now (Get): an entry
+// removed or changed since shows at once, one added since shows once the
+// next listing has started. A lookup thus costs a few map reads, not a
+// listing of the directory.
+func (s *Server) lookup(key string, q map[string][]string) ([]wireUser, uint64) {
+	s.mu.Lock()
+	idx, version := s.byKey, s.byKeyVersion
+	s.mu.Unlock()
+	if idx == nil {
+		users, v := s.dir.Since(0)
+		idx, version = map[string][]int64{}, v
+		for _, u := range users {
+			idx[u.ClientUserIDStr] = append(idx[u.ClientUserIDStr], u.UserID)
+		}
+		s.mu.Lock()
+		s.byKey, s.byKeyVersion = idx, version
+		s.mu.Unlock()
+	}
+	var users []vpptest.User
+	for _, id := range idx[key] {
+		if u, ok := s.dir.Get(id); ok && u.ClientUserIDStr == key {
+			users = append(users, u)
+		}
+	}
+	return filter(users, q), version
+}
+
+// maxListings bounds the listings kept (one per query: a full listing and
+// the incremental ones of the cursors in use).
+const maxListings = 8
+
+// listing is a computed listing.
+type listing struct {
+	entries []wireUser
+	version uint64
 }
 
 func first(q map[string][]string, k string) string {

@@ -12,10 +12,14 @@
 // Deleted users are served too, as v2's legacy state "Deleted".
 //
 // What rollcall depends on is kept faithful: pageIndex/nextPageIndex
-// paging computed live over the directory (so a directory that changes
-// during a walk changes the versionId), the directory's version as
-// versionId, sinceVersionId listings of the entries modified since,
-// clientUserId lookups, ErrorResponse bodies with Apple's numbers and
+// paging over the directory as it was at the listing's page 0 (a
+// directory changed by a SetBeforePage hook, or a ChangeVersion fault,
+// changes the versionId of the next page; a change made otherwise during a
+// walk shows in the next listing, as for a versionId Apple keeps serving),
+// the directory's version as versionId, sinceVersionId listings of the
+// entries modified since, clientUserId lookups (live for the entries the
+// directory had when the last listing started, and for their changes and
+// removals since), ErrorResponse bodies with Apple's numbers and
 // statuses, and Bearer authentication. Faults are injectable per page:
 // HTTP errors with Retry-After, error numbers (with their HTTP status or
 // with 200), truncated or rewritten bodies, delays, a versionId that
@@ -90,6 +94,9 @@ type Server struct {
 	beforePage     func(page int)
 	emptyAt        int  // 1-based page served empty (a shifted page), 0: none
 	endless        bool // empty pages with a nextPageIndex for ever
+	lists          map[string]*listing
+	byKey          map[string][]int64 // clientUserId → legacy userIds, for lookups; nil: to be built
+	byKeyVersion   uint64
 }
 
 // NewServer returns a fake that accepts sToken and serves dir's users; a
@@ -98,7 +105,7 @@ func NewServer(sToken string, dir *vpptest.Server) *Server {
 	if dir == nil {
 		dir = vpptest.NewServer(sToken)
 	}
-	return &Server{dir: dir, sToken: sToken, pageSize: DefaultPageSize, rps: 15}
+	return &Server{dir: dir, sToken: sToken, pageSize: DefaultPageSize, rps: 15, lists: map[string]*listing{}}
 }
 
 // Directory is the legacy fake whose users the server serves.
