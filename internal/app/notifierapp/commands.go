@@ -147,8 +147,12 @@ func Replay(ctx context.Context, args []string, env envconfig.Lookuper, stdout, 
 		}
 	}
 	if !o.AsOf.IsZero() {
-		users, err := replay.Directory(ctx, js, o.Source, o.AsOf)
-		if err != nil {
+		users, stats, err := replay.DirectoryWithStats(ctx, js, o.Source, o.AsOf)
+		// Messages that are not rollcall events are skipped, as replay
+		// skips them: the directory of every other event is printed and
+		// the operator is told how many were left out and where.
+		skipped := errors.Is(err, replay.ErrUndecodable)
+		if err != nil && !skipped {
 			return err
 		}
 		if *format == "text" {
@@ -160,6 +164,9 @@ func Replay(ctx context.Context, args []string, env envconfig.Lookuper, stdout, 
 			return err
 		}
 		fmt.Fprintf(stderr, "%d users in %s as of %s\n", len(users), o.Source, o.AsOf.UTC().Format(time.RFC3339))
+		if skipped {
+			fmt.Fprintf(stderr, "replay: warning: skipped %d messages that are not rollcall events; the directory lacks what they held (%v)\n", stats.Undecodable, err)
+		}
 		return nil
 	}
 	if o.User != "" {
