@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -227,11 +228,15 @@ func (x *Index) Search(q string, limit int) (hits []Hit, total int) {
 // ς apart from σ, so "ΠΑΠΑΔΟΠΟΥΛΟΣ" would not find "Παπαδοπουλος", and
 // ß apart from "ss". ASCII, most of what a directory holds, folds as it
 // lower-cases, without the cost of a Caser (one per call: a Caser keeps
-// state, and searches run at once).
+// state, and searches run at once). Other text is then put in Unicode
+// normal form C, so that a name stored decomposed (e and U+0301, as
+// Apple's services often send it) is found by the name typed composed,
+// and the other way round; and the dot a Turkish capital İ leaves
+// (i and U+0307) is dropped, so that "ilknur" finds "İLKNUR".
 func fold(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
-			return cases.Fold().String(s)
+			return strings.ReplaceAll(norm.NFC.String(cases.Fold().String(s)), "i\u0307", "i")
 		}
 	}
 	return strings.ToLower(s)
