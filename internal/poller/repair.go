@@ -93,6 +93,14 @@ func reachedState(kv events.User, known bool, evs []events.Data) (events.User, b
 			state.CopyField(c.Field, d.User)
 		}
 	}
+	if len(evs) > 0 {
+		// An Apple v2 user's memory of its entries (events.User.Entries)
+		// is in no event: the one recorded is from before these events,
+		// and kept it would show a retirement and re-creation they already
+		// reported as new again. Not known is never a change; the next run
+		// records it anew.
+		state.Entries = nil
+	}
 	return state, have
 }
 
