@@ -74,6 +74,7 @@ func TestRedriveAlreadyRedriven(t *testing.T) {
 	form := url.Values{"sink": {"webhook"}, "id": {"abc"}, "csrf": {s.csrf.token("local")}}
 	r := httptest.NewRequest(http.MethodPost, "/deadletters/redrive", strings.NewReader(form.Encode()))
 	r.RemoteAddr = "127.0.0.1:40000"
+	r.Host = "127.0.0.1" // a loopback console without login answers only to a loopback host (DNS rebinding)
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	w := httptest.NewRecorder()
 	s.Handler().ServeHTTP(w, r)

@@ -24,12 +24,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/rollcall/rollcall/internal/deadletter"
+	"github.com/rollcall/rollcall/internal/redact"
 )
 
 //go:embed templates/*.html
@@ -165,6 +168,17 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-store")
+		if !s.auth.a.LoginConfigured() && !loopbackHost(r.Host) {
+			// Without a login, whoever reaches the console is trusted
+			// for being on this machine; a web page the administrator
+			// visits reaches it too by DNS rebinding (its own name made
+			// to resolve to 127.0.0.1), and the browser then reads the
+			// pages as that site's. Only the Host header tells.
+			s.cfg.Log.Warn("console: refused a request for a host name that is not loopback; without a login the console answers only to localhost, 127.0.0.1 or ::1 (configure a login to serve it under another name)",
+				"host", redact.Excerpt(r.Host, 100), "remote", r.RemoteAddr, "path", r.URL.Path)
+			http.Error(w, "refused: this console has no login and answers only to localhost, 127.0.0.1 or [::1]; open it under one of those names, or configure a login (WEB_HTPASSWD or a trusted proxy) to serve it under another", http.StatusMisdirectedRequest)
+			return
+		}
 		user, err := s.auth.user(r)
 		if errors.Is(err, errHeaderTwice) {
 			// The values are the client's to choose: the log names the
@@ -188,4 +202,24 @@ type userCtx struct{}
 func userOf(r *http.Request) string {
 	u, _ := r.Context().Value(userCtx{}).(string)
 	return u
+}
+
+// loopbackHost reports whether host (a Host header: a name or address,
+// with or without a port) names this machine: localhost, or a loopback
+// address. An empty Host (HTTP/1.0, which no browser sends) is let in.
+func loopbackHost(host string) bool {
+	if host == "" {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	}
+	host = strings.TrimSuffix(host, ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

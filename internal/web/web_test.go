@@ -113,6 +113,7 @@ func get(t *testing.T, h http.Handler, target string, mod ...func(*http.Request)
 	t.Helper()
 	r := httptest.NewRequest(http.MethodGet, target, nil)
 	r.RemoteAddr = "127.0.0.1:40000"
+	r.Host = "127.0.0.1" // a loopback console without login answers only to a loopback host (DNS rebinding)
 	for _, m := range mod {
 		m(r)
 	}
@@ -175,6 +176,7 @@ func TestRedriveNeedsCSRFToken(t *testing.T) {
 	post := func(form url.Values, hdr map[string]string) int {
 		r := httptest.NewRequest(http.MethodPost, "/deadletters/redrive", strings.NewReader(form.Encode()))
 		r.RemoteAddr = "127.0.0.1:40000"
+		r.Host = "127.0.0.1" // a loopback console without login answers only to a loopback host (DNS rebinding)
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		for k, v := range hdr {
 			r.Header.Set(k, v)
