@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/cases"
@@ -223,23 +224,44 @@ func (x *Index) Search(q string, limit int) (hits []Hit, total int) {
 	return hits, total
 }
 
-// fold is s case-folded (Unicode full case folding), what the index keeps
-// and a query is matched as: strings.ToLower keeps the Greek final sigma
-// ς apart from σ, so "ΠΑΠΑΔΟΠΟΥΛΟΣ" would not find "Παπαδοπουλος", and
-// ß apart from "ss". ASCII, most of what a directory holds, folds as it
-// lower-cases, without the cost of a Caser (one per call: a Caser keeps
-// state, and searches run at once). Other text is then put in Unicode
-// normal form C, so that a name stored decomposed (e and U+0301, as
-// Apple's services often send it) is found by the name typed composed,
-// and the other way round; and the dot a Turkish capital İ leaves
-// (i and U+0307) is dropped, so that "ilknur" finds "İLKNUR".
+// fold is s case-folded (Unicode full case folding) and without accents,
+// what the index keeps and a query is matched as: strings.ToLower keeps
+// the Greek final sigma ς apart from σ, so "ΠΑΠΑΔΟΠΟΥΛΟΣ" would not find
+// "Παπαδοπουλος", and ß apart from "ss". The marks on Latin, Greek and
+// Cyrillic letters are dropped (é is e, ü is u, the dot a Turkish İ
+// leaves is gone), whether the text came composed or decomposed (as
+// Apple's services often send it): an administrator types "jose garcia"
+// or "muller" on any keyboard. Marks after other letters stay (kana's
+// voicing marks and Indic vowel signs change the letter). ASCII, most of
+// what a directory holds, folds as it lower-cases, without the cost of
+// a Caser (one per call: a Caser keeps state, and searches run at once).
 func fold(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
-			return strings.ReplaceAll(norm.NFC.String(cases.Fold().String(s)), "i\u0307", "i")
+			return unaccent(cases.Fold().String(s))
 		}
 	}
 	return strings.ToLower(s)
+}
+
+// unaccent drops the combining marks after Latin, Greek and Cyrillic
+// letters, and returns the rest in normal form C.
+func unaccent(s string) string {
+	d := norm.NFD.String(s)
+	var b strings.Builder
+	b.Grow(len(d))
+	var base rune
+	for _, r := range d {
+		if unicode.Is(unicode.Mn, r) {
+			if unicode.In(base, unicode.Latin, unicode.Greek, unicode.Cyrillic) {
+				continue
+			}
+		} else {
+			base = r
+		}
+		b.WriteRune(r)
+	}
+	return norm.NFC.String(b.String())
 }
 
 // next is where the entry after order[k] begins in the blob.

@@ -61,3 +61,38 @@ func TestReview18bSearchNormalises(t *testing.T) {
 		}
 	}
 }
+
+// TestReview18bSearchIgnoresAccents: an administrator types names on a
+// keyboard without accents ("jose garcia", "muller"), and a directory
+// holds them with (José García, Müller), composed or not. Before the
+// normal form C fix a decomposed José was found by "jose" and a composed
+// one was not; neither should depend on how the name was stored. Marks
+// are dropped only after Latin, Greek and Cyrillic letters: kana's voicing
+// marks and Indic vowel signs change the letter.
+func TestReview18bSearchIgnoresAccents(t *testing.T) {
+	x := NewIndex()
+	x.PutUser(events.User{Source: "vpp", ID: "1", FirstName: "Jose\u0301", LastName: "Garci\u0301a"}) // decomposed
+	x.PutUser(events.User{Source: "vpp", ID: "2", FirstName: "Jos\u00e9", LastName: "Garc\u00eda"})   // composed
+	x.PutUser(events.User{Source: "vpp", ID: "3", LastName: "Müller", Email: "mueller@schule.example"})
+	x.PutUser(events.User{Source: "vpp", ID: "4", LastName: "Παπαδόπουλος"})
+	x.PutUser(events.User{Source: "vpp", ID: "5", LastName: "が"})
+	for _, c := range []struct {
+		q    string
+		want []string
+	}{
+		{"jose garcia", []string{"vpp/1", "vpp/2"}},
+		{"JOSÉ", []string{"vpp/1", "vpp/2"}},
+		{"muller", []string{"vpp/3"}},
+		{"ΠΑΠΑΔΟΠΟΥΛΟΣ", []string{"vpp/4"}},
+		{"か", nil}, // ka is not ga
+	} {
+		hits, _ := x.Search(c.q, 10)
+		var got []string
+		for _, h := range hits {
+			got = append(got, h.User.Source+"/"+h.User.ID)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("Search(%q) = %v, want %v", c.q, got, c.want)
+		}
+	}
+}
