@@ -108,7 +108,11 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, "Which sink's dead letters should be sent again?")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), redriveTimeout)
+	// Not cut off when the request ends: a browser drops the first POST
+	// when the form is sent again, and a tab may be closed. A redrive
+	// stopped between sending and removing leaves the dead letters it
+	// sent, and the next redrive would send them again.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), redriveTimeout)
 	defer cancel()
 	unlock, waited, err := s.lockSink(ctx, sink)
 	if err != nil {

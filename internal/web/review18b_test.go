@@ -1,11 +1,20 @@
 package web
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/rollcall/rollcall/internal/deadletter"
 	"github.com/rollcall/rollcall/pkg/events"
 )
 
@@ -94,5 +103,76 @@ func TestReview18bSearchIgnoresAccents(t *testing.T) {
 		if !slices.Equal(got, c.want) {
 			t.Errorf("Search(%q) = %v, want %v", c.q, got, c.want)
 		}
+	}
+}
+
+// heldSender is a sink whose sends go out at once but are answered only
+// when release is closed; started is closed when the first send begins.
+type heldSender struct {
+	mu      sync.Mutex
+	got     map[string]int
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (s *heldSender) Send(ctx context.Context, e events.Event) error {
+	s.mu.Lock()
+	s.got[e.ID()]++
+	s.mu.Unlock()
+	s.once.Do(func() { close(s.started) })
+	<-s.release // the webhook has the event; its answer is on the way
+	return nil
+}
+
+// TestReview18bAbortedRedriveSendsOnce: a browser aborts the first POST
+// when the form is sent again (a second click, a reload), and a tab can be
+// closed while a redrive runs. The request's context then ends; the
+// redrive, bound to it, stops after the sink was sent the dead letter but
+// before removing it, and the next redrive (the second click, waiting for
+// the first) sends it again. Once started, a redrive must run to its end.
+func TestReview18bAbortedRedriveSendsOnce(t *testing.T) {
+	snd := &heldSender{got: map[string]int{}, started: make(chan struct{}), release: make(chan struct{})}
+	var jsRef jetstream.JetStream
+	s, js := console(t, Config{Access: Access{Loopback: true}, Sinks: []Sink{{Name: "webhook", Kind: "webhook"}},
+		Redrive: func(ctx context.Context, sink, id string) (deadletter.RedriveStats, error) {
+			return deadletter.Redrive(ctx, jsRef, map[string]deadletter.Sender{"webhook": snd}, sink, id, io.Discard)
+		}})
+	jsRef = js
+	u := events.User{Source: "veeam", SourceKind: events.KindVeeam, ID: "u-8", Email: "dl8@example.com", Status: "enabled"}
+	e, err := events.New(events.Spec{Type: events.TypeRegistered, User: u, Reason: events.ReasonNew, Observed: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	review18DeadLetter(t, js, "webhook", e)
+	h := s.Handler()
+	form := url.Values{"sink": {"webhook"}, "id": {e.ID()}, "csrf": {s.csrf.token("local")}}
+	post := func(ctx context.Context) int {
+		r := httptest.NewRequest(http.MethodPost, "/deadletters/redrive", strings.NewReader(form.Encode())).WithContext(ctx)
+		r.RemoteAddr, r.Host = "127.0.0.1:40000", "127.0.0.1"
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	first, abort := context.WithCancel(context.Background())
+	defer abort()
+	var wg sync.WaitGroup
+	var codes [2]int
+	wg.Go(func() { codes[0] = post(first) })
+	select {
+	case <-snd.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first redrive did not reach the sink within 10s")
+	}
+	abort() // the browser drops the first request for the second
+	wg.Go(func() { codes[1] = post(context.Background()) })
+	close(snd.release)
+	wg.Wait()
+	snd.mu.Lock()
+	defer snd.mu.Unlock()
+	if n := snd.got[e.ID()]; n != 1 {
+		t.Errorf("a redrive whose request was aborted, then the form sent again: event %s delivered %d times (statuses %v), want once", e.ID(), n, codes)
 	}
 }
