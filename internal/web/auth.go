@@ -76,6 +76,7 @@ func LoadHtpasswd(path string) (map[string][]byte, error) {
 	}
 	defer f.Close()
 	out := map[string][]byte{}
+	lineOf := map[string]int{}
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -86,10 +87,15 @@ func LoadHtpasswd(path string) (map[string][]byte, error) {
 		if !ok || user == "" {
 			return nil, fmt.Errorf("htpasswd %s: line %d is not user:hash", path, n)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-			return nil, fmt.Errorf("htpasswd %s: line %d (user %s): not a bcrypt hash (make one with htpasswd -B)", path, n, user)
+		// bcrypt.Cost reads only the hash's start: one cut short, or
+		// with a field after it, would be loaded and never let in.
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil || len(hash) != bcryptLen {
+			return nil, fmt.Errorf("htpasswd %s: line %d (user %s): not a bcrypt hash of %d characters (make one with htpasswd -B)", path, n, user, bcryptLen)
 		}
-		out[user] = []byte(hash)
+		if first, dup := lineOf[user]; dup {
+			return nil, fmt.Errorf("htpasswd %s: line %d: user %s is on line %d already; keep one", path, n, user, first)
+		}
+		out[user], lineOf[user] = []byte(hash), n
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("htpasswd %s: %w", path, err)
@@ -99,6 +105,10 @@ func LoadHtpasswd(path string) (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// bcryptLen is the length of every bcrypt hash ($2y$10$, 53 characters
+// of salt and hash).
+const bcryptLen = 60
 
 // ParseProxies reads comma-separated addresses or CIDR prefixes.
 func ParseProxies(s string) ([]netip.Prefix, error) {

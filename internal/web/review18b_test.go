@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rollcall/rollcall/internal/deadletter"
 	"github.com/rollcall/rollcall/pkg/events"
@@ -174,5 +176,38 @@ func TestReview18bAbortedRedriveSendsOnce(t *testing.T) {
 	defer snd.mu.Unlock()
 	if n := snd.got[e.ID()]; n != 1 {
 		t.Errorf("a redrive whose request was aborted, then the form sent again: event %s delivered %d times (statuses %v), want once", e.ID(), n, codes)
+	}
+}
+
+// TestReview18bHtpasswdRefusesWhatCannotLogIn: a line a login can never
+// pass, and a user named twice (which line counts?), are refused at
+// start, naming the line, as other malformed lines are: an administrator
+// who added a user finds out then, not at the login prompt.
+func TestReview18bHtpasswdRefusesWhatCannotLogIn(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := string(hash)
+	for name, body := range map[string]string{
+		"a hash with a field after it": "alice:" + h + ":Alice Example\n",
+		"a truncated hash":             "alice:" + h[:len(h)-5] + "\n",
+		"a user named twice":           "alice:" + h + "\nbob:" + h + "\nalice:" + h + "\n",
+	} {
+		path := t.TempDir() + "/htpasswd"
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if users, err := LoadHtpasswd(path); err == nil {
+			t.Errorf("%s: loaded %d users, no error", name, len(users))
+		}
+	}
+	// What a login passes is still read: CRLF lines, comments, blanks.
+	path := t.TempDir() + "/htpasswd"
+	if err := os.WriteFile(path, []byte("# users\r\n\r\nalice:"+h+"\r\nbob:"+h+"\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if users, err := LoadHtpasswd(path); err != nil || len(users) != 2 || bcrypt.CompareHashAndPassword(users["alice"], []byte("pw")) != nil {
+		t.Errorf("a good file: %d users, %v", len(users), err)
 	}
 }
