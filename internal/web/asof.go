@@ -80,6 +80,12 @@ func (s *Server) asOfData(r *http.Request) (asOfData, []events.User) {
 		d.Err = "That time is not understood: " + err.Error() + "."
 		return d, nil
 	}
+	if at.IsZero() {
+		// 0001-01-01T00:00:00Z is Go's zero time, which the rebuild
+		// reads as now: it would list today's users as of year 1.
+		d.Err = "Nothing is known before a source's first complete snapshot; pick a later time."
+		return d, nil
+	}
 	d.At = at.UTC()
 	d.AtText, d.Date, d.Time = d.At.Format(time.RFC3339Nano), d.At.Format("2006-01-02"), d.At.Format("15:04")
 	for _, l := range []struct{ label, at string }{{"now", "now"}, {"an hour ago", "1h"}, {"yesterday", "1d"}, {"a week ago", "1w"}, {"30 days ago", "30d"}} {

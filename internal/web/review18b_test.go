@@ -211,3 +211,25 @@ func TestReview18bHtpasswdRefusesWhatCannotLogIn(t *testing.T) {
 		t.Errorf("a good file: %d users, %v", len(users), err)
 	}
 }
+
+// TestReview18bAsOfYearOne: the first instant of year 1 is Go's zero
+// time, which the directory rebuild reads as "now": asked for the
+// directory as of 0001-01-01, the page showed today's users "as of
+// never" (and the CSV them), where any other time before the first
+// snapshot says nothing is known then.
+func TestReview18bAsOfYearOne(t *testing.T) {
+	s, _ := console(t, Config{Access: Access{Loopback: true}})
+	h := s.Handler()
+	for _, q := range []string{"at=0001-01-01", "at=0001-01-01T00:00:00Z", "date=0001-01-01", "date=0001-01-01&time=00:00"} {
+		w := get(t, h, "/asof?source=veeam&"+q)
+		if w.Code == http.StatusOK || strings.Contains(w.Body.String(), "u-1") {
+			t.Errorf("/asof %s: status %d, lists the users of today", q, w.Code)
+		}
+		if c := get(t, h, "/asof.csv?source=veeam&"+q); c.Code == http.StatusOK {
+			t.Errorf("/asof.csv %s: status %d: %.200s", q, c.Code, c.Body.String())
+		}
+	}
+	if w := get(t, h, "/asof?source=veeam&at=0001-01-02"); w.Code == http.StatusOK {
+		t.Errorf("/asof at=0001-01-02: status %d", w.Code)
+	}
+}

@@ -118,6 +118,11 @@ func Replay(ctx context.Context, args []string, env envconfig.Lookuper, stdout, 
 	if o.AsOf, err = parseTime("as-of", *asOf, now); err != nil {
 		return err
 	}
+	if *asOf != "" && o.AsOf.IsZero() {
+		// 0001-01-01T00:00:00Z is Go's zero time, which would read as
+		// no --as-of at all and replay the whole trail.
+		return fmt.Errorf("%w: --as-of %s: nothing is known before the source's first complete snapshot; pick a later time", ErrUsage, *asOf)
+	}
 	if err := when.NotFuture(o.AsOf, now); err != nil {
 		return fmt.Errorf("%w: --as-of %s: %w; nothing is known about it (--as-of now is the directory as it is)", ErrUsage, *asOf, err)
 	}

@@ -60,3 +60,21 @@ func TestReview18bReplayAsOfSkipsUndecodable(t *testing.T) {
 		t.Errorf("stderr does not warn with the count: %q", errOut.String())
 	}
 }
+
+// TestReview18bReplayAsOfYearOne: --as-of 0001-01-01 is Go's zero time,
+// which the command read as no --as-of at all: it replayed the whole
+// trail as events where a directory was asked for. Any other time before
+// the first snapshot says nothing is known then.
+func TestReview18bReplayAsOfYearOne(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv)
+	trail(t, js)
+	env := envconfig.MapLookuper(map[string]string{"NATS_URL": srv.ClientURL()})
+	for _, at := range []string{"0001-01-01", "0001-01-01T00:00:00Z"} {
+		var out, errOut bytes.Buffer
+		err := notifierapp.Replay(context.Background(), []string{"--source", "veeam", "--as-of", at}, env, &out, &errOut)
+		if err == nil || strings.Contains(out.String(), `"type"`) {
+			t.Errorf("--as-of %s: err %v, printed %q", at, err, out.String())
+		}
+	}
+}
