@@ -175,3 +175,33 @@ func review16bStepDown(t *testing.T, nc *nats.Conn, js jetstream.JetStream, name
 		return fmt.Errorf("leader still %q", before)
 	})
 }
+
+// The client's connection is re-established again and again while batches
+// of acks are in flight (ForceReconnect, the server up): every batch across
+// a reconnect falls back to each lane confirming its own ack, some of whose
+// plain acks were lost with the old connection and some taken. Every event
+// once, in order per user.
+func TestReview16bReconnectsWhileBatching(t *testing.T) {
+	t.Parallel()
+	s := natstest.StartSingle(t)
+	nc, js := natstest.ConnectURL(t, s.URL(), natstest.Reconnecting...)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := bus.Ensure(ctx, js, bus.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	review16bRun(t, js, "r16breconnect", func() {
+		for range 5 {
+			before := nc.Stats().Reconnects
+			if err := nc.ForceReconnect(); err != nil {
+				t.Fatal(err)
+			}
+			testutil.CheckFor(t, waitLong, "reconnected", func() error {
+				if nc.Stats().Reconnects == before || !nc.IsConnected() {
+					return fmt.Errorf("not reconnected yet")
+				}
+				return nil
+			})
+		}
+	})
+}
