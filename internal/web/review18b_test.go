@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/rollcall/rollcall/internal/bus"
 	"github.com/rollcall/rollcall/internal/deadletter"
 	"github.com/rollcall/rollcall/pkg/events"
 )
@@ -231,5 +232,59 @@ func TestReview18bAsOfYearOne(t *testing.T) {
 	}
 	if w := get(t, h, "/asof?source=veeam&at=0001-01-02"); w.Code == http.StatusOK {
 		t.Errorf("/asof at=0001-01-02: status %d", w.Code)
+	}
+}
+
+// TestReview18bAsOfSkippedOnEveryPage: with a message skipped, every page
+// of a long directory says so (not only the first), the pages together
+// list every user once, and the CSV has them all and the count.
+func TestReview18bAsOfSkippedOnEveryPage(t *testing.T) {
+	s, js := console(t, Config{Access: Access{Loopback: true}})
+	ctx := context.Background()
+	var users []events.User
+	for i := range 2*asOfPage + 3 {
+		users = append(users, events.User{Source: "big", SourceKind: events.KindVeeam, ID: "b-" + itoa(1000+i), Status: "enabled"})
+	}
+	baseline(ctx, t, js, "big", users...)
+	e, err := events.New(events.Spec{Type: events.TypeRegistered, User: events.User{Source: "big", SourceKind: events.KindVeeam, ID: "b-x", Status: "enabled"}, Reason: events.ReasonNew, Observed: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bus.Msg(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Data = []byte(`not an event`)
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	h := s.Handler()
+	first := get(t, h, "/asof?source=big&at=now")
+	at := ""
+	if i := strings.Index(first.Body.String(), `datetime="`); i >= 0 {
+		at = first.Body.String()[i+len(`datetime="`):]
+		at = at[:strings.IndexByte(at, '"')]
+	}
+	seen := map[string]int{}
+	for p := 1; p <= 3; p++ {
+		w := get(t, h, "/asof?"+url.Values{"source": {"big"}, "at": {at}, "page": {itoa(p)}}.Encode())
+		body := w.Body.String()
+		if w.Code != http.StatusOK || !strings.Contains(body, "skipped") && !strings.Contains(body, "Skipped") {
+			t.Errorf("page %d: status %d, says nothing of the skipped message", p, w.Code)
+		}
+		for _, u := range users {
+			if strings.Contains(body, ">"+u.ID+"<") {
+				seen[u.ID]++
+			}
+		}
+	}
+	for _, u := range users {
+		if seen[u.ID] != 1 {
+			t.Errorf("%s on %d pages, want 1", u.ID, seen[u.ID])
+		}
+	}
+	c := get(t, h, "/asof.csv?"+url.Values{"source": {"big"}, "at": {at}}.Encode())
+	if n := strings.Count(c.Body.String(), "\nbig,"); n != len(users) || c.Header().Get("X-Rollcall-Skipped-Messages") != "1" {
+		t.Errorf("CSV: %d rows, skipped header %q; want %d and 1", n, c.Header().Get("X-Rollcall-Skipped-Messages"), len(users))
 	}
 }
