@@ -86,7 +86,7 @@ func deadRowOf(e deadletter.Entry) deadRow {
 }
 
 // redriveTimeout bounds a redrive started from the page.
-const redriveTimeout = 2 * time.Minute
+var redriveTimeout = 2 * time.Minute // a var for the review 18b test under the openbreaks tag
 
 // redrive sends one dead letter, or all of a sink's, again: a POST with
 // the form's CSRF token, answered with the list and what the redrive did.
