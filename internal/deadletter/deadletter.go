@@ -10,6 +10,7 @@
 package deadletter
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -287,10 +288,13 @@ func Redrive(ctx context.Context, js jetstream.JetStream, sinks map[string]Sende
 		}
 	}
 	results := sendAll(ctx, sinks, picked)
+	// What was sent is removed even when ctx ended meanwhile (a timeout, a
+	// Ctrl-C): left in place, it would be sent again by the next redrive.
+	// The removals get a bound of their own.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeGrace)
+	defer cancel()
+	stopped := false
 	for i, en := range picked {
-		if err := ctx.Err(); err != nil {
-			return stats, fmt.Errorf("redrive stopped: %w (%s)", err, stats)
-		}
 		stats.Matched++
 		what := describe(en)
 		err := results[i]
@@ -305,16 +309,18 @@ func Redrive(ctx context.Context, js jetstream.JetStream, sinks map[string]Sende
 			fmt.Fprintf(progress, "failed  %s: %s\n", what, f.Reason)
 			continue
 		case err != nil && ctx.Err() != nil:
-			// Cut off, not refused: not counted either way.
+			// Cut off (or never tried), not refused: not counted either
+			// way, and kept.
 			stats.Matched--
-			return stats, fmt.Errorf("redrive stopped: %w (%s)", ctx.Err(), stats)
+			stopped = true
+			continue
 		case err != nil:
 			f := Failure{Seq: en.Seq, Sink: en.Sink, EventID: en.EventID(), Reason: err.Error()}
 			stats.Failed = append(stats.Failed, f)
 			fmt.Fprintf(progress, "failed  %s: %v (kept)\n", what, err)
 			continue
 		}
-		if err := remove(ctx, s, en.Seq); err != nil {
+		if err := remove(rctx, s, en.Seq); err != nil {
 			f := Failure{Seq: en.Seq, Sink: en.Sink, EventID: en.EventID(), Reason: "sent, but removing the dead letter failed: " + err.Error()}
 			stats.NotRemoved = append(stats.NotRemoved, f)
 			fmt.Fprintf(progress, "sent    %s, but removing the dead letter failed: %v\n", what, err)
@@ -322,6 +328,10 @@ func Redrive(ctx context.Context, js jetstream.JetStream, sinks map[string]Sende
 		}
 		stats.Sent++
 		fmt.Fprintf(progress, "sent    %s\n", what)
+	}
+	if stopped || ctx.Err() != nil {
+		fmt.Fprintf(progress, "redrive stopped: %s\n", stats)
+		return stats, fmt.Errorf("redrive stopped: %w (%s)", cmp.Or(ctx.Err(), context.Canceled), stats)
 	}
 	if id != "" && stats.Matched == 0 {
 		in := ""
@@ -336,6 +346,10 @@ func Redrive(ctx context.Context, js jetstream.JetStream, sinks map[string]Sende
 	}
 	return stats, nil
 }
+
+// removeGrace bounds the removal of the dead letters a redrive sent, which
+// goes on after the redrive's own context ended.
+const removeGrace = 30 * time.Second
 
 var (
 	errUnknownSink = errors.New("sink not configured")

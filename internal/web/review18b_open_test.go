@@ -1,16 +1,8 @@
-//go:build openbreaks
-
-// This file shows an open break of issue 18 (review 18b), outside the
-// console: deadletter.Redrive sends every picked dead letter, then removes
-// them one by one, and returns at the first sign that its context ended
-// ("redrive stopped") without removing those already sent. The console's
-// redrive is bounded by redriveTimeout (2 minutes): a redrive whose sends
-// complete as the timeout passes leaves every sent dead letter in place,
-// and the next redrive sends them again. `notifier deadletter redrive`
-// stopped by Ctrl-C at that moment does the same. The fix belongs in
-// internal/deadletter (remove what was sent whatever the context, e.g.
-// with context.WithoutCancel and a short timeout of its own). Run with
-// go test -tags openbreaks -run Review18bOpen ./internal/web.
+// Review 18b: deadletter.Redrive sent every picked dead letter, then
+// removed them one by one, and returned at the first sign that its context
+// ended without removing those already sent; a console redrive whose sends
+// completed as redriveTimeout passed left them to be sent again. Fixed in
+// internal/deadletter: what was sent is removed whatever the context.
 package web
 
 import (
