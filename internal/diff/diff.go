@@ -196,6 +196,9 @@ func Compute(in Input) (Result, error) {
 	for _, u := range plan.Changed {
 		u.Source, u.SourceKind = in.Source, in.Kind
 		prev, known := in.Previous[u.ID]
+		if !known {
+			u.Entries = newEntries(u)
+		}
 		if !known && in.SilentNew {
 			res.Writes = append(res.Writes, Write{User: u})
 			continue
@@ -341,12 +344,30 @@ func entriesOf(prev, u events.User) *events.V2Entries {
 		return nil
 	case e == nil:
 		return prev.Entries
+	case strings.EqualFold(prev.Status, events.StatusRemoved):
+		return newEntries(u) // its entries all vanished with it
 	case e.Retired < 0 && prev.Entries == nil:
 		return nil
 	case e.Retired < 0:
 		return &events.V2Entries{Retired: prev.Entries.Retired, Active: e.Active}
 	}
 	return e
+}
+
+// newEntries is the Entries of an Apple v2 user whose key rollcall does
+// not know (or knew removed, with no entry left): every entry of such a
+// key is new since the last listing, so an incremental listing shows them
+// all, and a retired one beside the active entry has the key looked up
+// (the count is then known). A key shown only active has no retired
+// entry; its count is 0, not "not known", or a retirement and re-creation
+// before the next change of its record would go unseen (issue 17 review
+// 17c).
+func newEntries(u events.User) *events.V2Entries {
+	e := u.Entries
+	if u.SourceKind != events.KindVPP2 || e == nil || e.Retired >= 0 || !activeStatus(u.Status) {
+		return e
+	}
+	return &events.V2Entries{Retired: 0, Active: e.Active}
 }
 
 // activeStatus reports whether an Apple v2 status is an active entry's.
