@@ -93,15 +93,28 @@ func reachedState(kv events.User, known bool, evs []events.Data) (events.User, b
 			state.CopyField(c.Field, d.User)
 		}
 	}
-	if len(evs) > 0 {
+	if recreated(evs) {
 		// An Apple v2 user's memory of its entries (events.User.Entries)
 		// is in no event: the one recorded is from before these events,
-		// and kept it would show a retirement and re-creation they already
-		// reported as new again. Not known is never a change; the next run
-		// records it anew.
+		// and kept it would show the retirement and re-creation they
+		// already reported as new again. Not known is never a change; a
+		// later run records it anew. Events without that pair leave the
+		// recorded memory right, and it is kept.
 		state.Entries = nil
 	}
 	return state, have
+}
+
+// recreated reports whether evs hold a user's retirement followed by its
+// re-creation: an event whose previous state was retired and whose user
+// is not.
+func recreated(evs []events.Data) bool {
+	for _, d := range evs {
+		if d.Previous != nil && strings.EqualFold(d.Previous.Status, events.StatusRetired) && !strings.EqualFold(d.User.Status, events.StatusRetired) {
+			return true
+		}
+	}
+	return false
 }
 
 // publishedSince is the data of the events of source stored from sequence

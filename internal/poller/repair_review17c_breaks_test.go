@@ -1,7 +1,5 @@
-//go:build openbreaks
-
-// Review 17c, an open break (not fixed: the repair is in internal/poller,
-// outside the reviewer's paths). The repair of a run that published an
+// Review 17c (fixed: the repair clears the entries only for a retirement
+// and re-creation pair). The repair of a run that published an
 // Apple v2 user's events but crashed before writing its record leaves the
 // user's entries "not known" (810b2e7). docs/VPP2.md says "the next run
 // records them"; it does only for a key with retired entries. For a key
