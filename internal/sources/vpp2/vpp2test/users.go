@@ -168,15 +168,16 @@ func (s *Server) page(q map[string][]string, idx int) (response, int) {
 
 // listing is the entries of the listing q asks for (since, activeOnly,
 // retiredOnly) and the directory's version they are of: computed at page
-// 0 (and whenever a hook is set), else the last one computed for the same
-// query.
+// 0, whenever a hook is set and whenever the directory changed since (its
+// versionId then moves, as Apple's does), else the last one computed for
+// the same query.
 func (s *Server) listing(since uint64, q map[string][]string, idx int) ([]wireUser, uint64) {
 	key := fmt.Sprintf("%d/%s/%s", since, first(q, "activeOnly"), first(q, "retiredOnly"))
 	s.mu.Lock()
 	l, ok := s.lists[key]
 	live := s.beforePage != nil
 	s.mu.Unlock()
-	if ok && idx > 0 && !live {
+	if ok && idx > 0 && !live && l.version == s.dir.Version() {
 		return l.entries, l.version
 	}
 	users, version := s.dir.Since(since)
@@ -201,7 +202,7 @@ func (s *Server) lookup(key string, q map[string][]string) ([]wireUser, uint64) 
 	s.mu.Lock()
 	idx, version := s.byKey, s.byKeyVersion
 	s.mu.Unlock()
-	if idx == nil {
+	if idx == nil || version != s.dir.Version() {
 		users, v := s.dir.Since(0)
 		idx, version = map[string][]int64{}, v
 		for _, u := range users {
