@@ -234,8 +234,21 @@ func freePort() (int, error) {
 }
 
 func (w *world) start(ctx context.Context) error {
-	if err := w.startNATS(); err != nil {
-		return err
+	// The port was free when picked, but another process (a test running
+	// beside) may have taken it since; the first start may pick another,
+	// the restarts after it need this one.
+	for try := 1; ; try++ {
+		err := w.startNATS()
+		var le *natsutil.ListenError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &le) || try == 5 {
+			return err
+		}
+		if w.port, err = freePort(); err != nil {
+			return err
+		}
 	}
 	nc, err := nats.Connect(w.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
 	if err != nil {
