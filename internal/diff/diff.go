@@ -385,9 +385,23 @@ func activeStatus(status string) bool {
 // another one. A retired entry that appears beside an active entry that
 // did not change is no retirement of the user. Entries not known (a record
 // written before rollcall kept them) are never a change.
+//
+// An active user that was associated and is registered now is one too,
+// whatever the counts say: an entry never goes back from associated to
+// registered (Apple's Registered is an entry without an Apple Account yet),
+// so the registered one is a new entry. Counts alone miss it when Apple
+// purged a retired entry meanwhile (review 17c), and the change would
+// otherwise be reported as a user.updated of the status, which did not
+// happen.
 func reregistered(prev, u events.User) bool {
+	if u.SourceKind != events.KindVPP2 {
+		return false
+	}
+	if strings.EqualFold(prev.Status, events.StatusAssociated) && strings.EqualFold(u.Status, events.StatusRegistered) {
+		return true
+	}
 	p, n := prev.Entries, u.Entries
-	return u.SourceKind == events.KindVPP2 && p != nil && n != nil && p.Retired >= 0 &&
+	return p != nil && n != nil && p.Retired >= 0 &&
 		n.Retired > p.Retired && n.Active != p.Active &&
 		activeStatus(prev.Status) && activeStatus(u.Status)
 }

