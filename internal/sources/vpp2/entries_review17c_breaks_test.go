@@ -31,7 +31,6 @@ func TestReview17cSecondRecreationIncremental(t *testing.T) {
 	review17cSecondRecreation(t, time.Hour)
 }
 
-
 // Apple's "Deleted": retired, and the Apple Account associated again with
 // a new entry of the same clientUserId. The new entry has the old one's
 // e-mail and idHash (the hash of the same store account) and no invite
