@@ -515,7 +515,16 @@ func (n *Notifier) consumer(ctx context.Context, r Route) (jetstream.Consumer, e
 	}
 	switch r.Start {
 	case "", "new":
-		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		// "New" is fixed here, at the stream's last sequence now, not left
+		// to DeliverNewPolicy: a replicated consumer fixes that start only
+		// when its leader takes it up, after CreateConsumer has returned,
+		// and events stored meanwhile were never delivered (review 16b:
+		// 40–80 of 300 on a three-node cluster).
+		s, err := n.js.Stream(ctx, bus.EventsStream)
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: read the stream's position to start at new events: %w", name, err)
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, s.CachedInfo().State.LastSeq+1
 	case "all":
 		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 	default:
@@ -533,7 +542,7 @@ func (n *Notifier) create(ctx context.Context, cfg jetstream.ConsumerConfig, fil
 	if err != nil {
 		return nil, fmt.Errorf("sink %s: create consumer: %w", cfg.Durable, err)
 	}
-	n.log.Info("created consumer", "sink", cfg.Durable, "start", cfg.DeliverPolicy.String(), "filters", filters, "max_ack_pending", cfg.MaxAckPending)
+	n.log.Info("created consumer", "sink", cfg.Durable, "start", cfg.DeliverPolicy.String(), "start_seq", cfg.OptStartSeq, "filters", filters, "max_ack_pending", cfg.MaxAckPending)
 	return c, nil
 }
 

@@ -876,8 +876,11 @@ func TestStartPosition(t *testing.T) {
 		routes = append(routes, notifier.Route{Sink: byTime, Start: at.Format(time.RFC3339Nano)})
 	}
 	start(t, js, notifier.Config{}, routes...)
-	if ci := consumerInfo(t, js, "fresh"); ci.Config.DeliverPolicy != jetstream.DeliverNewPolicy {
-		t.Errorf("default start: deliver policy %v, want new", ci.Config.DeliverPolicy)
+	// "New" is the stream's position when the consumer was made, fixed by
+	// the notifier (a replicated consumer's DeliverNewPolicy is fixed later,
+	// by its leader: review 16b).
+	if ci := consumerInfo(t, js, "fresh"); ci.Config.DeliverPolicy != jetstream.DeliverByStartSequencePolicy || ci.Config.OptStartSeq != m2.Sequence+1 {
+		t.Errorf("default start: deliver policy %v from %d, want by start sequence from %d", ci.Config.DeliverPolicy, ci.Config.OptStartSeq, m2.Sequence+1)
 	}
 	later := mkEvent(t, "veeam", "z", events.TypeUpdated, 3)
 	publish(t, js, later)
