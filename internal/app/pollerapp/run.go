@@ -139,10 +139,10 @@ func Run(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) error {
 	h, err := bus.Ensure(sctx, js, bus.Config{Replicas: cfg.NATSReplicas, MaxAge: cfg.EventsMaxAge, DuplicateWindow: cfg.EventsDuplicateWindow})
 	cancel()
 	if err != nil {
-		return err
+		return stoppedOr(ctx, err)
 	}
 	if err := checkKinds(ctx, h.Users, specs); err != nil {
-		return err
+		return stoppedOr(ctx, err)
 	}
 
 	p := poller.New(js, h, poller.Config{
@@ -370,4 +370,13 @@ func ownerID(configured string) string {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// stoppedOr is nil when ctx ended (a stop while the poller was starting is
+// no failure: a step it cut short says "context canceled"), else err.
+func stoppedOr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
