@@ -103,9 +103,6 @@ func (a *batchAcks) loop() {
 
 // send publishes the acks of msgs and asks for a reply to the last one.
 func (a *batchAcks) send(msgs []jetstream.Msg) bool {
-	if a.nc == nil {
-		return false
-	}
 	return a.sendSince(a.nc.Stats().Reconnects, msgs)
 }
 
@@ -138,9 +135,6 @@ func (a *batchAcks) close() {
 // m.DoubleAck, which refuses a message whose ack was already published by
 // a batch that was not confirmed.
 func ackOne(ctx context.Context, nc *nats.Conn, m jetstream.Msg) error {
-	if nc == nil {
-		return m.DoubleAck(ctx)
-	}
 	_, err := nc.RequestWithContext(ctx, m.Reply(), ackAck)
 	return err
 }

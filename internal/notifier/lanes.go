@@ -754,7 +754,7 @@ func (p *pump) ack(msg jetstream.Msg, log *msgLog) {
 		actx, cancel := context.WithTimeout(context.Background(), ackTimeout)
 		err := ackOne(actx, nc, msg)
 		cancel()
-		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		if err == nil {
 			return
 		}
 		if p.cut.Err() != nil || p.n.closed(err) {
