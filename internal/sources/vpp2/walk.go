@@ -16,6 +16,12 @@ import (
 // retired than Config.MaxRetiredLookups: a full listing settles them all.
 var errTooManyRetired = errors.New("too many keys shown only retired to look each up")
 
+// errUnsettled ends an incremental walk whose lookup of a key it showed
+// retired lists no entry at all: the entry was purged since, or the two
+// answers disagree. Neither is evidence of a retirement, so a full listing
+// settles the key, with the absence rule's confirmation if it is gone.
+var errUnsettled = errors.New("a user shown retired has no entry in its lookup")
+
 // Stream lists the users page by page into out: everything (retired
 // entries included: a key with only retired entries is a retired user)
 // when there is no cursor or req.Full is set, otherwise the entries
@@ -31,6 +37,8 @@ func (c *Client) Stream(ctx context.Context, req sources.Request, out sources.Pa
 			c.log.WarnContext(ctx, "vpp2 versionId no longer accepted (9721), running a full sync")
 		case errors.Is(err, errTooManyRetired):
 			c.log.InfoContext(ctx, "vpp2 incremental run shows many users only retired, running a full sync to settle them", "max_lookups", c.lookups)
+		case errors.Is(err, errUnsettled):
+			c.log.InfoContext(ctx, "vpp2 lookup lists no entry for a user the incremental run showed retired (purged since?), running a full sync to settle it")
 		default:
 			return snap, err
 		}
@@ -173,7 +181,8 @@ func (c *Client) another(p *page, idx int64, pageNo int) error {
 // re-creation between two runs adds one beside a new active entry), so
 // each such key is looked up (GET /users?clientUserId=…) and takes the
 // state of all its entries. More such keys than c.lookups end the walk
-// with errTooManyRetired: a full listing then settles them at once.
+// with errTooManyRetired, and a lookup listing no entry with errUnsettled:
+// a full listing then settles them.
 func (c *Client) settle(ctx context.Context, m *merger, out sources.Pages) error {
 	if len(m.held)+len(m.mixed) == 0 {
 		return nil
@@ -201,13 +210,14 @@ func (c *Client) settle(ctx context.Context, m *merger, out sources.Pages) error
 		case err != nil:
 			return fmt.Errorf("source %s: settle a user shown retired: %w", c.name, err)
 		case !ok:
-			// No entry at all, though the walk just listed one: the
-			// answers contradict each other, and neither is evidence of
-			// a retirement (the user may still have an active entry).
-			// The stored state stands; a full listing settles the key,
-			// and the absence rule confirms a real disappearance.
-			c.log.WarnContext(ctx, "vpp2 lookup lists no entry for a user the walk showed retired; keeping its stored state")
-			continue
+			// No entry at all, though the walk just listed one: purged
+			// since (Apple's retired entries do go), or the answers
+			// disagree. Neither is evidence of a retirement (the user
+			// may still have an active entry), and waiting for the next
+			// scheduled full listing could hold a real one back for a
+			// day: a full listing now settles the key, and the absence
+			// rule confirms a real disappearance.
+			return errUnsettled
 		}
 		u := c.user(e, retiredCount(entries), true)
 		if _, ok := m.mixed[k]; ok {
