@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,7 +70,12 @@ func DeadLetterMsgID(eventID, sink string, streamSeq uint64, epoch int64) string
 		sum := sha256.Sum256([]byte(eventID))
 		eventID = "h" + hex.EncodeToString(sum[:16])
 	}
-	return fmt.Sprintf("%s.%s.%d.%d", eventID, sink, streamSeq, epoch)
+	// By hand, not fmt.Sprintf: one is made for every delivery.
+	b := make([]byte, 0, len(eventID)+len(sink)+2+20+20)
+	b = append(append(append(b, eventID...), '.'), sink...)
+	b = strconv.AppendUint(append(b, '.'), streamSeq, 10)
+	b = strconv.AppendInt(append(b, '.'), epoch, 10)
+	return string(b)
 }
 
 // deadLetterBody encodes dl, cut to fit max bytes: the body first, then the
@@ -201,6 +207,15 @@ func (d *deadSet) has(id string) bool {
 	defer d.mu.Unlock()
 	_, ok := d.ids[id]
 	return ok
+}
+
+// hasLetter is has(DeadLetterMsgID(eventID, sink, seq, epoch)), without
+// making the id while the set is empty, as it is on a healthy sink.
+func (d *deadSet) hasLetter(eventID, sink string, seq uint64, epoch int64) bool {
+	d.mu.Lock()
+	empty := len(d.ids) == 0
+	d.mu.Unlock()
+	return !empty && d.has(DeadLetterMsgID(eventID, sink, seq, epoch))
 }
 
 func (d *deadSet) add(id string) {

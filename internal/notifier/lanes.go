@@ -538,7 +538,7 @@ func (p *pump) deliver(h held, key string) {
 			id = e.ID()
 		}
 	}
-	if p.n.dead.has(DeadLetterMsgID(id, p.sink.Name(), h.meta.Sequence.Stream, h.epoch)) {
+	if p.n.dead.hasLetter(id, p.sink.Name(), h.meta.Sequence.Stream, h.epoch) {
 		// Dead-lettered already, delivered again because its Term was
 		// lost (a crash, a failover): not attempted again.
 		log.get().Info("event already dead-lettered; terminating the copy delivered again", "event", id)

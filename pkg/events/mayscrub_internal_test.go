@@ -79,3 +79,43 @@ func FuzzMaySecret(f *testing.F) {
 		}
 	})
 }
+
+// containsFragment is bytes.Contains over every fragment, in one pass.
+func TestContainsFragmentIsContainsAny(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	alphabet := "pasecrtokinvdwhyulbgm"
+	for range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		if r.IntN(4) == 0 {
+			f := secretFragments[r.IntN(len(secretFragments))]
+			at := r.IntN(len(b) + 1)
+			b = append(b[:at:at], append(append([]byte{}, f[:r.IntN(len(f))+1]...), b[at:]...)...)
+		}
+		want := false
+		for _, f := range secretFragments {
+			want = want || bytes.Contains(b, f)
+		}
+		if got := containsFragment(b); got != want {
+			t.Fatalf("containsFragment(%q) = %v, want %v", b, got, want)
+		}
+	}
+}
+
+func BenchmarkMaySecret(b *testing.B) {
+	u := User{Source: "vpp", SourceKind: KindVPP, ID: "12345", Status: "Associated", Email: "teacher.one@school.example",
+		Raw: []byte(`{"userId":12345,"email":"teacher.one@school.example","status":"Associated","itsIdHash":"hash12345=","clientUserIdStr":"c-12345"}`)}
+	e, err := New(Spec{Type: TypeAssociated, User: u, Previous: &u})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := e.Data()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if maySecret(body) {
+			b.Fatal("a secret in an event without one")
+		}
+	}
+}

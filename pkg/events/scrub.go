@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 )
 
@@ -326,28 +327,54 @@ func maySecret(b []byte) bool {
 		return true
 	}
 	bp := foldBufs.Get().(*[]byte)
-	f := (*bp)[:0]
+	f := slices.Grow((*bp)[:0], len(b))[:len(b)]
+	n := 0
 	for _, c := range b {
-		switch {
-		case c == '_' || c == '-' || c == '.' || c == ' ':
-			continue
-		case 'A' <= c && c <= 'Z':
-			c += 'a' - 'A'
-		}
-		f = append(f, c)
-	}
-	found := false
-	for _, s := range secretFragments {
-		if bytes.Contains(f, s) {
-			found = true
-			break
+		f[n] = foldByte[c]
+		if c != '_' && c != '-' && c != '.' && c != ' ' {
+			n++
 		}
 	}
+	f = f[:n]
+	found := containsFragment(f)
 	if cap(f) <= maxPooledFold {
 		*bp = f[:0]
 		foldBufs.Put(bp)
 	}
 	return found
+}
+
+// foldByte is each byte as maySecret folds it: A-Z to lower case.
+var foldByte = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+// fragmentsBy lists secretFragments by their first byte, so that one pass
+// over a text finds any of them (a bytes.Contains per fragment read a
+// notifier's every event thirteen times).
+var fragmentsBy = func() (t [256][][]byte) {
+	for _, f := range secretFragments {
+		t[f[0]] = append(t[f[0]], f)
+	}
+	return t
+}()
+
+// containsFragment reports whether f contains one of secretFragments.
+func containsFragment(f []byte) bool {
+	for i, c := range f {
+		for _, s := range fragmentsBy[c] {
+			if bytes.HasPrefix(f[i:], s) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // foldBufs holds maySecret's buffers; one that grew beyond maxPooledFold

@@ -27,8 +27,8 @@ type Config struct {
 	// WebhookURL is the incoming-webhook URL. Whoever has it can post to
 	// the channel, so it never appears in an error or a log line.
 	WebhookURL string
-	// HTTPClient sends the requests; default a client that does not follow
-	// redirects.
+	// HTTPClient sends the requests; default post.NewClient's transport,
+	// called directly (post.Direct): no redirect is followed.
 	HTTPClient *http.Client
 	// Timeout bounds one post to Slack (a message or a digest); default
 	// 10s.
@@ -86,13 +86,10 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = post.NewClient()
-	}
 	return &Sink{
 		name:      cfg.Name,
 		url:       cfg.WebhookURL,
-		client:    cfg.HTTPClient,
+		client:    post.DoerOf(cfg.HTTPClient),
 		timeout:   cfg.Timeout,
 		redact:    redact,
 		threshold: cfg.DigestThreshold,

@@ -83,7 +83,7 @@ import (
 type Sink struct {
 	name    string
 	url     string
-	client  *http.Client
+	client  post.Doer
 	timeout time.Duration
 	redact  []string
 

@@ -99,3 +99,50 @@ func readBody(t *testing.T, r *http.Request) []byte {
 	}
 	return b
 }
+
+// requestBinary shares the message's header values with the request; an
+// append to a request header (a RoundTripper adding a value) must never
+// write into the message, whose slice may have room beside its one value.
+func TestRequestBinaryNeverWritesIntoTheMessage(t *testing.T) {
+	s, err := New(Config{Name: "w", URL: "http://x/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := events.User{Source: "vpp", SourceKind: events.KindVPP, ID: "u1", Status: "Registered"}
+	e, err := events.New(events.Spec{Type: events.TypeRegistered, User: u, Observed: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, body, err := events.ToHeaders(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range h { // room beside each value, as a parser may leave
+		h[k] = append(make([]string, 0, 4), vs...)
+	}
+	b, ok := events.AsBinary(h, body)
+	if !ok {
+		t.Fatal("AsBinary refused the event")
+	}
+	before := maps.Clone(h)
+	for k, vs := range h {
+		before[k] = slices.Clone(vs)
+	}
+	for range 2 {
+		req, err := s.requestBinary(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range req.Header {
+			req.Header.Add(k, "appended")
+		}
+		if req.URL.Path = "/changed"; s.target.NewRequest(context.Background(), 1).URL.Path != "/hook" {
+			t.Fatal("a request's URL is shared with the next")
+		}
+	}
+	for k, vs := range h {
+		if !slices.Equal(vs[:cap(vs)][:len(vs)], before[k]) || slices.Contains(vs[:cap(vs)], "appended") {
+			t.Errorf("header %s of the message changed: %q", k, vs[:cap(vs)])
+		}
+	}
+}

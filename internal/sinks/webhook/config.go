@@ -39,8 +39,8 @@ type Config struct {
 	Mode string
 	// Timeout bounds one delivery attempt; default 10s.
 	Timeout time.Duration
-	// HTTPClient sends the requests; default a client that does not follow
-	// redirects.
+	// HTTPClient sends the requests; default post.NewClient's transport,
+	// called directly (post.Direct): no redirect is followed.
 	HTTPClient *http.Client
 	// Now stamps webhook-timestamp; default time.Now.
 	Now func() time.Time
@@ -76,19 +76,23 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = post.NewClient()
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	target, err := post.ParseTarget(labelOf(cfg.Name), cfg.URL)
+	if err != nil {
+		return nil, err
 	}
 	s := &Sink{
 		name:    cfg.Name,
 		url:     cfg.URL,
+		target:  target,
+		lbl:     labelOf(cfg.Name),
+		postOp:  labelOf(cfg.Name) + ": post",
 		keys:    keys,
 		mode:    cfg.Mode,
 		timeout: cfg.Timeout,
-		client:  cfg.HTTPClient,
+		client:  post.DoerOf(cfg.HTTPClient),
 		now:     cfg.Now,
 	}
 	s.redact = redact

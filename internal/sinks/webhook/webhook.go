@@ -39,10 +39,13 @@ import (
 type Sink struct {
 	name    string
 	url     string
+	target  *post.Target
+	lbl     string // label(), built once
+	postOp  string // label() + ": post"
 	keys    [][]byte
 	mode    string
 	timeout time.Duration
-	client  *http.Client
+	client  post.Doer
 	now     func() time.Time
 	redact  []string
 }
@@ -52,11 +55,13 @@ func (s *Sink) Name() string { return s.name }
 
 // label names the sink in its errors: its kind, and its name when that is
 // not the kind too ("webhook", not "webhook webhook").
-func (s *Sink) label() string {
-	if s.name == "webhook" {
-		return s.name
+func (s *Sink) label() string { return s.lbl }
+
+func labelOf(name string) string {
+	if name == "webhook" {
+		return name
 	}
-	return "webhook " + s.name
+	return "webhook " + name
 }
 
 // Endpoint is the host the sink posts to, which may be logged, and an
@@ -94,7 +99,7 @@ func (s *Sink) Send(ctx context.Context, e events.Event) error {
 	if err != nil {
 		return err
 	}
-	return post.Do(s.client, req, s.label()+": post", s.now, s.redact...)
+	return post.Do(s.client, req, s.postOp, s.now, s.redact...)
 }
 
 // bound limits ctx to the sink's Timeout. The notifier's own bound is
@@ -108,10 +113,7 @@ func (s *Sink) bound(ctx context.Context) (context.Context, context.CancelFunc) 
 }
 
 func (s *Sink) request(ctx context.Context, e events.Event) (*http.Request, error) {
-	req, err := post.NewRequest(ctx, s.label(), s.url)
-	if err != nil {
-		return nil, err
-	}
+	req := s.target.NewRequest(ctx, 16)
 	var body []byte
 	if s.mode == ModeBinary && binaryHeaders(req.Header, e) {
 		body = bytes.Clone(e.Data())
@@ -126,6 +128,7 @@ func (s *Sink) request(ctx context.Context, e events.Event) (*http.Request, erro
 		// The signature covers the exact bytes sent, so read them back from
 		// the request rather than re-encoding the event.
 		if req.Body != nil {
+			var err error
 			body, err = io.ReadAll(req.Body)
 			if err != nil {
 				return nil, fmt.Errorf("%s: encode event %s: %w", s.label(), e.ID(), err)
@@ -143,7 +146,7 @@ func (s *Sink) request(ctx context.Context, e events.Event) (*http.Request, erro
 // User-Agent and, when signing, the Standard Webhooks headers for event id.
 func (s *Sink) finish(req *http.Request, id string, body []byte) {
 	setBody(req, body)
-	req.Header["User-Agent"] = []string{"rollcall-notifier"}
+	req.Header["User-Agent"] = userAgent[:1:1]
 	if len(s.keys) > 0 {
 		ts := s.now().Unix()
 		sigs := make([]string, len(s.keys))
@@ -173,30 +176,32 @@ func (s *Sink) SendBinary(ctx context.Context, b events.Binary) error {
 	if err != nil {
 		return err
 	}
-	return post.Do(s.client, req, s.label()+": post", s.now, s.redact...)
+	return post.Do(s.client, req, s.postOp, s.now, s.redact...)
 }
 
 func (s *Sink) requestBinary(ctx context.Context, b events.Binary) (*http.Request, error) {
 	if s.mode != ModeBinary {
 		return nil, fmt.Errorf("%s: event %s: a message is sent as it is only in binary mode", s.label(), b.ID)
 	}
-	req, err := post.NewRequest(ctx, s.label(), s.url)
-	if err != nil {
-		return nil, err
-	}
+	req := s.target.NewRequest(ctx, len(b.Header)+4)
 	for k, vs := range b.Header {
 		if len(vs) == 0 {
 			continue
 		}
+		// The message's own value slices, capped so that an append to a
+		// request header never writes into the message.
 		if k == events.HeaderContentType {
-			req.Header[k] = []string{vs[0]}
+			req.Header[k] = vs[:1:1]
 		} else if name, ok := strings.CutPrefix(k, "ce-"); ok {
-			req.Header[ceHeader(name)] = []string{vs[0]}
+			req.Header[ceHeader(name)] = vs[:1:1]
 		}
 	}
 	s.finish(req, b.ID, b.Body)
 	return req, nil
 }
+
+// userAgent is every request's User-Agent header value.
+var userAgent = []string{"rollcall-notifier"}
 
 func setBody(req *http.Request, body []byte) {
 	req.ContentLength = int64(len(body))
@@ -205,9 +210,21 @@ func setBody(req *http.Request, body []byte) {
 		req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 		return
 	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	req.Body = newBodyReader(body)
+	req.GetBody = func() (io.ReadCloser, error) { return newBodyReader(body), nil }
 }
+
+// bodyReader is a request body in one allocation (io.NopCloser of a
+// bytes.Reader takes two).
+type bodyReader struct{ bytes.Reader }
+
+func newBodyReader(b []byte) *bodyReader {
+	r := &bodyReader{}
+	r.Reset(b)
+	return r
+}
+
+func (*bodyReader) Close() error { return nil }
 
 // binaryHeaders sets the headers cehttp.WriteRequest sets in binary mode
 // (every attribute the event's spec version defines and is set, as
