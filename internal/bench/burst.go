@@ -342,6 +342,7 @@ func (r *runner) deliver(ctx context.Context, ne *natsEnv, evs []events.Event) e
 		rc.checkOn.Store(true)
 		nt := notifier.New(ne.js, notifier.Config{Concurrency: conc}, notifier.Route{Sink: sink, Sources: []string{source}, Start: "all"})
 		var runErr error
+		s0 := ne.serverCPU()
 		m, err := measure(func() error {
 			nctx, cancel := context.WithCancel(ctx)
 			defer cancel()
@@ -358,6 +359,7 @@ func (r *runner) deliver(ctx context.Context, ne *natsEnv, evs []events.Event) e
 			}
 			return nil
 		})
+		m.server = ne.serverCPU() - s0
 		rc.checkOn.Store(false)
 		if err != nil {
 			return err
@@ -376,6 +378,6 @@ func (r *runner) deliver(ctx context.Context, ne *natsEnv, evs []events.Event) e
 	q, qs := ratio(rate, floor)
 	r.add(Row{Scenario: "4 deliver to webhook (notifier)", Size: count(n) + " events", Figure: fmt.Sprintf("%.0f/s", rate), Floor: fmt.Sprintf("%.0f/s", floor),
 		Ratio: qs, Target: "≥0.60×", Result: verdict(q >= 0.6),
-		Note: fmt.Sprintf("SINK_CONCURRENCY=%d, binary mode, unsigned, per-user order checked at the receiver; CPU %s (floor %s); floor = %d goroutines POSTing the same headers and bodies with a keep-alive client%s", conc, secs(m.cpu), secs(f.cpu), conc, andSpread(floors, figs, true))})
+		Note: fmt.Sprintf("SINK_CONCURRENCY=%d, binary mode, unsigned, per-user order checked at the receiver; CPU %s (floor %s), and the NATS server's %s beside it on the same cores (the floor needs none); floor = %d goroutines POSTing the same headers and bodies with a keep-alive client%s", conc, secs(m.cpu), secs(f.cpu), secs(m.server), conc, andSpread(floors, figs, true))})
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,10 +21,10 @@ import (
 // error that never quotes the URL.
 func TestDirectIsNewClient(t *testing.T) {
 	const token = "T0KENsecretPART1234567"
-	var seen strings.Builder
+	var seen lockedLog
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pw, ok := r.BasicAuth()
-		fmt.Fprintf(&seen, "%s %s auth=%v:%s:%s ua=%s|", r.Method, r.URL.Path, ok, user, pw, r.Header.Get("User-Agent"))
+		seen.printf("%s %s auth=%v:%s:%s ua=%s|", r.Method, r.URL.Path, ok, user, pw, r.Header.Get("User-Agent"))
 		switch r.URL.Path {
 		case "/ok":
 			w.WriteHeader(204)
@@ -105,4 +106,28 @@ func TestDirectIsNewClient(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lockedLog is what the test server saw, written by its handlers.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) printf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(&l.b, format, a...)
+}
+
+func (l *lockedLog) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
