@@ -292,9 +292,12 @@ func identity(e entry) string {
 // with the status rollcall records and the record without its invite
 // code (events.ScrubRaw).
 func (c *Client) normalise(e entry) events.User {
-	raw, err := events.ScrubRaw(e.Raw)
-	if err != nil {
-		raw = nil // cannot happen: the entry decoded as an object
+	raw := e.Raw
+	if events.MayHoldSecret(raw) { // a registered user's invite code; rarely more
+		var err error
+		if raw, err = events.ScrubRaw(raw); err != nil {
+			raw = nil // cannot happen: the entry decoded as an object
+		}
 	}
 	return events.User{
 		Source:       c.name,
