@@ -215,19 +215,30 @@ var _ diff.Marker = (*Index)(nil)
 // Records that a release before key hashing stored under the full
 // reversible key of a long id are moved to the hashed key first.
 func (u *Users) LoadIndex(ctx context.Context) (*Index, error) {
-	x, old, err := u.loadIndex(ctx)
-	if err != nil || len(old.keys) == 0 && len(old.secrets) == 0 {
-		return x, err
+	// A pass mends what it found; the next one loads the mended bucket and
+	// checks it again (a record moved meanwhile by another writer is found
+	// by it). Two passes mend everything an earlier release left.
+	for pass := 1; ; pass++ {
+		x, old, err := u.loadIndex(ctx)
+		if err != nil || len(old.keys) == 0 && len(old.secrets) == 0 {
+			return x, err
+		}
+		if pass == maxMendPasses {
+			return nil, fmt.Errorf("load state of %s: %d records still to move to hashed keys and %d still holding secrets after %d passes",
+				u.source, len(old.keys), len(old.secrets), pass)
+		}
+		if err := u.migrate(ctx, old.keys); err != nil {
+			return nil, err
+		}
+		if err := u.scrub(ctx, old.secrets); err != nil {
+			return nil, err
+		}
 	}
-	if err := u.migrate(ctx, old.keys); err != nil {
-		return nil, err
-	}
-	if err := u.scrub(ctx, old.secrets); err != nil {
-		return nil, err
-	}
-	x, _, err = u.loadIndex(ctx)
-	return x, err
 }
+
+// maxMendPasses bounds LoadIndex's passes over a bucket it keeps finding
+// to mend: another writer putting legacy records back as fast.
+const maxMendPasses = 4
 
 // stale is what an earlier release left in the bucket for LoadIndex to
 // mend.
@@ -264,7 +275,11 @@ type legacyKey struct {
 func (u *Users) migrate(ctx context.Context, legacy []legacyKey) error {
 	for _, l := range legacy {
 		id, _ := events.DecodeKey(l.key[len(u.source)+1:])
-		_, err := u.kv.Create(ctx, events.StateKey(u.source, id), l.value)
+		v := l.value
+		if clean, err := events.ScrubRaw(v); err == nil {
+			v = clean // never carry a secret to the new key
+		}
+		_, err := u.kv.Create(ctx, events.StateKey(u.source, id), v)
 		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("move state of %s to its hashed key: %w", l.key, err)
 		}

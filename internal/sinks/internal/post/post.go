@@ -7,6 +7,7 @@ package post
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -86,6 +87,12 @@ func (d *Direct) Do(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := d.rt.RoundTrip(req)
 	if err != nil {
+		// As http.Client says it: an https URL whose server answers in
+		// plain HTTP.
+		var rh tls.RecordHeaderError
+		if errors.As(err, &rh) && string(rh.RecordHeader[:]) == "HTTP/" {
+			err = http.ErrSchemeMismatch
+		}
 		return nil, &url.Error{Op: req.Method, Err: err}
 	}
 	return resp, nil
