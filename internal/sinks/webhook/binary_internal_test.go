@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"maps"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,4 +148,73 @@ func TestRequestBinaryNeverWritesIntoTheMessage(t *testing.T) {
 			t.Errorf("header %s of the message changed: %q", k, vs[:cap(vs)])
 		}
 	}
+}
+
+// A delivery goes out in one write: headers and body together. net/http
+// sends them in two (an extra system call and TCP segment per delivery)
+// when it does not know the body for one in memory.
+func TestSendBinaryWritesOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &writeCounter{Listener: ln}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	srv.Listener = counted
+	srv.Start()
+	defer srv.Close()
+	s, err := New(Config{Name: "w", URL: srv.URL + "/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := events.User{Source: "vpp", SourceKind: events.KindVPP, ID: "u1", Status: "Registered"}
+	e, err := events.New(events.Spec{Type: events.TypeRegistered, User: u, Observed: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, body, err := events.ToHeaders(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, ok := events.AsBinary(h, body)
+	if !ok {
+		t.Fatal("AsBinary refused the event")
+	}
+	for range 2 { // the second on the kept-alive connection
+		if err := s.SendBinary(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := counted.reads.Load(); got > 2 {
+		t.Errorf("two deliveries reached the server in %d reads, want 2 (headers and body written apart)", got)
+	}
+}
+
+// writeCounter counts the reads a server's connections make that return
+// data: one per write of the client, on a loopback connection whose
+// writes are small.
+type writeCounter struct {
+	net.Listener
+	reads atomic.Int64
+}
+
+func (l *writeCounter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, n: &l.reads}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.n.Add(1)
+	}
+	return n, err
 }

@@ -210,21 +210,13 @@ func setBody(req *http.Request, body []byte) {
 		req.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 		return
 	}
-	req.Body = newBodyReader(body)
-	req.GetBody = func() (io.ReadCloser, error) { return newBodyReader(body), nil }
+	// io.NopCloser of a *bytes.Reader, which net/http knows for a body in
+	// memory: a type of its own (one allocation fewer) made the transport
+	// send the headers and the body in two writes, which cost more CPU per
+	// delivery than the allocation.
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 }
-
-// bodyReader is a request body in one allocation (io.NopCloser of a
-// bytes.Reader takes two).
-type bodyReader struct{ bytes.Reader }
-
-func newBodyReader(b []byte) *bodyReader {
-	r := &bodyReader{}
-	r.Reset(b)
-	return r
-}
-
-func (*bodyReader) Close() error { return nil }
 
 // binaryHeaders sets the headers cehttp.WriteRequest sets in binary mode
 // (every attribute the event's spec version defines and is set, as
