@@ -58,8 +58,8 @@ type Doer interface {
 
 // Direct is what a sink sends with when it is given no client: NewClient's
 // transport, called without http.Client, whose work for redirects (a copy
-// of every request's headers, kept in case one is followed) cost a
-// notifier more CPU per delivery than building the request. It does what
+// of every request's headers, kept in case one is followed) is never of
+// use to a sink that follows none. It does what
 // NewClient's client does for a request: no redirect is followed (a 3xx
 // is the answer), credentials in the URL become Basic authorization
 // unless the request has its own, and an error is a *url.Error that
