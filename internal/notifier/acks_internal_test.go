@@ -163,3 +163,49 @@ func TestBatchAcksAcrossReconnectIsNotConfirmed(t *testing.T) {
 		t.Fatal("a batch spanning a reconnect was reported confirmed")
 	}
 }
+
+// Acks are batched only for a consumer of one replica: on a replicated
+// one a leader change inside a batch could lose its earlier acks while
+// the new leader answers the last (review 16b). A consumer that sets no
+// replicas has the stream's.
+func TestAcksAreBatchedOnlyOnOneReplica(t *testing.T) {
+	consumer := func(t *testing.T, js jetstream.JetStream, streamReplicas, consumerReplicas int) jetstream.Consumer {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BATCH", Subjects: []string{"batch.>"}, Replicas: streamReplicas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: fmt.Sprintf("c%d", consumerReplicas), AckPolicy: jetstream.AckExplicitPolicy, Replicas: consumerReplicas})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	t.Run("one server", func(t *testing.T) {
+		_, js := natstest.Connect(t, natstest.Start(t))
+		if !New(js, Config{}).batchable(context.Background(), consumer(t, js, 1, 0)) {
+			t.Error("acks on a single server are not batched")
+		}
+	})
+	c := natstest.StartCluster(t, 3)
+	c.WaitReady()
+	_, js := natstest.ConnectURL(t, c.URL(0))
+	n := New(js, Config{})
+	for _, tc := range []struct {
+		name     string
+		replicas int
+		want     bool
+	}{
+		{"R3 stream, consumer of the stream's replicas", 0, false},
+		{"R3 stream, R3 consumer", 3, false},
+		{"R3 stream, R1 consumer", 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := n.batchable(context.Background(), consumer(t, js, 3, tc.replicas)); got != tc.want {
+				t.Errorf("batchable = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

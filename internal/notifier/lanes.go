@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -77,8 +78,10 @@ type pump struct {
 	slots chan struct{} // one token per send in flight
 	// idle hands a new lane to a lane goroutine waiting for one (work).
 	idle chan *lane
-	// acks confirms delivered messages' acks in batches (see batchAcks).
-	acks *batchAcks
+	// acks confirms delivered messages' acks in batches (see batchAcks),
+	// while batching holds: the consumer read has one replica (batchable).
+	acks     *batchAcks
+	batching atomic.Bool
 
 	mu       sync.Mutex
 	lanes    map[string]*lane
@@ -217,22 +220,35 @@ func (n *Notifier) newPump(ctx context.Context, sink Sink, log *slog.Logger) *pu
 func (p *pump) close() {
 	close(p.drained)
 	p.stop()
+	// A batching sink sends what it holds now, within the grace; and again
+	// while deliveries are in flight, for an event that reached it after a
+	// flush (it would wait for its batch's window, beyond the grace).
+	flush := func() {}
 	if f, ok := p.sink.(interface{ Flush() }); ok {
-		f.Flush() // a batching sink sends what it holds now, within the grace
+		flush = f.Flush
 	}
+	flush()
 	done := make(chan struct{})
 	go func() {
 		p.wg.Wait()
 		close(done)
 	}()
 	grace := time.NewTimer(p.n.cfg.ShutdownGrace)
-	select {
-	case <-done:
-	case <-grace.C:
-		p.log.Warn("deliveries still in flight after the shutdown grace; cutting them off and releasing their events", "grace", p.n.cfg.ShutdownGrace.String())
-		p.cutNow()
-		<-done
+	again := time.NewTicker(flushAgainEvery)
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-again.C:
+			flush()
+		case <-grace.C:
+			p.log.Warn("deliveries still in flight after the shutdown grace; cutting them off and releasing their events", "grace", p.n.cfg.ShutdownGrace.String())
+			p.cutNow()
+			<-done
+			waiting = false
+		}
 	}
+	again.Stop()
 	grace.Stop()
 	p.cutNow()
 	p.acks.close() // no lane is left to wait for an ack
@@ -244,6 +260,10 @@ func (p *pump) close() {
 		_ = nc.FlushTimeout(time.Second)
 	}
 }
+
+// flushAgainEvery is how often a stopping pump flushes a batching sink
+// again while deliveries are still in flight.
+const flushAgainEvery = 200 * time.Millisecond
 
 // dispatch queues msg in its user's lane, starting the lane's goroutine if
 // the lane was empty, or behind the gate. It never blocks on a delivery.
@@ -746,7 +766,7 @@ func eventAge(e events.Event, meta *jetstream.MsgMetadata) time.Duration {
 // delivered a second time after the ack wait; only a stop that outlasts the
 // shutdown grace gives up, leaving at-least-once redelivery.
 func (p *pump) ack(msg jetstream.Msg, log *msgLog) {
-	if p.acks.confirm(msg) {
+	if p.batching.Load() && p.acks.confirm(msg) {
 		return
 	}
 	nc := p.n.js.Conn()

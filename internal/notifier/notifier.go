@@ -658,6 +658,7 @@ func (n *Notifier) release(ctx context.Context, it jetstream.MessagesContext) {
 // release them in order, instead of being dropped and left to the ack wait.
 func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, p *pump, log *slog.Logger) error {
 	p.gate(c)
+	p.batching.Store(n.batchable(ctx, c))
 	it, err := c.Messages()
 	if err != nil {
 		return err
@@ -689,6 +690,30 @@ func (n *Notifier) receive(ctx context.Context, c jetstream.Consumer, p *pump, l
 		last = nil
 		p.dispatch(msg, consumerEpoch(c), c)
 	}
+}
+
+// batchable reports whether the acks of c's messages may be confirmed in
+// batches (batchAcks): only when c has one replica. A replicated
+// consumer's leader can change between a batch's plain acks and its last,
+// answered one, and the old leader may then drop the earlier acks while
+// the new one answers (review 16b, from reading the server): those events
+// would come back after the ack wait, out of their user's order. Each ack
+// is then confirmed on its own. A consumer of no replicas of its own has
+// the stream's; when that cannot be read, acks are not batched.
+func (n *Notifier) batchable(ctx context.Context, c jetstream.Consumer) bool {
+	info := c.CachedInfo()
+	if info == nil || info.Cluster != nil && len(info.Cluster.Replicas) > 0 {
+		return false
+	}
+	r := info.Config.Replicas
+	if r == 0 {
+		s, err := n.js.Stream(ctx, info.Stream)
+		if err != nil {
+			return false
+		}
+		r = s.CachedInfo().Config.Replicas
+	}
+	return r <= 1
 }
 
 // consumerEpoch identifies one incarnation of a sink's consumer: its
