@@ -67,7 +67,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 // connects over TLS with the certificate's CA and its password.
 func TestEmbeddedServerBeyondLoopbackNeedsTLS(t *testing.T) {
 	err := pollerapp.Run(context.Background(), envconfig.MapLookuper(map[string]string{"DATA_DIR": t.TempDir(),
-		"EMBEDDED_NATS_LISTEN": "0.0.0.0:0", "VPP_STOKEN": "x"}), &syncbuf.Buffer{})
+		"EMBEDDED_NATS_LISTEN": "0.0.0.0:0", "VPP_STOKEN": "x", "HTTP_ADDR": ""}), &syncbuf.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "EMBEDDED_NATS_TLS_CERT") {
 		t.Fatalf("a non-loopback embedded server without TLS: %v; want it refused, naming EMBEDDED_NATS_TLS_CERT", err)
 	}

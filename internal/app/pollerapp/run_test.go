@@ -63,6 +63,10 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			// No metrics listener: the default 127.0.0.1:9090 may be taken
+			// (the compose test's Prometheus publishes it), and a taken
+			// HTTP_ADDR is refused before the rest is checked.
+			tt.env["HTTP_ADDR"] = ""
 			err := pollerapp.Run(ctx, envconfig.MapLookuper(tt.env), &syncbuf.Buffer{})
 			if err == nil {
 				t.Fatal("Run accepted a bad configuration")
