@@ -83,9 +83,15 @@ type pump struct {
 	acks     *batchAcks
 	batching atomic.Bool
 
-	mu       sync.Mutex
-	lanes    map[string]*lane
-	held     int                 // messages in lanes and behind the gate
+	mu    sync.Mutex
+	lanes map[string]*lane
+	held  int // messages in lanes and behind the gate
+	// left counts the messages that left the pump (delivered, dead-lettered
+	// or released). A consumer's pending count is read from the server
+	// while lanes go on: held read before that request, less what left
+	// meanwhile, is what the pump surely held when the server counted;
+	// held read after it may count messages the server had not yet sent.
+	left     uint64
 	seqs     map[uint64]struct{} // their stream sequences (holds)
 	gated    bool                // collecting into waiting instead of the lanes
 	waiting  []held              // collected while gated
@@ -357,6 +363,7 @@ func (p *pump) gate(c jetstream.Consumer) {
 		p.mu.Unlock()
 		return
 	}
+	held0, left0 := p.held, p.left
 	p.mu.Unlock()
 	info, err := p.info(c)
 	p.mu.Lock()
@@ -368,7 +375,7 @@ func (p *pump) gate(c jetstream.Consumer) {
 		// that skips one (lost on its way) shows as a gap.
 		p.lastSeq, p.seqKnown = max(p.lastSeq, info.Delivered.Consumer), true
 	}
-	if err == nil && pending <= p.held {
+	if err == nil && pending <= held0-int(p.left-left0) {
 		return
 	}
 	p.gated = true
@@ -410,11 +417,14 @@ loop:
 			break loop
 		case <-t.C:
 		}
+		p.mu.Lock()
+		held0, left0 := p.held, p.left
+		p.mu.Unlock()
 		pending, err := p.pending(c)
 		p.mu.Lock()
-		held, deadline := p.held, p.deadline
+		held, left, deadline := p.held, p.left, p.deadline
 		p.mu.Unlock()
-		if err == nil && pending <= held {
+		if err == nil && pending <= held0-int(left-left0) {
 			reason = "every pending message arrived"
 			break
 		}
@@ -483,6 +493,7 @@ func (p *pump) run(l *lane) {
 		l.msgs[0] = held{}
 		l.msgs = l.msgs[1:]
 		p.held--
+		p.left++
 		delete(p.seqs, h.meta.Sequence.Stream)
 		p.mu.Unlock()
 	}
