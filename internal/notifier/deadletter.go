@@ -213,9 +213,12 @@ func (d *deadSet) has(id string) bool {
 // making the id while the set is empty, as it is on a healthy sink.
 func (d *deadSet) hasLetter(eventID, sink string, seq uint64, epoch int64) bool {
 	d.mu.Lock()
-	empty := len(d.ids) == 0
-	d.mu.Unlock()
-	return !empty && d.has(DeadLetterMsgID(eventID, sink, seq, epoch))
+	defer d.mu.Unlock()
+	if len(d.ids) == 0 {
+		return false
+	}
+	_, ok := d.ids[DeadLetterMsgID(eventID, sink, seq, epoch)]
+	return ok
 }
 
 func (d *deadSet) add(id string) {
