@@ -341,10 +341,18 @@ func (n *Notifier) Run(ctx context.Context) error {
 	}
 	// Said on a requested stop only, not when a failing sink stops the
 	// others (that failure is what Run returns).
+	// Run returns only once the line is written: a stop that finishes at
+	// once (nothing in flight) returned before it, and the line was lost.
+	said := make(chan struct{})
 	stopped := context.AfterFunc(ctx, func() {
+		defer close(said)
 		n.log.Info("stopping: finishing the deliveries in flight, releasing the rest for the next start", "grace", n.cfg.ShutdownGrace.String())
 	})
-	defer stopped()
+	defer func() {
+		if !stopped() {
+			<-said
+		}
+	}()
 	// A sink that cannot go on (the connection is gone for good) stops the
 	// others too, so that Run reports the failure instead of carrying on
 	// with a sink silently missing.
